@@ -1,0 +1,270 @@
+"""One activation of one instance: replay run() from the top against storage until it finishes,
+hibernates (nothing left to do but wait), pauses or is stopped. Plain asyncio; no Ray.
+
+The activation keeps two counts: steps running an attempt (`busy`) and waits parked on a deadline
+or an event (`park`). When nothing is busy and the nearest deadline is further off than
+`hibernate_after`, the run() task is cancelled and the activation returns a `waiting` outcome with
+the wake-up time; the next activation replays to the same point from storage, for free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from raydo.runtime.clock import Clock
+from raydo.runtime.errors import (
+    NonDeterminismError,
+    NonRetryableError,
+    PayloadError,
+    WorkflowStepError,
+)
+from raydo.runtime.model import Env, WorkflowEntrypoint, WorkflowEvent
+from raydo.runtime.rules import check_step_name
+from raydo.runtime.step import WorkflowStep
+from raydo.storage.codec import decode, encode
+from raydo.storage.instances import Fenced, InstanceRecord, InstanceStore, StepRecord
+
+log = logging.getLogger("raydo")
+
+HIBERNATE_AFTER = 0.25
+
+
+@dataclass
+class Outcome:
+    """How an activation ended. `status` is complete | errored | waiting | paused | stopped."""
+
+    status: str
+    wake_at: float | None = None
+    waiting_types: list[str] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class _Park:
+    until: float | None
+    type: str | None
+    future: asyncio.Future[None]
+
+
+class _Fence(BaseException):
+    """Raised through user code when this activation lost its lease: BaseException, so a user's
+    `except Exception` cannot swallow it."""
+
+
+class Activation:
+    def __init__(
+        self,
+        store: InstanceStore,
+        workflow_cls: type[WorkflowEntrypoint],
+        record: InstanceRecord,
+        lease: int,
+        clock: Clock,
+        env: Env | None = None,
+        executor: Executor | None = None,
+        hibernate_after: float = HIBERNATE_AFTER,
+    ) -> None:
+        self.store, self.cls, self.record, self.lease = store, workflow_cls, record, lease
+        self.clock, self.env, self.executor = clock, env or Env(), executor
+        self.hibernate_after = hibernate_after
+        self.steps: dict[tuple[str, int], StepRecord] = {}
+        self._counts: defaultdict[str, int] = defaultdict(int)
+        self._seq = 0
+        self._busy = 0
+        self._parks: list[_Park] = []
+        self._pausing = False
+        self._stopped = False
+        self._changed = asyncio.Event()
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    async def run(self) -> Outcome:
+        self.steps = self.store.steps(self.record.id)
+        self._seq = max((s.seq for s in self.steps.values()), default=-1) + 1
+        task = asyncio.ensure_future(self._run_user())
+        try:
+            while not task.done():
+                if self._stopped:
+                    return Outcome("stopped")
+                hibernation = self._hibernation()
+                if hibernation is not None:
+                    return hibernation
+                self._changed.clear()
+                waiter = asyncio.ensure_future(self._changed.wait())
+                await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+            return self._settle_result(task)
+        except _Fence:
+            return Outcome("stopped")
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+            for park in self._parks:
+                park.future.cancel()
+
+    async def _run_user(self) -> Any:
+        instance = self.cls()
+        instance.env = self.env
+        payload = self.store.params(self.record.id)
+        event = WorkflowEvent(
+            payload=decode(payload) if payload is not None else None,
+            timestamp=datetime.fromtimestamp(self.record.created_at, tz=timezone.utc),
+            instance_id=self.record.id,
+            workflow_name=self.record.workflow,
+        )
+        return await instance.run(event, WorkflowStep(self))
+
+    def _hibernation(self) -> Outcome | None:
+        if self._busy:
+            return None
+        if self._pausing:
+            return self._settle(Outcome("paused"), paused_at=self.clock.now())
+        if not self._parks:
+            return None
+        deadlines = [p.until for p in self._parks if p.until is not None]
+        wake_at = min(deadlines) if deadlines else None
+        if wake_at is not None and wake_at - self.clock.now() <= self.hibernate_after:
+            return None
+        types = sorted({p.type for p in self._parks if p.type is not None})
+        return self._settle(Outcome("waiting", wake_at, types))
+
+    def _settle_result(self, task: asyncio.Future[Any]) -> Outcome:
+        exc = task.exception()
+        if isinstance(exc, _Fence):
+            return Outcome("stopped")
+        if exc is None:
+            try:
+                output = encode(task.result(), "workflow output")
+            except PayloadError as err:
+                return self._settle(Outcome("errored"), error=_error(err))
+            return self._settle(Outcome("complete"), output=output)
+        if not isinstance(exc, Exception):
+            raise exc
+        log.info("instance %s errored: %r", self.record.id, exc)
+        return self._settle(Outcome("errored"), error=_error(exc))
+
+    def _settle(
+        self,
+        outcome: Outcome,
+        output: bytes | None = None,
+        error: dict[str, str] | None = None,
+        paused_at: float | None = None,
+    ) -> Outcome:
+        rec = self.record
+        rec.status, rec.wake_at, rec.waiting_types = outcome.status, outcome.wake_at, outcome.waiting_types
+        rec.error, rec.paused_at, rec.has_output = error, paused_at, output is not None
+        if outcome.status in ("complete", "errored"):
+            rec.ended_at = self.clock.now()
+        try:
+            # Not synced: every finished outcome is re-derived by replay from the (synced) steps.
+            self.store.settle(rec.id, self.lease, rec, output, durable=False)
+        except Fenced:
+            return Outcome("stopped")
+        return outcome
+
+    # -- control from outside (the actor) ------------------------------------------------------
+
+    def request_pause(self) -> None:
+        self._pausing = True
+        self._poke()
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._poke()
+
+    def event_arrived(self, type_: str) -> None:
+        for park in self._parks:
+            if park.type == type_ and not park.future.done():
+                park.future.set_result(None)
+
+    @property
+    def pausing(self) -> bool:
+        return self._pausing
+
+    # -- services for WorkflowStep -------------------------------------------------------------
+
+    def next_id(self, name: str) -> tuple[str, int]:
+        check_step_name(name)
+        self._counts[name] += 1
+        return name, self._counts[name]
+
+    def lookup(self, sid: tuple[str, int], kind: str) -> StepRecord | None:
+        rec = self.steps.get(sid)
+        if rec is not None and rec.kind != kind:
+            raise NonDeterminismError(
+                f"step {sid[0]!r} #{sid[1]} was recorded as {rec.kind!r} but is now called as "
+                f"{kind!r}; check that your workflow is deterministic",
+                step=sid[0],
+                count=sid[1],
+            )
+        return rec
+
+    def new_record(self, sid: tuple[str, int], kind: str, **fields: Any) -> StepRecord:
+        rec = StepRecord(kind=kind, seq=self._seq, started_at=self.clock.now(), **fields)
+        self._seq += 1
+        self.steps[sid] = rec
+        return rec
+
+    def save(self, sid: tuple[str, int], rec: StepRecord, durable: bool) -> None:
+        try:
+            self.store.save_step(self.record.id, self.lease, sid, rec, durable)
+        except Fenced:
+            raise _Fence() from None
+
+    def take_event(self, sid: tuple[str, int], rec: StepRecord) -> bool:
+        try:
+            return self.store.take_event(self.record.id, self.lease, sid, rec) is not None
+        except Fenced:
+            raise _Fence() from None
+
+    @contextlib.asynccontextmanager
+    async def busy(self) -> AsyncIterator[None]:
+        self._busy += 1
+        try:
+            yield
+        finally:
+            self._busy -= 1
+            self._poke()
+
+    async def park(self, until: float | None, type_: str | None = None) -> None:
+        """Wait until `until` (or an event of `type_`, or the end of a pause)."""
+        park = _Park(until, type_, asyncio.get_running_loop().create_future())
+        self._parks.append(park)
+        timer = asyncio.ensure_future(self._ring(park)) if until is not None else None
+        self._poke()
+        try:
+            await park.future
+        finally:
+            self._parks.remove(park)
+            if timer is not None:
+                timer.cancel()
+
+    async def pause_gate(self) -> None:
+        """New attempts do not start while a pause is pending: they park until the activation ends."""
+        while self._pausing:
+            await self.park(None)
+
+    async def _ring(self, park: _Park) -> None:
+        assert park.until is not None
+        await self.clock.sleep(park.until - self.clock.now())
+        if not park.future.done():
+            park.future.set_result(None)
+
+    def _poke(self) -> None:
+        self._changed.set()
+
+
+def _error(exc: BaseException) -> dict[str, str]:
+    if isinstance(exc, WorkflowStepError):
+        return {"name": exc.name, "message": exc.error_message}  # type: ignore[attr-defined]
+    if isinstance(exc, NonRetryableError):
+        return {"name": exc.name, "message": exc.message}  # type: ignore[attr-defined]
+    return {"name": type(exc).__name__, "message": str(exc)}

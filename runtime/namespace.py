@@ -1,0 +1,307 @@
+"""The namespace: every instance of one workflow, routed by id. Plain asyncio; no Ray.
+
+It owns the instances that hold no actor (creating, queueing, pausing, terminating them in storage)
+and hands runnable ones to workers, at most `concurrency` at a time. Instances waking from a sleep
+or an event go ahead of new ones. A worker runs one activation and reports its Outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from raydo.runtime.clock import Clock
+from raydo.runtime.engine import Outcome
+from raydo.runtime.errors import InvalidStateError, InvalidStepError, WaitTimeoutError
+from raydo.storage.instances import InstanceRecord, InstanceStore, StepRecord
+
+log = logging.getLogger("raydo")
+
+# A timer due this soon is handled here instead of going through the timer service.
+_IMMEDIATE = 0.005
+
+
+class Worker(Protocol):
+    async def run(self, iid: str, lease: int) -> Outcome: ...
+    def pause(self, iid: str) -> None: ...
+    def stop(self, iid: str) -> None: ...
+    def event(self, iid: str, type_: str) -> None: ...
+
+
+class WorkerPool(Protocol):
+    async def acquire(self) -> Worker: ...
+    def release(self, worker: Worker, broken: bool = False) -> None: ...
+
+
+class WorkerLost(Exception):
+    """Raised by a Worker whose process died during an activation."""
+
+
+@dataclass
+class Snapshot:
+    """Everything `status()` reports, still encoded; the client decodes it with its own classes."""
+
+    record: InstanceRecord
+    output: bytes | None
+    steps: list[tuple[str, int, StepRecord]] | None
+    pausing: bool
+
+
+class Namespace:
+    def __init__(
+        self,
+        store: InstanceStore,
+        pool: WorkerPool,
+        clock: Clock,
+        schedule_timer: Callable[[str, float], None],
+        concurrency: int,
+    ) -> None:
+        self.store, self.pool, self.clock = store, pool, clock
+        self.schedule_timer = schedule_timer
+        self.concurrency = concurrency
+        self._active: dict[str, Worker] = {}
+        self._wakeups: dict[str, None] = {}  # ordered sets: waking instances go first
+        self._new: dict[str, None] = {}
+        self._pausing: set[str] = set()
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- recovery ------------------------------------------------------------------------------
+
+    def recover(self) -> int:
+        """Pick up every unfinished instance found in storage. Returns how many were resumed."""
+        count = 0
+        for rec in sorted(self.store.records(), key=lambda r: r.created_at):
+            if rec.status in ("running", "waitingForPause"):
+                self._wakeups[rec.id] = None
+            elif rec.status == "queued":
+                self._new[rec.id] = None
+            elif rec.status == "waiting":
+                self._after_waiting(rec.id, rec.wake_at, rec.waiting_types)
+            else:
+                continue
+            count += 1
+        self._pump()
+        return count
+
+    # -- instance operations -------------------------------------------------------------------
+
+    def create(self, items: list[tuple[str, bytes]], skip_existing: bool) -> list[str]:
+        created = self.store.create(items, self.clock.now(), skip_existing)
+        for rec in created:
+            self._new[rec.id] = None
+        self._pump()
+        return [rec.id for rec in created]
+
+    def snapshot(self, iid: str, steps: bool = False) -> Snapshot:
+        rec = self.store.require(iid)
+        output = self.store.output(iid) if rec.has_output else None
+        step_list = None
+        if steps:
+            found = self.store.steps(iid)
+            step_list = [(n, c, s) for (n, c), s in sorted(found.items(), key=lambda i: i[1].seq)]
+        return Snapshot(rec, output, step_list, iid in self._pausing)
+
+    def pause(self, iid: str) -> None:
+        rec = self._unfinished(iid, "pause")
+        if rec.status == "paused" or iid in self._pausing:
+            return
+        worker = self._active.get(iid)
+        if worker is not None:
+            self._pausing.add(iid)
+            worker.pause(iid)
+            return
+        self._dequeue(iid)
+        rec.status, rec.wake_at, rec.paused_at = "paused", None, self.clock.now()
+        self.store.save(rec)
+
+    def resume(self, iid: str) -> None:
+        rec = self.store.require(iid)
+        if rec.status != "paused":
+            self._pausing.discard(iid)  # a pending pause is withdrawn; otherwise no effect
+            return
+        now = self.clock.now()
+        if rec.paused_at is not None:
+            self.store.shift_pending(iid, rec.paused_at, now - rec.paused_at)
+        rec.status, rec.paused_at = "running", None
+        self.store.save(rec)
+        self._wakeups[iid] = None
+        self._pump()
+
+    def terminate(self, iid: str) -> None:
+        rec = self._unfinished(iid, "terminate")
+        self._take_away(iid)
+        rec.status, rec.wake_at, rec.ended_at = "terminated", None, self.clock.now()
+        self.store.save(rec)
+        self._finished(iid)
+
+    def restart(self, iid: str, from_step: str | tuple[str, int] | None = None) -> None:
+        rec = self.store.require(iid)
+        from_seq = self._step_seq(iid, from_step) if from_step is not None else None
+        self._take_away(iid)
+        self.store.erase_steps(iid, from_seq)
+        rec.status, rec.wake_at, rec.waiting_types = "queued", None, []
+        rec.error, rec.ended_at, rec.paused_at, rec.has_output = None, None, None, False
+        self.store.save(rec)
+        self._new[iid] = None
+        self._pump()
+
+    def delete(self, iid: str) -> None:
+        self.store.require(iid)
+        self._take_away(iid)
+        self.store.delete(iid)
+        self._finished(iid)
+
+    def send_event(self, iid: str, type_: str, payload: bytes) -> None:
+        rec = self.store.add_event(iid, type_, payload, self.clock.now())
+        worker = self._active.get(iid)
+        if worker is not None:
+            worker.event(iid, type_)
+        elif rec.status == "waiting" and type_ in rec.waiting_types:
+            self._wake(iid)
+
+    def wake(self, iid: str) -> None:
+        """A timer fired. Stale timers (the instance moved on) are ignored."""
+        rec = self.store.get(iid)
+        if rec is None or rec.status != "waiting" or rec.wake_at is None:
+            return
+        if rec.wake_at <= self.clock.now() + _IMMEDIATE:
+            self._wake(iid)
+
+    async def wait(self, iid: str, timeout: float | None) -> None:
+        rec = self.store.require(iid)
+        if rec.finished:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(iid, []).append(fut)
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except asyncio.TimeoutError:
+            raise WaitTimeoutError(
+                f"instance {iid!r} did not finish within {timeout} seconds", id=iid
+            ) from None
+        finally:
+            waiters = self._waiters.get(iid, [])
+            if fut in waiters:
+                waiters.remove(fut)
+
+    # -- dispatch ------------------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        while len(self._tasks) < self.concurrency:
+            iid = _pop(self._wakeups) or _pop(self._new)
+            if iid is None:
+                return
+            task = asyncio.ensure_future(self._activate(iid))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _activate(self, iid: str) -> None:
+        worker = await self.pool.acquire()
+        outcome: Outcome | None = None
+        broken = False
+        try:
+            rec = self.store.get(iid)
+            if rec is None or rec.finished or rec.status == "paused":
+                return
+            lease, _ = self.store.acquire(iid, self.clock.now())
+            self._active[iid] = worker
+            try:
+                outcome = await worker.run(iid, lease)
+            except WorkerLost:
+                broken = True
+                log.warning("worker running instance %s died; resuming it", iid)
+                self._wakeups[iid] = None
+        except Exception:
+            log.exception("activation of instance %s failed", iid)
+        finally:
+            if self._active.get(iid) is worker:
+                del self._active[iid]
+            self.pool.release(worker, broken)
+            if outcome is not None:
+                self._after(iid, outcome)
+            self._pump()
+
+    def _after(self, iid: str, outcome: Outcome) -> None:
+        pausing = iid in self._pausing
+        self._pausing.discard(iid)
+        if outcome.status in ("complete", "errored"):
+            self._finished(iid)
+        elif outcome.status == "waiting":
+            if pausing:
+                self.pause(iid)
+            else:
+                self._after_waiting(iid, outcome.wake_at, outcome.waiting_types)
+
+    def _after_waiting(self, iid: str, wake_at: float | None, types: list[str]) -> None:
+        if types and self.store.has_events(iid, types):
+            self._wake(iid)
+        elif wake_at is not None:
+            if wake_at - self.clock.now() <= _IMMEDIATE:
+                self._wake(iid)
+            else:
+                self.schedule_timer(iid, wake_at)
+
+    def _wake(self, iid: str) -> None:
+        if iid not in self._active:
+            self._wakeups[iid] = None
+            self._pump()
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _unfinished(self, iid: str, op: str) -> InstanceRecord:
+        rec = self.store.require(iid)
+        if rec.finished:
+            raise InvalidStateError(
+                f"cannot {op} instance {iid!r}: it is already {rec.status}",
+                id=iid,
+                status=rec.status,
+            )
+        return rec
+
+    def _take_away(self, iid: str) -> None:
+        """Stop whatever runs the instance; its lease is bumped so a late write cannot land."""
+        self._dequeue(iid)
+        self._pausing.discard(iid)
+        worker = self._active.pop(iid, None)
+        self.store.fence(iid)
+        if worker is not None:
+            worker.stop(iid)
+
+    def _dequeue(self, iid: str) -> None:
+        self._wakeups.pop(iid, None)
+        self._new.pop(iid, None)
+
+    def _finished(self, iid: str) -> None:
+        for fut in self._waiters.pop(iid, []):
+            if not fut.done():
+                fut.set_result(None)
+
+    def _step_seq(self, iid: str, from_step: str | tuple[str, int]) -> int:
+        name, count = (from_step, 1) if isinstance(from_step, str) else from_step
+        step = self.store.steps(iid).get((name, count))
+        if step is None:
+            raise InvalidStepError(
+                f"restart from step {name!r} #{count}: instance {iid!r} has no such step",
+                step=name,
+                count=count,
+            )
+        return step.seq
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "active": len(self._active),
+            "queued": len(self._new),
+            "waking": len(self._wakeups),
+        }
+
+
+def _pop(ordered: dict[str, None]) -> str | None:
+    if not ordered:
+        return None
+    iid = next(iter(ordered))
+    del ordered[iid]
+    return iid

@@ -1,0 +1,193 @@
+"""Pure input rules: durations, retry policies, ids, names. Each bad value raises a typed error that
+names the value and the rule; nothing here has side effects."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Literal
+
+from raydo.runtime.errors import (
+    InvalidDurationError,
+    InvalidEventTypeError,
+    InvalidIdError,
+    InvalidStepError,
+)
+
+Duration = str | int | float | timedelta
+Backoff = Literal["constant", "linear", "exponential"]
+
+MAX_SLEEP = 365 * 86400.0
+MIN_EVENT_TIMEOUT = 1.0
+MAX_RETRY_LIMIT = 10_000
+MAX_STEP_NAME = 256
+MAX_ID = 100
+
+_UNITS = {
+    "second": 1.0,
+    "minute": 60.0,
+    "hour": 3600.0,
+    "day": 86400.0,
+    "week": 7 * 86400.0,
+    "month": 30 * 86400.0,
+    "year": 365.25 * 86400.0,
+}
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*([a-z]+?)s?\s*$")
+_ID_RE = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9\-_]*$")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def seconds(value: Duration, what: str = "duration") -> float:
+    """A duration in seconds from "10 seconds" / "1.5 hours" / timedelta / a number of seconds."""
+    if isinstance(value, bool):
+        raise InvalidDurationError(f"{what} {value!r} is a bool; give seconds, a string or timedelta")
+    if isinstance(value, timedelta):
+        result = value.total_seconds()
+    elif isinstance(value, (int, float)):
+        result = float(value)
+    elif isinstance(value, str):
+        result = _parse(value, what)
+    else:
+        raise InvalidDurationError(
+            f"{what} {value!r} has type {type(value).__name__}; a duration is a string like "
+            "'10 seconds', a timedelta or a number of seconds",
+            value=repr(value),
+        )
+    if not math.isfinite(result) or result < 0:
+        raise InvalidDurationError(
+            f"{what} {value!r} must be a finite, non-negative duration", value=repr(value)
+        )
+    return result
+
+
+def _parse(text: str, what: str) -> float:
+    match = _DURATION_RE.match(text.lower())
+    unit = _UNITS.get(match.group(2)) if match else None
+    if match is None or unit is None:
+        raise InvalidDurationError(
+            f"{what} {text!r} is not a duration; write '<number> <unit>' with unit second, "
+            "minute, hour, day, week, month or year (singular or plural)",
+            value=text,
+        )
+    return float(match.group(1)) * unit
+
+
+def bounded(value: Duration, what: str, low: float, high: float) -> float:
+    result = seconds(value, what)
+    if not low <= result <= high:
+        raise InvalidDurationError(
+            f"{what} {value!r} is {result:g} seconds; it must be between {low:g} and {high:g} "
+            "seconds (365 days)",
+            value=repr(value),
+        )
+    return result
+
+
+def check_id(value: Any, what: str = "instance id") -> str:
+    if not isinstance(value, str) or len(value) > MAX_ID or not _ID_RE.match(value):
+        raise InvalidIdError(
+            f"{what} {value!r} is invalid; it must be a string of 1..{MAX_ID} characters matching "
+            "^[a-zA-Z0-9_][a-zA-Z0-9-_]*$",
+            value=repr(value),
+        )
+    return value
+
+
+def check_event_type(value: Any) -> str:
+    if not isinstance(value, str) or len(value) > MAX_ID or not _ID_RE.match(value):
+        raise InvalidEventTypeError(
+            f"event type {value!r} is invalid; it must be a string of 1..{MAX_ID} characters "
+            "matching ^[a-zA-Z0-9_][a-zA-Z0-9-_]*$",
+            value=repr(value),
+        )
+    return value
+
+
+def check_step_name(value: Any) -> str:
+    if (
+        not isinstance(value, str)
+        or not value
+        or len(value) > MAX_STEP_NAME
+        or _CONTROL_RE.search(value)
+    ):
+        raise InvalidStepError(
+            f"step name {value!r} is invalid; it must be a non-empty string of at most "
+            f"{MAX_STEP_NAME} characters with no control characters",
+            value=repr(value),
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    limit: int = 5
+    """Retries after the first attempt: total attempts = limit + 1."""
+    delay: float = 10.0
+    """Seconds before the first retry; the base of the backoff."""
+    backoff: Backoff = "exponential"
+    """constant: delay; linear: delay * n; exponential: delay * 2**(n-1), n = failed attempts."""
+
+    def delay_after(self, failed_attempt: int) -> float:
+        if self.backoff == "constant":
+            return self.delay
+        if self.backoff == "linear":
+            return self.delay * failed_attempt
+        return self.delay * 2 ** (failed_attempt - 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"limit": self.limit, "delay": self.delay, "backoff": self.backoff}
+
+
+@dataclass(frozen=True)
+class StepConfig:
+    retries: RetryPolicy = RetryPolicy()
+    timeout: float = 600.0
+    """Seconds one attempt may run; a timed-out attempt is a failed attempt."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"retries": self.retries.to_dict(), "timeout": self.timeout}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StepConfig:
+        return cls(RetryPolicy(**data["retries"]), float(data["timeout"]))
+
+
+DEFAULT_CONFIG = StepConfig()
+_RETRY_KEYS = {"limit", "delay", "backoff"}
+
+
+def step_config(retries: Any, timeout: Any) -> StepConfig:
+    """Resolve a step's config from user arguments, over the defaults."""
+    if retries is None and timeout is None:
+        return DEFAULT_CONFIG
+    policy = DEFAULT_CONFIG.retries if retries is None else _retry_policy(retries)
+    limit = seconds(timeout, "step timeout") if timeout is not None else DEFAULT_CONFIG.timeout
+    if limit <= 0:
+        raise InvalidStepError(f"step timeout {timeout!r} must be greater than zero")
+    return StepConfig(policy, limit)
+
+
+def _retry_policy(retries: Any) -> RetryPolicy:
+    if isinstance(retries, RetryPolicy):
+        return retries
+    if not isinstance(retries, dict) or not set(retries) <= _RETRY_KEYS:
+        raise InvalidStepError(
+            f"retries {retries!r} is invalid; give a dict with keys from {sorted(_RETRY_KEYS)}",
+            value=repr(retries),
+        )
+    limit = retries.get("limit", DEFAULT_CONFIG.retries.limit)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= MAX_RETRY_LIMIT:
+        raise InvalidStepError(
+            f"retries limit {limit!r} is invalid; it must be an int from 0 to {MAX_RETRY_LIMIT}",
+            value=repr(limit),
+        )
+    backoff = retries.get("backoff", DEFAULT_CONFIG.retries.backoff)
+    if backoff not in ("constant", "linear", "exponential"):
+        raise InvalidStepError(
+            f"retries backoff {backoff!r} is invalid; use 'constant', 'linear' or 'exponential'",
+            value=repr(backoff),
+        )
+    delay = seconds(retries.get("delay", DEFAULT_CONFIG.retries.delay), "retries delay")
+    return RetryPolicy(limit, delay, backoff)

@@ -1,0 +1,291 @@
+"""`step`: the durable primitives a workflow's run() calls.
+
+Each primitive gets its identity (name, count) when it is called, so concurrent steps started with
+asyncio.gather keep the order they were written in, on the first run and on every replay. The step
+path is a chain of small pieces: look up the record -> run an attempt -> record the outcome ->
+wait for the retry; the waiting and persisting belong to the activation (engine.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from raydo.runtime.errors import (
+    InvalidDurationError,
+    NonRetryableError,
+    PayloadError,
+    WaitForEventTimeoutError,
+    WorkflowStepError,
+)
+from raydo.runtime.model import ReceivedEvent, StepContext, StepIdentity
+from raydo.runtime.rules import (
+    MAX_SLEEP,
+    MIN_EVENT_TIMEOUT,
+    Duration,
+    StepConfig,
+    bounded,
+    check_event_type,
+    step_config,
+)
+from raydo.storage.codec import decode, encode, unpack
+from raydo.storage.instances import StepRecord
+
+if TYPE_CHECKING:
+    from raydo.runtime.engine import Activation
+
+T = TypeVar("T")
+StepFn = Callable[..., Any]
+
+
+class WorkflowStep:
+    """The `step` argument of run(): do, sleep, sleep_until, wait_for_event."""
+
+    def __init__(self, activation: Activation) -> None:
+        self._act = activation
+
+    def do(
+        self,
+        name: str,
+        fn: StepFn | None = None,
+        *,
+        retries: dict[str, Any] | None = None,
+        timeout: Duration | None = None,
+    ) -> Any:
+        """Run `fn` once, durably: `await step.do(name, fn)`, or as a decorator `@step.do(name)`.
+
+        `fn` may be sync (run in a thread) or async, and take no argument or a StepContext.
+        `retries`: {"limit": 5, "delay": "10 seconds", "backoff": "exponential"}; `timeout` is per
+        attempt (default 10 minutes). A step that fails for good raises WorkflowStepError.
+        """
+        config = step_config(retries, timeout)
+        if fn is None:
+            return lambda f: _DeferredStep(self, name, f, config)
+        return self._do(self._act.next_id(name), fn, config)
+
+    def sleep(self, name: str, duration: Duration) -> Awaitable[None]:
+        """Sleep durably for `duration` ("2 days", timedelta, or seconds), at most 365 days."""
+        secs = bounded(duration, "sleep duration", 0.0, MAX_SLEEP)
+        return self._sleep(self._act.next_id(name), secs)
+
+    def sleep_until(self, name: str, when: datetime | float) -> Awaitable[None]:
+        """Sleep durably until `when` (an aware datetime; naive means UTC; or epoch seconds)."""
+        until = _epoch(when)
+        return self._sleep_until(self._act.next_id(name), until, when)
+
+    def wait_for_event(
+        self, name: str, *, type: str, timeout: Duration = "24 hours"
+    ) -> Awaitable[ReceivedEvent]:
+        """Wait for an event sent with `instance.send_event(type=...)`; events sent earlier are
+        buffered and delivered first in, first out. Raises WaitForEventTimeoutError on timeout."""
+        check_event_type(type)
+        secs = bounded(timeout, "wait_for_event timeout", MIN_EVENT_TIMEOUT, MAX_SLEEP)
+        return self._wait(self._act.next_id(name), type, secs)
+
+    # -- do --------------------------------------------------------------------------------------
+
+    async def _do(self, sid: tuple[str, int], fn: StepFn, config: StepConfig) -> Any:
+        act = self._act
+        rec = act.lookup(sid, "do")
+        if rec is None:
+            rec = act.new_record(sid, "do", config=config.to_dict())
+        elif rec.state == "done":
+            return _replayed(sid, rec)
+        else:
+            config = StepConfig.from_dict(rec.config or {})
+            if rec.state == "running":
+                _count_lost_attempt(rec, act.clock.now())
+        while True:
+            await act.pause_gate()
+            if rec.state == "done":
+                return _replayed(sid, rec)
+            if rec.until is not None and rec.until > act.clock.now():
+                await act.park(rec.until)
+                continue
+            await self._attempt(sid, fn, config, rec)
+
+    async def _attempt(
+        self, sid: tuple[str, int], fn: StepFn, config: StepConfig, rec: StepRecord
+    ) -> None:
+        act = self._act
+        rec.attempts += 1
+        rec.state, rec.until = "running", None
+        act.save(sid, rec, durable=False)
+        ctx = StepContext(StepIdentity(*sid), rec.attempts, config)
+        async with act.busy():
+            try:
+                value = await _call(fn, ctx, config.timeout, act.executor)
+                raw = encode(value, f"result of step {sid[0]!r}")
+            except Exception as exc:  # noqa: BLE001 - any step failure is recorded, not lost
+                _record_failure(rec, exc, config, act.clock.now())
+            else:
+                rec.state, rec.value, rec.error = "done", raw, None
+        rec.ended_at = act.clock.now()
+        act.save(sid, rec, durable=True)
+
+    # -- sleep -----------------------------------------------------------------------------------
+
+    async def _sleep(self, sid: tuple[str, int], secs: float) -> None:
+        act = self._act
+        rec = act.lookup(sid, "sleep")
+        if rec is None:
+            rec = act.new_record(sid, "sleep", until=act.clock.now() + secs)
+            act.save(sid, rec, durable=True)
+        await self._sleep_out(sid, rec)
+
+    async def _sleep_until(self, sid: tuple[str, int], until: float, when: Any) -> None:
+        act = self._act
+        rec = act.lookup(sid, "sleep")
+        if rec is None:
+            now = act.clock.now()
+            if until < now:
+                raise InvalidDurationError(
+                    f"sleep_until time {when!r} is in the past; it must be a future time",
+                    value=repr(when),
+                )
+            if until - now > MAX_SLEEP:
+                raise InvalidDurationError(
+                    f"sleep_until time {when!r} is more than 365 days ahead", value=repr(when)
+                )
+            rec = act.new_record(sid, "sleep", until=until)
+            act.save(sid, rec, durable=True)
+        await self._sleep_out(sid, rec)
+
+    async def _sleep_out(self, sid: tuple[str, int], rec: StepRecord) -> None:
+        act = self._act
+        assert rec.until is not None
+        while rec.state != "done" and act.clock.now() < rec.until:
+            await act.park(rec.until)
+        if rec.state != "done":
+            rec.state, rec.ended_at = "done", act.clock.now()
+            act.save(sid, rec, durable=False)
+
+    # -- wait_for_event --------------------------------------------------------------------------
+
+    async def _wait(self, sid: tuple[str, int], type_: str, secs: float) -> ReceivedEvent:
+        act = self._act
+        rec = act.lookup(sid, "wait")
+        if rec is None:
+            rec = act.new_record(sid, "wait", until=act.clock.now() + secs, type=type_)
+            act.save(sid, rec, durable=True)
+        assert rec.until is not None
+        while rec.state != "done":
+            if act.take_event(sid, rec):
+                break
+            if act.clock.now() >= rec.until:
+                rec.state, rec.ended_at = "done", act.clock.now()
+                rec.error = {"name": "WaitForEventTimeoutError", "message": _timeout_text(sid, rec)}
+                act.save(sid, rec, durable=True)
+                break
+            await act.park(rec.until, type_)
+        if rec.error is not None:
+            raise WaitForEventTimeoutError(rec.error["message"], step=sid[0], type=rec.type)
+        assert rec.value is not None
+        body = unpack(rec.value, f"event of step {sid[0]!r}")
+        return ReceivedEvent(body["y"], decode(body["p"]), _utc(body["t"]))
+
+
+class _DeferredStep:
+    """The decorator form: `@step.do(name)` makes this; awaiting a call of it runs the step."""
+
+    def __init__(self, step: WorkflowStep, name: str, fn: StepFn, config: StepConfig) -> None:
+        self._step, self._name, self._fn, self._config = step, name, fn, config
+
+    def __call__(self) -> Awaitable[Any]:
+        return self._step._do(self._step._act.next_id(self._name), self._fn, self._config)
+
+
+async def _call(
+    fn: StepFn, ctx: StepContext, timeout: float, executor: Any
+) -> Any:
+    args = (ctx,) if _wants_context(fn) else ()
+    if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 - async callable objects
+    ):
+        async with asyncio.timeout(timeout):
+            return await fn(*args)
+    loop = asyncio.get_running_loop()
+    result = await asyncio.wait_for(loop.run_in_executor(executor, fn, *args), timeout)
+    if inspect.isawaitable(result):
+        async with asyncio.timeout(timeout):
+            return await result
+    return result
+
+
+def _wants_context(fn: StepFn) -> bool:
+    code = getattr(fn, "__code__", None)
+    if code is not None and not getattr(fn, "__self__", None):
+        return bool(code.co_argcount)
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+
+
+def _record_failure(rec: StepRecord, exc: Exception, config: StepConfig, now: float) -> None:
+    retryable = not isinstance(exc, (NonRetryableError, PayloadError))
+    rec.error = _error_info(exc, retryable)
+    if retryable and rec.attempts <= config.retries.limit:
+        rec.state, rec.until = "retrying", now + config.retries.delay_after(rec.attempts)
+    else:
+        rec.state = "done"
+
+
+def _count_lost_attempt(rec: StepRecord, now: float) -> None:
+    """An attempt that started but never finished (its process died) counts as a failed attempt;
+    it is retried at once, within the step's retry limit."""
+    config = StepConfig.from_dict(rec.config or {})
+    rec.error = {
+        "name": "AttemptLostError",
+        "message": f"attempt {rec.attempts} did not finish: the process running it stopped",
+        "retryable": True,
+    }
+    if rec.attempts <= config.retries.limit:
+        rec.state, rec.until = "retrying", now
+    else:
+        rec.state = "done"
+
+
+def _error_info(exc: BaseException, retryable: bool) -> dict[str, Any]:
+    if isinstance(exc, TimeoutError) and not str(exc):
+        return {"name": "TimeoutError", "message": "attempt timed out", "retryable": retryable}
+    name = getattr(exc, "name", None) if isinstance(exc, NonRetryableError) else None
+    message = exc.message if isinstance(exc, (NonRetryableError, PayloadError)) else str(exc)
+    return {"name": name or type(exc).__name__, "message": message, "retryable": retryable}
+
+
+def _replayed(sid: tuple[str, int], rec: StepRecord) -> Any:
+    if rec.error is not None:
+        raise WorkflowStepError(
+            f"step {sid[0]!r} failed: {rec.error['name']}: {rec.error['message']}",
+            name=rec.error["name"],
+            error_message=rec.error["message"],
+            step=sid[0],
+            count=sid[1],
+            retryable=rec.error.get("retryable", True),
+        )
+    assert rec.value is not None
+    return decode(rec.value)
+
+
+def _timeout_text(sid: tuple[str, int], rec: StepRecord) -> str:
+    return f"wait_for_event {sid[0]!r} got no event of type {rec.type!r} before its timeout"
+
+
+def _epoch(when: datetime | float) -> float:
+    if isinstance(when, datetime):
+        aware = when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
+        return aware.timestamp()
+    if isinstance(when, (int, float)) and not isinstance(when, bool):
+        return float(when)
+    raise InvalidDurationError(
+        f"sleep_until time {when!r} must be a datetime or epoch seconds", value=repr(when)
+    )
+
+
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=timezone.utc)

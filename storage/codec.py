@@ -1,0 +1,98 @@
+"""msgpack encoding of user values and records. Never pickle: a storage file must not run code.
+
+User values are msgpack data plus two extension types:
+  - datetimes (ext 1), restored as timezone-aware datetimes when they had a zone;
+  - pydantic models (ext 2), stored as their class path and JSON-mode data. A model is restored as
+    its class only if that class is already imported in this process (replay of the same workflow
+    code always has it); storage never causes an import. Otherwise it is returned as a dict.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from typing import Any
+
+import msgpack
+from pydantic import BaseModel
+
+from raydo.runtime.errors import CorruptRecordError, PayloadError
+
+MAX_VALUE_BYTES = 1 << 20
+_EXT_DATETIME = 1
+_EXT_MODEL = 2
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, datetime):
+        return msgpack.ExtType(_EXT_DATETIME, obj.isoformat().encode())
+    if isinstance(obj, BaseModel):
+        cls = type(obj)
+        body = [f"{cls.__module__}:{cls.__qualname__}", obj.model_dump(mode="json")]
+        return msgpack.ExtType(_EXT_MODEL, msgpack.packb(body))
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    raise TypeError(f"{type(obj).__name__} is not serializable")
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    if code == _EXT_DATETIME:
+        return datetime.fromisoformat(data.decode())
+    if code == _EXT_MODEL:
+        path, body = msgpack.unpackb(data)
+        cls = _loaded_model_class(path)
+        return cls.model_validate(body) if cls is not None else body
+    return msgpack.ExtType(code, data)
+
+
+def _loaded_model_class(path: str) -> type[BaseModel] | None:
+    module_name, _, qualname = path.partition(":")
+    obj: Any = sys.modules.get(module_name)
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+    return obj if isinstance(obj, type) and issubclass(obj, BaseModel) else None
+
+
+def encode(value: Any, what: str = "value", limit: int = MAX_VALUE_BYTES) -> bytes:
+    """Encode a user value, or raise PayloadError naming `what` and the rule it broke."""
+    try:
+        raw: bytes = msgpack.packb(value, default=_default, use_bin_type=True, datetime=False)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise PayloadError(
+            f"{what} is not serializable: {exc}; allowed are None, bool, int (64-bit), float, str, "
+            "bytes, list, dict, datetime and pydantic models",
+            what=what,
+        ) from None
+    except RecursionError:
+        raise PayloadError(f"{what} is nested too deeply to serialize", what=what) from None
+    if len(raw) > limit:
+        raise PayloadError(
+            f"{what} is {len(raw)} bytes serialized; the limit is {limit} bytes (1 MiB)",
+            what=what,
+            size=len(raw),
+        )
+    return raw
+
+
+
+def decode(raw: bytes) -> Any:
+    try:
+        return msgpack.unpackb(raw, ext_hook=_ext_hook, raw=False, strict_map_key=False)
+    except Exception as exc:
+        raise CorruptRecordError(f"cannot decode stored value: {exc}") from None
+
+
+def pack(record: dict[str, Any]) -> bytes:
+    """Encode an internal record (plain msgpack; records hold no user objects)."""
+    raw: bytes = msgpack.packb(record, use_bin_type=True)
+    return raw
+
+
+def unpack(raw: bytes, what: str) -> dict[str, Any]:
+    try:
+        record = msgpack.unpackb(raw, raw=False, strict_map_key=False)
+    except Exception as exc:
+        raise CorruptRecordError(f"{what} is corrupt: {exc}", what=what) from None
+    if not isinstance(record, dict):
+        raise CorruptRecordError(f"{what} is corrupt: not a record", what=what)
+    return record

@@ -1,0 +1,381 @@
+"""Typed storage operations on one workflow's instances. Each method is one transaction.
+
+Two kinds of writer touch an instance: the namespace actor while the instance holds no actor, and
+the instance actor while it runs it. Writes of a running instance are fenced by its lease: the
+namespace bumps the lease each time it hands the instance to an actor, and a write carrying an old
+lease is refused (`Fenced`), so an activation that outlived its turn can never overwrite newer state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from raydo.runtime.errors import (
+    CorruptRecordError,
+    InstanceExistsError,
+    InstanceNotFoundError,
+    SchemaVersionError,
+)
+from raydo.storage import keys
+from raydo.storage.codec import pack, unpack
+from raydo.storage.kv import KV, Reader, Writer
+
+FINISHED = frozenset({"complete", "errored", "terminated"})
+
+
+@dataclass
+class InstanceRecord:
+    id: str
+    workflow: str
+    status: str = "queued"
+    created_at: float = 0.0
+    started_at: float | None = None
+    ended_at: float | None = None
+    error: dict[str, str] | None = None
+    wake_at: float | None = None
+    waiting_types: list[str] = field(default_factory=list)
+    paused_at: float | None = None
+    has_output: bool = False
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+
+@dataclass
+class StepRecord:
+    kind: str  # "do" | "sleep" | "wait"
+    seq: int
+    state: str = "running"  # do: running | retrying | done; sleep/wait: pending | done
+    attempts: int = 0
+    config: dict[str, Any] | None = None
+    value: bytes | None = None
+    error: dict[str, Any] | None = None
+    until: float | None = None  # sleep end, retry time or event-wait deadline
+    type: str | None = None  # event type of a wait
+    started_at: float | None = None
+    ended_at: float | None = None
+
+
+_INSTANCE_FIELDS = tuple(f.name for f in dataclasses.fields(InstanceRecord))
+_STEP_FIELDS = tuple(f.name for f in dataclasses.fields(StepRecord))
+
+
+def _pack_instance(rec: InstanceRecord) -> bytes:
+    return pack({name: getattr(rec, name) for name in _INSTANCE_FIELDS})
+
+
+def _unpack_instance(raw: bytes, what: str) -> InstanceRecord:
+    data = unpack(raw, what)
+    try:
+        return InstanceRecord(**{k: v for k, v in data.items() if k in _INSTANCE_FIELDS})
+    except TypeError as exc:
+        raise CorruptRecordError(f"{what} is corrupt: {exc}", what=what) from None
+
+
+def pack_step(rec: StepRecord) -> bytes:
+    return pack({name: getattr(rec, name) for name in _STEP_FIELDS})
+
+
+def unpack_step(raw: bytes, what: str) -> StepRecord:
+    data = unpack(raw, what)
+    try:
+        return StepRecord(**{k: v for k, v in data.items() if k in _STEP_FIELDS})
+    except TypeError as exc:
+        raise CorruptRecordError(f"{what} is corrupt: {exc}", what=what) from None
+
+
+class Fenced(Exception):
+    """Internal: a write carried a lease that is no longer the instance's current one."""
+
+
+@dataclass
+class Event:
+    type: str
+    payload: bytes
+    timestamp: float
+
+
+def check_schema(kv: KV) -> None:
+    """Stamp an empty store with our schema version; refuse one written by another version."""
+
+    def apply(w: Writer) -> None:
+        raw = w.get(keys.SCHEMA_KEY)
+        if raw is None:
+            w.put(keys.SCHEMA_KEY, keys.encode_u64(keys.SCHEMA_VERSION))
+            return
+        found = keys.decode_u64(raw)
+        if found != keys.SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"storage at {kv.path!r} has schema version {found}; this raydo reads version "
+                f"{keys.SCHEMA_VERSION} only",
+                found=found,
+                expected=keys.SCHEMA_VERSION,
+            )
+
+    kv.write(apply)
+
+
+class InstanceStore:
+    """All storage operations for the instances of one workflow."""
+
+    def __init__(self, kv: KV, workflow: str) -> None:
+        self.kv = kv
+        self.workflow = workflow
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _record(self, r: Reader, iid: str) -> InstanceRecord | None:
+        raw = r.get(keys.instance(self.workflow, iid))
+        return None if raw is None else _unpack_instance(raw, f"instance {iid!r}")
+
+    def _existing(self, r: Reader, iid: str) -> InstanceRecord:
+        rec = self._record(r, iid)
+        if rec is None:
+            raise InstanceNotFoundError(
+                f"instance {iid!r} of workflow {self.workflow!r} does not exist", id=iid
+            )
+        return rec
+
+    def get(self, iid: str) -> InstanceRecord | None:
+        return self.kv.read(lambda r: self._record(r, iid))
+
+    def require(self, iid: str) -> InstanceRecord:
+        return self.kv.read(lambda r: self._existing(r, iid))
+
+    def ids(self) -> list[str]:
+        prefix = keys.instances_of(self.workflow)
+        return self.kv.read(lambda r: [keys.instance_id_of(k) for k, _ in r.scan(prefix)])
+
+    def records(self) -> list[InstanceRecord]:
+        """Every decodable record; a corrupt one is skipped here and reported by `get`."""
+        prefix = keys.instances_of(self.workflow)
+
+        def apply(r: Reader) -> list[InstanceRecord]:
+            out = []
+            for key, raw in r.scan(prefix):
+                try:
+                    out.append(_unpack_instance(raw, f"instance {keys.instance_id_of(key)!r}"))
+                except CorruptRecordError:
+                    continue
+            return out
+
+        return self.kv.read(apply)
+
+    def params(self, iid: str) -> bytes | None:
+        return self.kv.read(lambda r: r.get(keys.params(self.workflow, iid)))
+
+    def output(self, iid: str) -> bytes | None:
+        return self.kv.read(lambda r: r.get(keys.output(self.workflow, iid)))
+
+    def steps(self, iid: str) -> dict[tuple[str, int], StepRecord]:
+        prefix = keys.steps_of(self.workflow, iid)
+
+        def apply(r: Reader) -> dict[tuple[str, int], StepRecord]:
+            found = {}
+            for key, raw in r.scan(prefix):
+                step_id = keys.step_id_of(key)
+                found[step_id] = unpack_step(raw, f"step {step_id} of instance {iid!r}")
+            return found
+
+        return self.kv.read(apply)
+
+    def has_events(self, iid: str, types: Iterable[str]) -> bool:
+        def apply(r: Reader) -> bool:
+            for type_ in types:
+                for _ in r.scan(keys.events_of(self.workflow, iid, type_)):
+                    return True
+            return False
+
+        return self.kv.read(apply)
+
+    # -- writing: shared pieces ---------------------------------------------------------------
+
+    def _put_record(self, w: Writer, rec: InstanceRecord) -> None:
+        """Write a record and keep the timer index in step with its wake_at, in the same txn."""
+        key = keys.instance(self.workflow, rec.id)
+        old_raw = w.get(key)
+        old_wake = _unpack_instance(old_raw, rec.id).wake_at if old_raw is not None else None
+        if old_wake != rec.wake_at:
+            if old_wake is not None:
+                w.delete(keys.timer(old_wake, self.workflow, rec.id))
+            if rec.wake_at is not None:
+                w.put(keys.timer(rec.wake_at, self.workflow, rec.id), b"")
+        w.put(key, _pack_instance(rec))
+
+    def _check_lease(self, w: Reader, iid: str, lease: int) -> None:
+        if keys.decode_u64(w.get(keys.lease(self.workflow, iid))) != lease:
+            raise Fenced(iid)
+
+    # -- writing: the namespace side ----------------------------------------------------------
+
+    def create(
+        self, items: list[tuple[str, bytes]], now: float, skip_existing: bool
+    ) -> list[InstanceRecord]:
+        """Create instances in one durable txn. A taken id raises (and nothing is written) unless
+        `skip_existing`, in which case it is left out of the result."""
+
+        def apply(w: Writer) -> list[InstanceRecord]:
+            created = []
+            seen: set[str] = set()
+            for iid, params in items:
+                if iid in seen or w.get(keys.instance(self.workflow, iid)) is not None:
+                    if skip_existing:
+                        continue
+                    raise InstanceExistsError(
+                        f"instance {iid!r} of workflow {self.workflow!r} already exists; "
+                        "ids are unique per workflow",
+                        id=iid,
+                    )
+                seen.add(iid)
+                rec = InstanceRecord(id=iid, workflow=self.workflow, created_at=now)
+                w.put(keys.params(self.workflow, iid), params)
+                self._put_record(w, rec)
+                created.append(rec)
+            return created
+
+        return self.kv.write(apply)
+
+    def save(self, rec: InstanceRecord, durable: bool = True) -> None:
+        self.kv.write(lambda w: self._put_record(w, rec), durable)
+
+    def acquire(self, iid: str, now: float) -> tuple[int, InstanceRecord]:
+        """Hand the instance to a new activation: bump its lease and mark it running."""
+
+        def apply(w: Writer) -> tuple[int, InstanceRecord]:
+            rec = self._existing(w, iid)
+            lease_key = keys.lease(self.workflow, iid)
+            lease = keys.decode_u64(w.get(lease_key)) + 1
+            w.put(lease_key, keys.encode_u64(lease))
+            rec.status = "running"
+            rec.wake_at = None
+            rec.waiting_types = []
+            rec.started_at = rec.started_at or now
+            self._put_record(w, rec)
+            return lease, rec
+
+        # Not synced: a lost acquire only means the activation is re-run after an OS crash.
+        return self.kv.write(apply, durable=False)
+
+    def fence(self, iid: str) -> None:
+        """Bump the lease so the activation holding the old one can write nothing more."""
+        lease_key = keys.lease(self.workflow, iid)
+        self.kv.write(
+            lambda w: w.put(lease_key, keys.encode_u64(keys.decode_u64(w.get(lease_key)) + 1))
+        )
+
+    def add_event(self, iid: str, type_: str, payload: bytes, now: float) -> InstanceRecord:
+        """Buffer an event durably (FIFO per type). Returns the instance record."""
+
+        def apply(w: Writer) -> InstanceRecord:
+            rec = self._existing(w, iid)
+            seq_key = keys.event_seq(self.workflow, iid)
+            seq = keys.decode_u64(w.get(seq_key))
+            w.put(seq_key, keys.encode_u64(seq + 1))
+            w.put(keys.event(self.workflow, iid, type_, seq), pack({"p": payload, "t": now}))
+            return rec
+
+        return self.kv.write(apply)
+
+    def shift_pending(self, iid: str, since: float, delta: float) -> None:
+        """After a pause: push every sleep/retry/wait deadline that was still ahead by `delta`."""
+        prefix = keys.steps_of(self.workflow, iid)
+
+        def apply(w: Writer) -> None:
+            for key, raw in list(w.scan(prefix)):
+                step = unpack_step(raw, "step")
+                if step.state != "done" and step.until is not None and step.until > since:
+                    step.until += delta
+                    w.put(key, pack_step(step))
+
+        self.kv.write(apply)
+
+    def erase_steps(self, iid: str, from_seq: int | None) -> None:
+        """Forget steps (all, or those first run at or after `from_seq`) and the output."""
+        prefix = keys.steps_of(self.workflow, iid)
+
+        def apply(w: Writer) -> None:
+            for key, raw in list(w.scan(prefix)):
+                if from_seq is None or unpack_step(raw, "step").seq >= from_seq:
+                    w.delete(key)
+            w.delete(keys.output(self.workflow, iid))
+
+        self.kv.write(apply)
+
+    def delete(self, iid: str) -> None:
+        def apply(w: Writer) -> None:
+            rec = self._existing(w, iid)
+            if rec.wake_at is not None:
+                w.delete(keys.timer(rec.wake_at, self.workflow, iid))
+            w.delete(keys.instance(self.workflow, iid))
+            for key, _ in list(w.scan(keys.namespace(self.workflow, iid))):
+                w.delete(key)
+
+        self.kv.write(apply)
+
+    # -- writing: the running instance (fenced) -----------------------------------------------
+
+    def save_step(
+        self, iid: str, lease: int, step_id: tuple[str, int], step: StepRecord, durable: bool
+    ) -> None:
+        key = keys.step(self.workflow, iid, *step_id)
+        raw = pack_step(step)
+
+        def apply(w: Writer) -> None:
+            self._check_lease(w, iid, lease)
+            w.put(key, raw)
+
+        self.kv.write(apply, durable)
+
+    def take_event(
+        self, iid: str, lease: int, step_id: tuple[str, int], step: StepRecord
+    ) -> Event | None:
+        """Consume the oldest buffered event of `step.type` and record it as the wait's result, in
+        one txn, so an event is delivered once and never again."""
+        assert step.type is not None
+        prefix = keys.events_of(self.workflow, iid, step.type)
+
+        def apply(w: Writer) -> Event | None:
+            self._check_lease(w, iid, lease)
+            for key, raw in w.scan(prefix):
+                body = unpack(raw, "event")
+                event = Event(step.type or "", body["p"], body["t"])
+                w.delete(key)
+                step.value = pack({"p": event.payload, "t": event.timestamp, "y": event.type})
+                step.state = "done"
+                w.put(keys.step(self.workflow, iid, *step_id), pack_step(step))
+                return event
+            return None
+
+        return self.kv.write(apply)
+
+    def settle(
+        self, iid: str, lease: int, rec: InstanceRecord, output: bytes | None, durable: bool
+    ) -> None:
+        """Write the record an activation ends with (finished, waiting or paused)."""
+
+        def apply(w: Writer) -> None:
+            self._check_lease(w, iid, lease)
+            if output is not None:
+                w.put(keys.output(self.workflow, iid), output)
+            self._put_record(w, rec)
+
+        self.kv.write(apply, durable)
+
+
+def due_timers(kv: KV, until: float) -> list[tuple[float, str, str]]:
+    """Timers due at or before `until`, earliest first: (due, workflow, id)."""
+    limit = keys.timer(until, "", "")
+
+    def apply(r: Reader) -> list[tuple[float, str, str]]:
+        out = []
+        for key, _ in r.scan(keys.TIMERS):
+            if key[:10] > limit[:10]:
+                break
+            out.append(keys.timer_of(key))
+        return out
+
+    return kv.read(apply)

@@ -1,0 +1,105 @@
+"""The LMDB key layout. This is the only module that builds or parses keys.
+
+Components are joined by NUL, which ids, workflow names, step names and event types can never hold
+(the id rule and the no-control-characters rule forbid it). Numbers are fixed-width big-endian, so
+keys sort in logical order and a timer queue or an event FIFO is a prefix scan.
+
+    meta/schema                              -> schema version
+    I  wf  id                                -> instance record          (one per instance)
+    N  wf  id  P                             -> params                   \
+    N  wf  id  O                             -> output                    |
+    N  wf  id  L                             -> lease (activation number) |  the instance's private
+    N  wf  id  S  name  count(u32)           -> step record               |  namespace: only its
+    N  wf  id  E  type  seq(u64)             -> buffered event            |  own actor (or the
+    N  wf  id  Q                             -> next event sequence      /   namespace actor while
+    T  due_ms(u64)  wf  id                   -> timer (empty value)          it holds no actor)
+"""
+
+from __future__ import annotations
+
+import struct
+
+SCHEMA_KEY = b"meta\x00schema"
+SCHEMA_VERSION = 1
+
+_SEP = b"\x00"
+_U32 = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
+
+
+def _enc(text: str) -> bytes:
+    return text.encode("utf-8")
+
+
+def instance(wf: str, iid: str) -> bytes:
+    return b"I" + _SEP + _enc(wf) + _SEP + _enc(iid)
+
+
+def instances_of(wf: str) -> bytes:
+    return b"I" + _SEP + _enc(wf) + _SEP
+
+
+def instance_id_of(key: bytes) -> str:
+    return key.rsplit(_SEP, 1)[1].decode("utf-8")
+
+
+def namespace(wf: str, iid: str) -> bytes:
+    return b"N" + _SEP + _enc(wf) + _SEP + _enc(iid) + _SEP
+
+
+def params(wf: str, iid: str) -> bytes:
+    return namespace(wf, iid) + b"P"
+
+
+def output(wf: str, iid: str) -> bytes:
+    return namespace(wf, iid) + b"O"
+
+
+def lease(wf: str, iid: str) -> bytes:
+    return namespace(wf, iid) + b"L"
+
+
+def event_seq(wf: str, iid: str) -> bytes:
+    return namespace(wf, iid) + b"Q"
+
+
+def steps_of(wf: str, iid: str) -> bytes:
+    return namespace(wf, iid) + b"S" + _SEP
+
+
+def step(wf: str, iid: str, name: str, count: int) -> bytes:
+    return steps_of(wf, iid) + _enc(name) + _SEP + _U32.pack(count)
+
+
+def step_id_of(key: bytes) -> tuple[str, int]:
+    body, count = key[:-5], key[-4:]
+    return body.rsplit(_SEP, 1)[1].decode("utf-8"), _U32.unpack(count)[0]
+
+
+def events_of(wf: str, iid: str, type_: str) -> bytes:
+    return namespace(wf, iid) + b"E" + _SEP + _enc(type_) + _SEP
+
+
+def event(wf: str, iid: str, type_: str, seq: int) -> bytes:
+    return events_of(wf, iid, type_) + _U64.pack(seq)
+
+
+TIMERS = b"T" + _SEP
+
+
+def timer(due: float, wf: str, iid: str) -> bytes:
+    return TIMERS + _U64.pack(max(0, int(due * 1000))) + _enc(wf) + _SEP + _enc(iid)
+
+
+def timer_of(key: bytes) -> tuple[float, str, str]:
+    due = _U64.unpack(key[2:10])[0] / 1000
+    wf, iid = key[10:].split(_SEP, 1)
+    return due, wf.decode("utf-8"), iid.decode("utf-8")
+
+
+def encode_u64(value: int) -> bytes:
+    return _U64.pack(value)
+
+
+def decode_u64(raw: bytes | None) -> int:
+    return 0 if raw is None else _U64.unpack(raw)[0]

@@ -1,0 +1,197 @@
+"""Ordered key-value stores: LMDB for real use, memory for unit tests.
+
+Both offer the same two calls: `read(fn)` runs `fn` against a consistent snapshot and `write(fn)` runs
+it in one atomic write transaction (synced to disk when `durable`). Keys scan in byte order.
+Everything above this module speaks only this interface.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator
+from typing import Protocol, TypeVar
+
+import lmdb
+
+from raydo.runtime.errors import StorageError, StorageFullError
+
+T = TypeVar("T")
+
+_INITIAL_MAP_SIZE = 64 << 20
+_DEFAULT_MAX_MAP_SIZE = 1 << 40
+
+
+class Reader(Protocol):
+    def get(self, key: bytes) -> bytes | None: ...
+    def scan(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]: ...
+
+
+class Writer(Reader, Protocol):
+    def put(self, key: bytes, value: bytes) -> None: ...
+    def delete(self, key: bytes) -> None: ...
+
+
+class KV(Protocol):
+    @property
+    def path(self) -> str: ...
+    def read(self, fn: Callable[[Reader], T]) -> T: ...
+    def write(self, fn: Callable[[Writer], T], durable: bool = True) -> T: ...
+
+
+class _LmdbTxn:
+    def __init__(self, txn: lmdb.Transaction) -> None:
+        self._txn = txn
+
+    def get(self, key: bytes) -> bytes | None:
+        value = self._txn.get(key)
+        return None if value is None else bytes(value)
+
+    def scan(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        cursor = self._txn.cursor()
+        if not cursor.set_range(start if start is not None else prefix):
+            return
+        for key, value in cursor:
+            if not key.startswith(prefix):
+                return
+            yield bytes(key), bytes(value)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self._txn.put(key, value)
+
+    def delete(self, key: bytes) -> None:
+        self._txn.delete(key)
+
+
+class LmdbKV:
+    """One LMDB environment per storage folder, shared by every raydo process on the node.
+
+    The environment is opened without per-commit sync; a durable write syncs after its commit. A
+    non-durable commit still survives the crash of any process (it sits in the page cache, and LMDB
+    applies commits in order); only an OS crash or power loss can drop it.
+    """
+
+    def __init__(self, path: str, max_map_size: int = _DEFAULT_MAX_MAP_SIZE) -> None:
+        self._path = os.path.abspath(path)
+        self._max_map_size = max_map_size
+        os.makedirs(self._path, exist_ok=True)
+        try:
+            self._env = lmdb.open(
+                self._path,
+                map_size=min(_INITIAL_MAP_SIZE, max_map_size),
+                sync=False,
+                metasync=False,
+                max_readers=1024,
+            )
+        except lmdb.Error as exc:
+            raise StorageError(f"cannot open storage at {self._path!r}: {exc}") from exc
+        self._lock = threading.Lock()
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    def read(self, fn: Callable[[Reader], T]) -> T:
+        while True:
+            try:
+                with self._env.begin(write=False) as txn:
+                    return fn(_LmdbTxn(txn))
+            except lmdb.MapResizedError:
+                self._env.set_mapsize(0)  # another process grew the map: adopt its size
+
+    def write(self, fn: Callable[[Writer], T], durable: bool = True) -> T:
+        with self._lock:
+            while True:
+                try:
+                    with self._env.begin(write=True) as txn:
+                        result = fn(_LmdbTxn(txn))
+                    break
+                except lmdb.MapResizedError:
+                    self._env.set_mapsize(0)
+                except lmdb.MapFullError:
+                    self._grow()
+                except lmdb.DiskError as exc:
+                    raise StorageFullError(f"storage at {self._path!r}: {exc}") from exc
+            if durable:
+                try:
+                    self._env.sync(True)
+                except lmdb.Error as exc:
+                    raise StorageFullError(f"storage at {self._path!r}: {exc}") from exc
+            return result
+
+    def _grow(self) -> None:
+        size = int(self._env.info()["map_size"])
+        if size >= self._max_map_size:
+            raise StorageFullError(
+                f"storage at {self._path!r} reached its size cap of {self._max_map_size} bytes"
+            )
+        self._env.set_mapsize(min(size * 2, self._max_map_size))
+
+    def map_size(self) -> int:
+        return int(self._env.info()["map_size"])
+
+    def close(self) -> None:
+        self._env.close()
+
+
+class _MemoryTxn:
+    def __init__(self, data: dict[bytes, bytes]) -> None:
+        self.data = data
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.data.get(key)
+
+    def scan(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        low = start if start is not None else prefix
+        for key in sorted(k for k in self.data if k.startswith(prefix) and k >= low):
+            yield key, self.data[key]
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.data[key] = value
+
+    def delete(self, key: bytes) -> None:
+        self.data.pop(key, None)
+
+
+class MemoryKV:
+    """The same interface over a dict, for unit tests. A write that raises changes nothing."""
+
+    def __init__(self) -> None:
+        self._data: dict[bytes, bytes] = {}
+        self._lock = threading.RLock()
+
+    @property
+    def path(self) -> str:
+        return ":memory:"
+
+    def read(self, fn: Callable[[Reader], T]) -> T:
+        with self._lock:
+            return fn(_MemoryTxn(dict(self._data)))
+
+    def write(self, fn: Callable[[Writer], T], durable: bool = True) -> T:
+        with self._lock:
+            txn = _MemoryTxn(dict(self._data))
+            result = fn(txn)
+            self._data = txn.data
+            return result
+
+
+_OPEN: dict[str, LmdbKV] = {}
+_OPEN_LOCK = threading.Lock()
+
+
+def open_lmdb(path: str) -> LmdbKV:
+    """The process-wide handle for `path`: LMDB forbids opening one environment twice in a process."""
+    key = os.path.abspath(path)
+    with _OPEN_LOCK:
+        kv = _OPEN.get(key)
+        if kv is None:
+            kv = _OPEN[key] = LmdbKV(key)
+        return kv
+
+
+def close_all() -> None:
+    with _OPEN_LOCK:
+        for kv in _OPEN.values():
+            kv.close()
+        _OPEN.clear()

@@ -1,0 +1,58 @@
+"""An in-process raydo for unit tests: in-memory store, fake clock, Namespace with local runners."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from raydo.runtime.clock import FakeClock
+from raydo.runtime.local import InstanceRunner, LocalPool
+from raydo.runtime.model import WorkflowEntrypoint
+from raydo.runtime.namespace import Namespace
+from raydo.storage.codec import decode, encode
+from raydo.storage.instances import InstanceStore, check_schema
+from raydo.storage.kv import KV, MemoryKV
+
+
+class Harness:
+    def __init__(self, cls: type[WorkflowEntrypoint], kv: KV | None = None, workers: int = 2,
+                 clock: FakeClock | None = None) -> None:
+        self.kv = kv or MemoryKV()
+        check_schema(self.kv)
+        self.clock = clock or FakeClock()
+        self.store = InstanceStore(self.kv, "wf")
+        self.timers: dict[str, float] = {}
+        runners = [InstanceRunner(self.store, cls, self.clock) for _ in range(workers)]
+        self.ns = Namespace(self.store, LocalPool(runners), self.clock, self._schedule, workers)
+
+    def _schedule(self, iid: str, due: float) -> None:
+        self.timers[iid] = due
+
+    async def settle(self) -> None:
+        for _ in range(50):
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.01)
+        for _ in range(50):
+            await asyncio.sleep(0)
+
+    async def advance(self, seconds: float) -> None:
+        """Move the fake clock, firing the timers that fall due like the timer actor would."""
+        await self.clock.advance(seconds)
+        for iid, due in sorted(self.timers.items(), key=lambda kv: kv[1]):
+            if due <= self.clock.now():
+                del self.timers[iid]
+                self.ns.wake(iid)
+        await self.settle()
+
+    def create(self, iid: str, params: Any = None) -> str:
+        return self.ns.create([(iid, encode(params))], skip_existing=False)[0]
+
+    def status(self, iid: str) -> str:
+        return self.ns.snapshot(iid).record.status
+
+    def output(self, iid: str) -> Any:
+        snap = self.ns.snapshot(iid)
+        return None if snap.output is None else decode(snap.output)
+
+    def error(self, iid: str) -> dict[str, str] | None:
+        return self.ns.snapshot(iid).record.error
