@@ -87,8 +87,12 @@ def event(wf: str, iid: str, type_: str, seq: int) -> bytes:
 TIMERS = b"T" + _SEP
 
 
+_U64_MAX = (1 << 64) - 1
+
+
 def timer(due: float, wf: str, iid: str) -> bytes:
-    return TIMERS + _U64.pack(max(0, int(due * 1000))) + _enc(wf) + _SEP + _enc(iid)
+    due_ms = _U64_MAX if due * 1000 >= _U64_MAX else max(0, int(due * 1000))
+    return TIMERS + _U64.pack(due_ms) + _enc(wf) + _SEP + _enc(iid)
 
 
 def timer_of(key: bytes) -> tuple[float, str, str]:

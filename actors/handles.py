@@ -1,0 +1,91 @@
+"""Creating and finding raydo's Ray actors. Every actor name and option is set here.
+
+Names carry a short hash of the storage path, so two storages on one Ray cluster (two test runs,
+two apps) never share actors. All raydo actors live in the Ray namespace "raydo".
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import ray
+
+from raydo.runtime.model import WorkflowEntrypoint
+
+RAY_NAMESPACE = "raydo"
+
+
+def storage_key(storage: str) -> str:
+    return hashlib.sha1(storage.encode()).hexdigest()[:12]
+
+
+def namespace_name(storage: str, workflow: str) -> str:
+    return f"ns:{storage_key(storage)}:{workflow}"
+
+
+def timer_name(storage: str) -> str:
+    return f"timers:{storage_key(storage)}"
+
+
+def namespace_actor(
+    storage: str, workflow: str, workflow_cls: type[WorkflowEntrypoint], options: dict[str, Any]
+) -> Any:
+    """Get the namespace actor of `workflow`, creating it (detached, restarting) if needed."""
+    from raydo.actors.namespace import NamespaceActor
+
+    return (
+        ray.remote(NamespaceActor)
+        .options(
+            name=namespace_name(storage, workflow),
+            namespace=RAY_NAMESPACE,
+            get_if_exists=True,
+            lifetime="detached",
+            max_restarts=-1,
+            max_concurrency=10_000,
+            num_cpus=0,
+        )
+        .remote(storage, workflow, workflow_cls, options)
+    )
+
+
+def existing_namespace(storage: str, workflow: str) -> Any | None:
+    try:
+        return ray.get_actor(namespace_name(storage, workflow), namespace=RAY_NAMESPACE)
+    except ValueError:
+        return None
+
+
+def timer_actor(storage: str) -> Any:
+    from raydo.actors.timer import TimerActor
+
+    return (
+        ray.remote(TimerActor)
+        .options(
+            name=timer_name(storage),
+            namespace=RAY_NAMESPACE,
+            get_if_exists=True,
+            lifetime="detached",
+            max_restarts=-1,
+            max_concurrency=10_000,
+            num_cpus=0,
+        )
+        .remote(storage)
+    )
+
+
+def new_instance_actor(
+    storage: str,
+    workflow: str,
+    workflow_cls: type[WorkflowEntrypoint],
+    env: dict[str, Any],
+    hibernate_after: float,
+) -> Any:
+    """A pooled InstanceActor. Owned by (and dying with) the namespace actor that creates it."""
+    from raydo.actors.instance import InstanceActor
+
+    return (
+        ray.remote(InstanceActor)
+        .options(max_restarts=0, max_concurrency=1000, num_cpus=0)
+        .remote(storage, workflow, workflow_cls, env, hibernate_after)
+    )

@@ -1,0 +1,106 @@
+"""NamespaceActor: one per workflow name and storage. A shell around runtime.namespace.Namespace."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from raydo.actors import handles
+from raydo.actors.pool import ActorPool
+from raydo.runtime.clock import SystemClock
+from raydo.runtime.model import WorkflowEntrypoint
+from raydo.runtime.namespace import Namespace, Snapshot
+from raydo.storage.instances import InstanceStore, check_schema
+from raydo.storage.kv import open_lmdb
+
+
+class NamespaceActor:
+    def __init__(
+        self,
+        storage: str,
+        workflow: str,
+        workflow_cls: type[WorkflowEntrypoint],
+        options: dict[str, Any],
+    ) -> None:
+        kv = open_lmdb(storage)
+        check_schema(kv)
+        self.storage, self.workflow = storage, workflow
+        concurrency = int(options["concurrency"])
+        self.pool = ActorPool(
+            lambda: handles.new_instance_actor(
+                storage, workflow, workflow_cls, options["env"], options["hibernate_after"]
+            ),
+            max_size=concurrency,
+            warm=int(options["warm"]),
+        )
+        self.ns = Namespace(
+            InstanceStore(kv, workflow), self.pool, SystemClock(), self._schedule, concurrency
+        )
+        self._timers: Any = None
+        self._started = False
+
+    def _start(self) -> None:
+        if not self._started:
+            self._started = True
+            self.pool.prestart()
+            self.ns.recover()
+
+    def _schedule(self, iid: str, due: float) -> None:
+        if self._timers is None:
+            self._timers = handles.timer_actor(self.storage)
+        self._timers.schedule.remote(self.workflow, iid, due)
+
+    async def ready(self) -> int:
+        self._start()
+        return self.pool.size
+
+    async def create(self, items: list[tuple[str, bytes]], skip_existing: bool) -> list[str]:
+        self._start()
+        return self.ns.create(items, skip_existing)
+
+    async def exists(self, iid: str) -> None:
+        self._start()
+        self.ns.store.require(iid)
+
+    async def snapshot(self, iid: str, steps: bool) -> Snapshot:
+        self._start()
+        return self.ns.snapshot(iid, steps)
+
+    async def list(self) -> list[Snapshot]:
+        self._start()
+        return [Snapshot(rec, None, None, False) for rec in self.ns.store.records()]
+
+    async def pause(self, iid: str) -> None:
+        self._start()
+        self.ns.pause(iid)
+
+    async def resume(self, iid: str) -> None:
+        self._start()
+        self.ns.resume(iid)
+
+    async def terminate(self, iid: str) -> None:
+        self._start()
+        self.ns.terminate(iid)
+
+    async def restart(self, iid: str, from_step: Any) -> None:
+        self._start()
+        self.ns.restart(iid, from_step)
+
+    async def delete(self, iid: str) -> None:
+        self._start()
+        self.ns.delete(iid)
+
+    async def send_event(self, iid: str, type_: str, payload: bytes) -> None:
+        self._start()
+        self.ns.send_event(iid, type_, payload)
+
+    async def wake(self, iid: str) -> None:
+        self._start()
+        self.ns.wake(iid)
+
+    async def wait(self, iid: str, timeout: float | None, steps: bool) -> Snapshot:
+        self._start()
+        await self.ns.wait(iid, timeout)
+        return self.ns.snapshot(iid, steps)
+
+    async def stats(self) -> dict[str, Any]:
+        return {**self.ns.stats(), "actors": self.pool.size}

@@ -1,0 +1,88 @@
+"""A warm pool of InstanceActors for one namespace, and the Worker adapter the namespace uses.
+
+Starting a Ray actor costs ~330 ms (a new process), so actors are created ahead of need, reused for
+activation after activation, and replaced in the background when one dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import ray
+from ray.exceptions import RayActorError, RayTaskError
+
+from raydo.runtime.engine import Outcome
+from raydo.runtime.namespace import WorkerLost
+
+log = logging.getLogger("raydo")
+
+
+class RayWorker:
+    """The namespace's view of one InstanceActor."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+
+    async def run(self, iid: str, lease: int) -> Outcome:
+        try:
+            outcome: Outcome = await self.handle.run.remote(iid, lease)
+        except RayActorError as exc:
+            raise WorkerLost(str(exc)) from None
+        except RayTaskError as exc:
+            raise exc.cause if isinstance(exc.cause, Exception) else exc from None
+        return outcome
+
+    def pause(self, iid: str) -> None:
+        self.handle.pause.remote(iid)
+
+    def stop(self, iid: str) -> None:
+        self.handle.stop.remote(iid)
+
+    def event(self, iid: str, type_: str) -> None:
+        self.handle.event.remote(iid, type_)
+
+
+class ActorPool:
+    def __init__(self, factory: Callable[[], Any], max_size: int, warm: int) -> None:
+        self._factory = factory
+        self._max = max_size
+        self._warm = min(warm, max_size)
+        self._idle: list[RayWorker] = []
+        self._size = 0
+        self._freed = asyncio.Event()
+
+    def prestart(self) -> None:
+        while self._size < self._warm:
+            self._idle.append(self._spawn())
+
+    def _spawn(self) -> RayWorker:
+        self._size += 1
+        return RayWorker(self._factory())
+
+    async def acquire(self) -> RayWorker:
+        while True:
+            if self._idle:
+                return self._idle.pop()
+            if self._size < self._max:
+                return self._spawn()
+            self._freed.clear()
+            await self._freed.wait()
+
+    def release(self, worker: RayWorker, broken: bool = False) -> None:  # type: ignore[override]
+        if broken:
+            self._size -= 1
+            ray.kill(worker.handle, no_restart=True)
+            self.prestart()
+        else:
+            self._idle.append(worker)
+        self._freed.set()
+
+    def handles(self) -> list[Any]:
+        return [w.handle for w in self._idle]
+
+    @property
+    def size(self) -> int:
+        return self._size

@@ -1,0 +1,72 @@
+"""Connecting to Ray and choosing storage: `raydo.init()` and `raydo.shutdown()`."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import ray
+
+from raydo.storage.instances import check_schema
+from raydo.storage.kv import open_lmdb
+
+DEFAULT_STORAGE = ".raydo"
+
+
+@dataclass(frozen=True)
+class Context:
+    storage: str
+    started_ray: bool
+
+
+_context: Context | None = None
+
+
+def init(
+    storage: str | os.PathLike[str] | None = None,
+    *,
+    address: str | None = None,
+    num_cpus: int | None = None,
+) -> Context:
+    """Start raydo; optional and idempotent (first use calls it).
+
+    storage: the LMDB folder (argument, else $RAYDO_STORAGE, else ./.raydo).
+    Joins the Ray cluster at `address` / $RAY_ADDRESS or one already running here; otherwise starts
+    a quiet local Ray that `shutdown()` stops again.
+    """
+    global _context
+    path = os.path.abspath(os.fspath(storage or os.environ.get("RAYDO_STORAGE") or DEFAULT_STORAGE))
+    if _context is not None:
+        if storage is not None and path != _context.storage:
+            raise RuntimeError(
+                f"raydo is already initialized with storage {_context.storage!r}; call "
+                f"raydo.shutdown() before init with {path!r}"
+            )
+        return _context
+    check_schema(open_lmdb(path))
+    started = False
+    if not ray.is_initialized():
+        address = address or os.environ.get("RAY_ADDRESS")
+        ray.init(
+            address=address,
+            num_cpus=None if address else num_cpus,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            configure_logging=True,
+        )
+        started = address is None
+    _context = Context(path, started)
+    return _context
+
+
+def context() -> Context:
+    return _context if _context is not None else init()
+
+
+def shutdown() -> None:
+    """Stop what `init` started (the local Ray, and with it raydo's actors)."""
+    global _context
+    if _context is not None and _context.started_ray and ray.is_initialized():
+        ray.shutdown()
+    _context = None

@@ -1,0 +1,231 @@
+"""What users hold: the `Workflow` binding and `WorkflowInstance` handles."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from raydo.actors import handles
+from raydo.bindings import client
+from raydo.bindings.pending import Done, Pending
+from raydo.runtime.errors import InvalidIdError, InvalidInputError
+from raydo.runtime.model import (
+    ErrorInfo,
+    InstanceStatus,
+    StatusInfo,
+    StepInfo,
+    WorkflowEntrypoint,
+)
+from raydo.runtime.namespace import Snapshot
+from raydo.runtime.rules import check_event_type, check_id, check_step_name
+from raydo.storage.codec import decode, encode, unpack
+from raydo.storage.instances import StepRecord
+
+MAX_BATCH = 100
+MAX_WORKFLOW_NAME = 64
+_KIND_NAMES = {"do": "do", "sleep": "sleep", "wait": "waitForEvent"}
+
+
+class Workflow:
+    """The binding for one workflow: create instances and get handles to them.
+
+    concurrency: instances of this workflow running at once (each holds one actor); the rest are
+    `queued`. env: bindings the workflow sees as `self.env` (e.g. other Workflows). hibernate_after:
+    waits longer than this many seconds give the actor back.
+    """
+
+    def __init__(
+        self,
+        cls: type[WorkflowEntrypoint],
+        name: str | None = None,
+        *,
+        concurrency: int = 4,
+        env: dict[str, Any] | None = None,
+        hibernate_after: float = 0.25,
+        warm: int = 1,
+        storage: str | None = None,
+    ) -> None:
+        if not (isinstance(cls, type) and issubclass(cls, WorkflowEntrypoint)):
+            raise InvalidInputError(f"{cls!r} is not a subclass of raydo.WorkflowEntrypoint")
+        self.cls = cls
+        self.name = check_id(name or cls.__name__, "workflow name")
+        if len(self.name) > MAX_WORKFLOW_NAME:
+            raise InvalidIdError(f"workflow name {self.name!r} is longer than 64 characters")
+        if not isinstance(concurrency, int) or concurrency < 1:
+            raise InvalidInputError(f"concurrency {concurrency!r} must be an int >= 1")
+        self.options = {
+            "concurrency": concurrency,
+            "env": dict(env or {}),
+            "hibernate_after": float(hibernate_after),
+            "warm": warm,
+        }
+        self._storage = storage
+        self._actor: Any = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Crossing into an actor: carry the resolved storage, never a live handle.
+        return (_rebuild, (self.cls, self.name, self.options, self.storage))
+
+    @property
+    def storage(self) -> str:
+        if self._storage is None:
+            self._storage = client.context().storage
+        return self._storage
+
+    @property
+    def actor(self) -> Any:
+        if self._actor is None:
+            if self._storage is None:
+                client.context()
+            self._actor = handles.namespace_actor(self.storage, self.name, self.cls, self.options)
+        return self._actor
+
+    def create(self, id: str | None = None, params: Any = None) -> Pending[WorkflowInstance]:
+        """Start a new instance. `id` defaults to a uuid4; a taken id raises InstanceExistsError."""
+        item = self._item(id, params)
+        ref = self.actor.create.remote([item], False)
+        return Pending(ref, lambda ids: WorkflowInstance(self, ids[0]))
+
+    def create_batch(self, items: list[dict[str, Any]]) -> Pending[list[WorkflowInstance]]:
+        """Create up to 100 instances in one durable write; ids that already exist are skipped."""
+        if not isinstance(items, list) or len(items) > MAX_BATCH:
+            raise InvalidInputError(
+                f"create_batch takes a list of at most {MAX_BATCH} items, got "
+                f"{len(items) if isinstance(items, list) else type(items).__name__}"
+            )
+        prepared = [self._item(*_batch_entry(i, entry)) for i, entry in enumerate(items)]
+        ref = self.actor.create.remote(prepared, True)
+        return Pending(ref, lambda ids: [WorkflowInstance(self, iid) for iid in ids])
+
+    def get(self, id: str) -> Pending[WorkflowInstance]:
+        """A handle to an existing instance; raises InstanceNotFoundError for an unknown id."""
+        check_id(id)
+        return Pending(self.actor.exists.remote(id), lambda _: WorkflowInstance(self, id))
+
+    def instances(self) -> Pending[list[StatusInfo]]:
+        """The status of every instance of this workflow (without outputs)."""
+        return Pending(self.actor.list.remote(), lambda snaps: [to_status(s) for s in snaps])
+
+    def _item(self, id: str | None, params: Any) -> tuple[str, bytes]:
+        iid = check_id(id) if id is not None else str(uuid.uuid4())
+        return iid, encode(params, f"params of instance {iid!r}")
+
+    def __repr__(self) -> str:
+        return f"Workflow({self.cls.__name__}, name={self.name!r})"
+
+
+def _rebuild(
+    cls: type[WorkflowEntrypoint], name: str, options: dict[str, Any], storage: str
+) -> Workflow:
+    wf = Workflow(cls, name, storage=storage)
+    wf.options = options
+    return wf
+
+
+def _batch_entry(index: int, entry: Any) -> tuple[str | None, Any]:
+    if not isinstance(entry, dict) or not set(entry) <= {"id", "params"}:
+        raise InvalidInputError(
+            f"create_batch item {index} is {entry!r}; each item is a dict with optional keys "
+            "'id' and 'params'"
+        )
+    return entry.get("id"), entry.get("params")
+
+
+class WorkflowInstance:
+    """A handle to one instance. Every method returns a Pending: await it or call .result()."""
+
+    def __init__(self, workflow: Workflow, id: str) -> None:
+        self.workflow = workflow
+        self.id = id
+
+    @property
+    def _actor(self) -> Any:
+        return self.workflow.actor
+
+    def status(self, *, steps: bool = False) -> Pending[StatusInfo]:
+        """Status, output and error; with `steps=True` also every step in the order it first ran."""
+        return Pending(self._actor.snapshot.remote(self.id, steps), to_status)
+
+    def pause(self) -> Pending[None]:
+        return Pending(self._actor.pause.remote(self.id))
+
+    def resume(self) -> Pending[None]:
+        return Pending(self._actor.resume.remote(self.id))
+
+    def terminate(self) -> Pending[None]:
+        return Pending(self._actor.terminate.remote(self.id))
+
+    def restart(self, from_step: str | tuple[str, int] | None = None) -> Pending[None]:
+        """Run again from scratch, or keep the steps before `from_step` (name or (name, count))."""
+        if from_step is not None:
+            name = from_step if isinstance(from_step, str) else from_step[0]
+            check_step_name(name)
+        return Pending(self._actor.restart.remote(self.id, from_step))
+
+    def delete(self) -> Pending[None]:
+        return Pending(self._actor.delete.remote(self.id))
+
+    def send_event(self, *, type: str, payload: Any = None) -> Pending[None]:
+        check_event_type(type)
+        raw = encode(payload, f"payload of event {type!r}")
+        return Pending(self._actor.send_event.remote(self.id, type, raw))
+
+    def wait(self, timeout: float | None = None, *, steps: bool = False) -> Pending[StatusInfo]:
+        """Wait until the instance is complete, errored or terminated; WaitTimeoutError if not in
+        `timeout` seconds."""
+        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
+            raise InvalidInputError(f"wait timeout {timeout!r} must be a number of seconds >= 0")
+        return Pending(self._actor.wait.remote(self.id, timeout, steps), to_status)
+
+    def __repr__(self) -> str:
+        return f"WorkflowInstance({self.workflow.name!r}, {self.id!r})"
+
+
+def to_status(snap: Snapshot) -> StatusInfo:
+    rec = snap.record
+    status = InstanceStatus(rec.status)
+    if snap.pausing and not status.finished:
+        status = InstanceStatus.WAITING_FOR_PAUSE
+    return StatusInfo(
+        id=rec.id,
+        workflow=rec.workflow,
+        status=status,
+        output=decode(snap.output) if snap.output is not None else None,
+        error=ErrorInfo(**rec.error) if rec.error else None,
+        created_at=_dt(rec.created_at),
+        started_at=_dt(rec.started_at),
+        ended_at=_dt(rec.ended_at),
+        wake_at=_dt(rec.wake_at),
+        steps=[_step_info(n, c, s) for n, c, s in snap.steps or []],
+    )
+
+
+def _step_info(name: str, count: int, step: StepRecord) -> StepInfo:
+    output = None
+    if step.value is not None:
+        if step.kind == "wait":
+            body = unpack(step.value, "event")
+            output = {"type": body["y"], "payload": decode(body["p"])}
+        else:
+            output = decode(step.value)
+    error = step.error
+    return StepInfo(
+        name=name,
+        count=count,
+        type=_KIND_NAMES[step.kind],
+        state=step.state,
+        attempts=step.attempts,
+        output=output,
+        error=ErrorInfo(name=error["name"], message=error["message"]) if error else None,
+        started_at=_dt(step.started_at),
+        ended_at=_dt(step.ended_at),
+        until=_dt(step.until),
+    )
+
+
+def _dt(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc)
+
+
+__all__ = ["Done", "Workflow", "WorkflowInstance"]
