@@ -89,3 +89,19 @@ def new_instance_actor(
         .options(max_restarts=0, max_concurrency=1000, num_cpus=0)
         .remote(storage, workflow, workflow_cls, env, hibernate_after)
     )
+
+
+def kill_storage_actors(storage: str) -> int:
+    """Kill every raydo actor of `storage` (instance actors die with their namespace). Returns
+    how many were killed."""
+    key = storage_key(storage)
+    killed = 0
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        if entry.get("namespace") != RAY_NAMESPACE or f":{key}" not in entry.get("name", ""):
+            continue
+        try:
+            ray.kill(ray.get_actor(entry["name"], namespace=RAY_NAMESPACE), no_restart=True)
+            killed += 1
+        except ValueError:
+            continue
+    return killed

@@ -64,9 +64,18 @@ def context() -> Context:
     return _context if _context is not None else init()
 
 
-def shutdown() -> None:
-    """Stop what `init` started (the local Ray, and with it raydo's actors)."""
+def shutdown(*, kill_actors: bool = False) -> None:
+    """Stop what `init` started: the local Ray, and with it raydo's actors.
+
+    Joined to a cluster, raydo's actors keep running (instances outlive the script) unless
+    `kill_actors=True`; unfinished instances resume when a namespace starts on the same storage.
+    """
     global _context
-    if _context is not None and _context.started_ray and ray.is_initialized():
-        ray.shutdown()
+    if _context is not None and ray.is_initialized():
+        if kill_actors:
+            from raydo.actors.handles import kill_storage_actors
+
+            kill_storage_actors(_context.storage)
+        if _context.started_ray:
+            ray.shutdown()
     _context = None
