@@ -221,6 +221,7 @@ class Namespace:
             if self._active.get(iid) is worker:
                 del self._active[iid]
             self.pool.release(worker, broken)
+            self._tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
             if outcome is not None:
                 self._after(iid, outcome)
             self._pump()

@@ -216,14 +216,18 @@ async def _call(
 
 
 def _wants_context(fn: StepFn) -> bool:
+    """True when `fn` has a required positional parameter (the context)."""
     code = getattr(fn, "__code__", None)
     if code is not None and not getattr(fn, "__self__", None):
-        return bool(code.co_argcount)
+        return code.co_argcount > len(getattr(fn, "__defaults__", None) or ())
     try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
         return False
-    return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+    return any(
+        p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+        for p in params
+    )
 
 
 def _record_failure(rec: StepRecord, exc: Exception, config: StepConfig, now: float) -> None:

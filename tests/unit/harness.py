@@ -28,12 +28,13 @@ class Harness:
     def _schedule(self, iid: str, due: float) -> None:
         self.timers[iid] = due
 
-    async def settle(self) -> None:
-        for _ in range(50):
-            await asyncio.sleep(0)
-        await asyncio.sleep(0.01)
-        for _ in range(50):
-            await asyncio.sleep(0)
+    async def settle(self, limit: float = 5.0) -> None:
+        """Let the namespace run until no activation is in flight (or `limit` real seconds)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        await asyncio.sleep(0.005)
+        while self.ns._tasks and loop.time() < deadline:
+            await asyncio.sleep(0.005)
 
     async def advance(self, seconds: float) -> None:
         """Move the fake clock, firing the timers that fall due like the timer actor would."""

@@ -1,0 +1,370 @@
+"""Workflow semantics through the Namespace with in-process runners, an in-memory store and a fake
+clock. No Ray: these check what replay, retries, sleeps, events and controls mean."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from harness import Harness
+from pydantic import BaseModel
+
+from raydo.runtime.errors import (
+    InstanceExistsError,
+    InstanceNotFoundError,
+    InvalidDurationError,
+    InvalidStateError,
+    NonRetryableError,
+    WaitForEventTimeoutError,
+    WorkflowStepError,
+)
+from raydo.runtime.model import WorkflowEntrypoint
+from raydo.storage.codec import encode
+
+pytestmark = pytest.mark.asyncio
+
+calls: list[Any] = []
+
+
+@pytest.fixture(autouse=True)
+def _reset() -> None:
+    calls.clear()
+
+
+class Chain(WorkflowEntrypoint):
+    async def run(self, event: Any, step: Any) -> Any:
+        a = await step.do("a", lambda: calls.append("a") or 1)
+        await step.sleep("nap", "1 hour")
+        b = await step.do("b", lambda: calls.append("b") or a + event.payload["x"])
+        return {"b": b}
+
+
+async def test_finished_steps_never_run_again_across_hibernation() -> None:
+    h = Harness(Chain)
+    h.create("i", {"x": 41})
+    await h.settle()
+    assert h.status("i") == "waiting"
+    assert calls == ["a"]
+    await h.advance(3599)
+    assert h.status("i") == "waiting"
+    await h.advance(2)
+    assert h.status("i") == "complete"
+    assert h.output("i") == {"b": 42}
+    assert calls == ["a", "b"]
+
+
+async def test_duplicate_and_unknown_ids() -> None:
+    h = Harness(Chain)
+    h.create("i", {"x": 1})
+    with pytest.raises(InstanceExistsError, match="'i'"):
+        h.create("i", {"x": 1})
+    with pytest.raises(InstanceNotFoundError, match="'nope'"):
+        h.ns.snapshot("nope")
+    created = h.ns.create([("i", encode(None)), ("j", encode({"x": 2}))], skip_existing=True)
+    assert created == ["j"]
+
+
+class Flaky(WorkflowEntrypoint):
+    async def run(self, event: Any, step: Any) -> Any:
+        def attempt(ctx: Any) -> int:
+            calls.append(ctx.attempt)
+            if ctx.attempt < event.payload["succeed_on"]:
+                raise ValueError(f"attempt {ctx.attempt} failed")
+            return ctx.attempt
+
+        return await step.do(
+            "flaky", attempt, retries={"limit": 3, "delay": "10 seconds", "backoff": "linear"}
+        )
+
+
+async def test_retries_follow_backoff_and_persist_between_attempts() -> None:
+    h = Harness(Flaky)
+    h.create("i", {"succeed_on": 3})
+    await h.settle()
+    assert calls == [1]
+    assert h.status("i") == "waiting"  # a 10 s retry delay hibernates
+    await h.advance(9)
+    assert calls == [1]
+    await h.advance(1.5)
+    assert calls == [1, 2]
+    await h.advance(19)  # linear: second delay is 20 s
+    assert calls == [1, 2]
+    await h.advance(1.5)
+    assert calls == [1, 2, 3]
+    assert h.status("i") == "complete"
+    assert h.output("i") == 3
+
+
+async def test_retries_exhausted_errors_instance_with_name_and_message() -> None:
+    h = Harness(Flaky)
+    h.create("i", {"succeed_on": 99})
+    await h.settle()
+    for _ in range(4):
+        await h.advance(100)
+    assert calls == [1, 2, 3, 4]  # limit 3 retries = 4 attempts
+    assert h.status("i") == "errored"
+    assert h.error("i") == {"name": "ValueError", "message": "attempt 4 failed"}
+
+
+class CatchesFailure(WorkflowEntrypoint):
+    async def run(self, event: Any, step: Any) -> Any:
+        async def fail() -> None:
+            calls.append("fail")
+            raise NonRetryableError("card declined", name="PaymentError")
+
+        try:
+            await step.do("pay", fail)
+        except WorkflowStepError as err:
+            return {"caught": err.name, "message": err.error_message, "retryable": err.retryable}
+        return "not reached"
+
+
+async def test_non_retryable_stops_at_once_and_is_catchable_the_same_on_replay() -> None:
+    h = Harness(CatchesFailure)
+    h.create("i")
+    await h.settle()
+    assert calls == ["fail"]
+    expected = {"caught": "PaymentError", "message": "card declined", "retryable": False}
+    assert h.output("i") == expected
+    # replay from scratch: the stored error is raised again without running the step
+    h2 = Harness(CatchesFailure, kv=h.kv, clock=h.clock)
+    h2.ns.store.save(_with_status(h2, "i", "running"))
+    h2.ns.recover()
+    await h2.settle()
+    assert calls == ["fail"]
+    assert h2.output("i") == expected
+
+
+def _with_status(h: Harness, iid: str, status: str) -> Any:
+    rec = h.store.require(iid)
+    rec.status = status
+    return rec
+
+
+class Uncaught(WorkflowEntrypoint):
+    async def run(self, event: Any, step: Any) -> Any:
+        await step.do("x", _raise_nonretryable)
+
+
+def _raise_nonretryable() -> None:
+    raise NonRetryableError("stop now")
+
+
+async def test_uncaught_step_error_errors_instance() -> None:
+    h = Harness(Uncaught)
+    h.create("i")
+    await h.settle()
+    assert h.status("i") == "errored"
+    assert h.error("i") == {"name": "NonRetryableError", "message": "stop now"}
+
+
+class Slow(WorkflowEntrypoint):
+    async def run(self, event: Any, step: Any) -> Any:
+        async def hang(ctx: Any) -> str:
+            calls.append(ctx.attempt)
+            if ctx.attempt == 1:
+                await asyncio.sleep(5)
+            return "ok"
+
+        return await step.do("hang", hang, timeout=0.05, retries={"limit": 1, "delay": 0})
+
+
+async def test_timed_out_attempt_is_a_failed_attempt() -> None:
+    h = Harness(Slow)
+    h.create("i")
+    await h.settle()
+    await asyncio.sleep(0.2)
+    await h.settle()
+    assert calls == [1, 2]
+    assert h.output("i") == "ok"
+
+
+class Gathered(WorkflowEntrypoint):
+    async def run(self, event: Any, step: Any) -> Any:
+        async def work(n: int) -> int:
+            calls.append(n)
+            await asyncio.sleep(0.01 * (3 - n))
+            return n * 10
+
+        results = await asyncio.gather(
+            *(step.do(f"w{n}", lambda n=n: work(n)) for n in range(3)),
+            step.sleep("long", "1 day"),
+        )
+        return results[:3]
+
+
+async def test_concurrent_steps_run_together_and_replay() -> None:
+    h = Harness(Gathered)
+    h.create("i")
+    await asyncio.sleep(0.1)
+    await h.settle()
+    assert sorted(calls) == [0, 1, 2]
+    assert h.status("i") == "waiting"
+    await h.advance(86400)
+    assert h.output("i") == [0, 10, 20]
+    assert sorted(calls) == [0, 1, 2]
+
+
+class Waits(WorkflowEntrypoint):
+    async def run(self, event: Any, step: Any) -> Any:
+        got = []
+        for i in range(3):
+            ev = await step.wait_for_event(f"e{i}", type="msg", timeout="1 hour")
+            got.append(ev.payload)
+        try:
+            await step.wait_for_event("late", type="never", timeout="1 minute")
+        except WaitForEventTimeoutError:
+            got.append("timeout")
+        return got
+
+
+async def test_events_buffered_fifo_delivered_once_and_timeout_catchable() -> None:
+    h = Harness(Waits)
+    h.create("i")
+    h.ns.send_event("i", "msg", encode("first"))  # sent before the wait: buffered
+    await h.settle()
+    h.ns.send_event("i", "msg", encode("second"))
+    h.ns.send_event("i", "msg", encode("third"))
+    await h.settle()
+    assert h.status("i") == "waiting"
+    await h.advance(61)
+    assert h.output("i") == ["first", "second", "third", "timeout"]
+
+
+class Paused(WorkflowEntrypoint):
+    async def run(self, event: Any, step: Any) -> Any:
+        await step.do("one", lambda: calls.append("one"))
+        await step.sleep("nap", "100 seconds")
+        await step.do("two", lambda: calls.append("two"))
+        return "done"
+
+
+async def test_pause_freezes_timers_and_resume_keeps_remaining_time() -> None:
+    h = Harness(Paused)
+    h.create("i")
+    await h.settle()
+    await h.advance(40)
+    h.ns.pause("i")
+    assert h.status("i") == "paused"
+    await h.advance(500)
+    assert calls == ["one"]
+    h.ns.resume("i")
+    await h.settle()
+    assert h.status("i") == "waiting"
+    await h.advance(59)
+    assert calls == ["one"]
+    await h.advance(2)
+    assert calls == ["one", "two"]
+    assert h.status("i") == "complete"
+
+
+async def test_terminate_and_errors_on_finished() -> None:
+    h = Harness(Paused)
+    h.create("i")
+    await h.settle()
+    h.ns.terminate("i")
+    assert h.status("i") == "terminated"
+    await h.advance(200)
+    assert calls == ["one"]
+    with pytest.raises(InvalidStateError, match="terminated"):
+        h.ns.terminate("i")
+
+
+async def test_restart_from_step_keeps_earlier_results() -> None:
+    h = Harness(Paused)
+    h.create("i")
+    await h.settle()
+    await h.advance(101)
+    assert calls == ["one", "two"]
+    h.ns.restart("i", "nap")
+    await h.settle()
+    assert calls == ["one", "two"]
+    await h.advance(101)
+    assert calls == ["one", "two", "two"]
+    h.ns.restart("i")
+    await h.settle()
+    assert calls == ["one", "two", "two", "one"]
+
+
+class Model(BaseModel):
+    when: datetime
+    n: int
+
+
+class Typed(WorkflowEntrypoint):
+    async def run(self, event: Any, step: Any) -> Any:
+        @step.do("model")
+        async def make() -> Model:
+            return Model(when=datetime(2030, 1, 1, tzinfo=timezone.utc), n=3)
+
+        m = await make()
+        assert isinstance(m, Model)
+        d = await step.do("dt", lambda: datetime(2031, 5, 6, tzinfo=timezone.utc))
+        assert isinstance(d, datetime)
+        return {"n": m.n, "year": d.year}
+
+
+async def test_decorator_form_and_typed_results() -> None:
+    h = Harness(Typed)
+    h.create("i")
+    await h.settle()
+    assert h.output("i") == {"n": 3, "year": 2031}
+
+
+class BadSleep(WorkflowEntrypoint):
+    async def run(self, event: Any, step: Any) -> Any:
+        try:
+            await step.sleep_until("past", datetime(2000, 1, 1, tzinfo=timezone.utc))
+        except InvalidDurationError as err:
+            return str(err)
+
+
+async def test_sleep_until_past_is_a_clear_error() -> None:
+    h = Harness(BadSleep)
+    h.create("i")
+    await h.settle()
+    assert "in the past" in h.output("i")
+
+
+class TooBig(WorkflowEntrypoint):
+    async def run(self, event: Any, step: Any) -> Any:
+        await step.do("big", lambda: "x" * (2 << 20))
+
+
+async def test_oversized_result_fails_the_step_naming_it() -> None:
+    h = Harness(TooBig)
+    h.create("i")
+    await h.settle()
+    err = h.error("i")
+    assert err is not None and err["name"] == "PayloadError"
+    assert "'big'" in err["message"] and "1 MiB" in err["message"]
+
+
+class LoopCount(WorkflowEntrypoint):
+    async def run(self, event: Any, step: Any) -> Any:
+        total = 0
+        for i in range(5):
+            total += await step.do("same", lambda i=i: i)
+        await step.sleep("s", timedelta(hours=1))
+        return total
+
+
+async def test_same_name_in_a_loop_gets_counts() -> None:
+    h = Harness(LoopCount)
+    h.create("i")
+    await h.settle()
+    steps = h.store.steps("i")
+    assert sorted(k for k in steps if k[0] == "same") == [("same", n) for n in range(1, 6)]
+    await h.advance(3601)
+    assert h.output("i") == 10
+
+
+async def test_concurrency_limit_queues_instances() -> None:
+    h = Harness(Paused, workers=1)
+    for n in range(3):
+        h.create(f"i{n}")
+    assert h.status("i2") == "queued"
+    await h.settle()
+    assert {h.status(f"i{n}") for n in range(3)} == {"waiting"}
