@@ -9,6 +9,7 @@ from typing import Any
 from raydo.actors import handles
 from raydo.bindings import client
 from raydo.bindings.pending import Done, Pending
+from raydo.bindings.shipping import ship_by_value_if_needed
 from raydo.runtime.errors import InvalidIdError, InvalidInputError
 from raydo.runtime.model import (
     ErrorInfo,
@@ -48,6 +49,7 @@ class Workflow:
     ) -> None:
         if not (isinstance(cls, type) and issubclass(cls, WorkflowEntrypoint)):
             raise InvalidInputError(f"{cls!r} is not a subclass of raydo.WorkflowEntrypoint")
+        ship_by_value_if_needed(cls)
         self.cls = cls
         self.name = check_id(name or cls.__name__, "workflow name")
         if len(self.name) > MAX_WORKFLOW_NAME:

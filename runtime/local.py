@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from raydo.runtime.clock import Clock
 from raydo.runtime.engine import HIBERNATE_AFTER, Activation, Outcome
 from raydo.runtime.model import Env, WorkflowEntrypoint
+from raydo.storage.codec import register_models
 from raydo.storage.instances import InstanceStore
 
 
@@ -24,6 +25,7 @@ class InstanceRunner:
         hibernate_after: float = HIBERNATE_AFTER,
     ) -> None:
         self.store, self.cls, self.clock, self.env = store, workflow_cls, clock, env
+        register_models(getattr(workflow_cls.run, "__globals__", {}))
         self.hibernate_after = hibernate_after
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="raydo-step")
         self.current: Activation | None = None

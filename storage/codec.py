@@ -23,12 +23,28 @@ _EXT_DATETIME = 1
 _EXT_MODEL = 2
 
 
+_MODELS: dict[str, type[BaseModel]] = {}
+
+
+def register_models(names: dict[str, Any]) -> None:
+    """Remember the pydantic model classes among `names` (e.g. a workflow module's globals), so a
+    stored model decodes to its class even where that module cannot be imported."""
+    for obj in list(names.values()):
+        if isinstance(obj, type) and issubclass(obj, BaseModel) and obj is not BaseModel:
+            _MODELS[_path(obj)] = obj
+
+
+def _path(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
 def _default(obj: Any) -> Any:
     if isinstance(obj, datetime):
         return msgpack.ExtType(_EXT_DATETIME, obj.isoformat().encode())
     if isinstance(obj, BaseModel):
         cls = type(obj)
-        body = [f"{cls.__module__}:{cls.__qualname__}", obj.model_dump(mode="json")]
+        _MODELS.setdefault(_path(cls), cls)
+        body = [_path(cls), obj.model_dump(mode="json")]
         return msgpack.ExtType(_EXT_MODEL, msgpack.packb(body))
     if isinstance(obj, (set, frozenset, tuple)):
         return list(obj)
@@ -46,6 +62,8 @@ def _ext_hook(code: int, data: bytes) -> Any:
 
 
 def _loaded_model_class(path: str) -> type[BaseModel] | None:
+    if path in _MODELS:
+        return _MODELS[path]
     module_name, _, qualname = path.partition(":")
     obj: Any = sys.modules.get(module_name)
     for part in qualname.split("."):

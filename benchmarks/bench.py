@@ -1,0 +1,553 @@
+"""raydo benchmarks: the three hot-path figures of DESIGN.md section 1, measured in one run.
+
+    /work/venv/bin/python benchmarks/bench.py            # full run (~1-2 minutes on 2 cores)
+    /work/venv/bin/python benchmarks/bench.py --quick    # smoke run with small N (~20 s)
+    /work/venv/bin/python benchmarks/bench.py --json     # machine output (one JSON object on stdout)
+
+Figures (targets from the project brief):
+  1. durable overhead per step of a 1,000-step workflow of trivial async steps, timed inside run()
+     (target <= 100 us), next to the raw LMDB synced commit measured on the same disk in the same
+     run (target: per-step <= 3x raw synced commit);
+  2. completed 3-step instances per second over 2,000 instances made with create_batch (20 x 100),
+     for a few `concurrency` settings; best reported (target >= 500/s);
+  3. lateness of 1-second sleeps over 200 instances: p50 / p99 / max (target p99 <= 50 ms).
+Diagnostics (no target) help place the time: a Ray call round trip to the namespace actor, the
+same step loop run by the engine in this process without Ray, and a step loop of sync steps.
+
+Everything runs in embedded mode against a fresh temporary storage folder (`--storage-root`, default
+/tmp) which is removed afterwards (`--keep` keeps it). raydo.shutdown(kill_actors=True) is called at
+the end; when raydo started the local Ray, that stops it and only it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as _dt
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+import raydo
+
+# --------------------------------------------------------------------------------------------------
+# workflows under test (module level, so Ray can ship them to the actors)
+
+
+class StepLoop(raydo.WorkflowEntrypoint):
+    """n trivial async steps; returns the time spent between the first and the last one."""
+
+    async def run(self, event: Any, step: Any) -> Any:
+        n = int(event.payload["n"])
+        t0 = time.perf_counter()
+        for i in range(n):
+
+            async def s(i: int = i) -> int:
+                return i
+
+            await step.do(f"s{i}", s)
+        return {"n": n, "elapsed": time.perf_counter() - t0}
+
+
+class SyncStepLoop(raydo.WorkflowEntrypoint):
+    """n trivial sync steps (these go through the step thread pool)."""
+
+    async def run(self, event: Any, step: Any) -> Any:
+        n = int(event.payload["n"])
+        t0 = time.perf_counter()
+        for i in range(n):
+            await step.do(f"s{i}", lambda i=i: i)
+        return {"n": n, "elapsed": time.perf_counter() - t0}
+
+
+class ThreeSteps(raydo.WorkflowEntrypoint):
+    async def run(self, event: Any, step: Any) -> Any:
+        async def one() -> int:
+            return 1
+
+        async def two() -> int:
+            return 2
+
+        async def three() -> int:
+            return 3
+
+        a = await step.do("one", one)
+        b = await step.do("two", two)
+        c = await step.do("three", three)
+        return a + b + c
+
+
+class Sleeper(raydo.WorkflowEntrypoint):
+    """Returns how late a 1-second sleep ended, as seen by the steps around it."""
+
+    async def run(self, event: Any, step: Any) -> Any:
+        t0 = await step.do("t0", time.time)
+        await step.sleep("nap", 1.0)
+        t1 = await step.do("t1", time.time)
+        return t1 - t0 - 1.0
+
+
+# --------------------------------------------------------------------------------------------------
+# helpers
+
+VERBOSE = True
+
+
+def log(msg: str) -> None:
+    if VERBOSE:
+        print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def pct(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = max(1, min(len(ordered), int(-(-q * len(ordered) // 100))))  # ceil
+    return ordered[rank - 1]
+
+
+async def gather_all(pendings: list[Any]) -> list[Any]:
+    return list(await asyncio.gather(*pendings))
+
+
+def kill_namespace(wf: raydo.Workflow) -> None:
+    """Drop the namespace actor this benchmark created (its pooled instance actors die with it),
+    so one phase's idle processes do not weigh on the next."""
+    import ray
+
+    try:
+        ray.kill(wf.actor, no_restart=True)
+    except Exception as exc:  # noqa: BLE001 - cleanup only
+        log(f"could not kill namespace actor of {wf.name}: {exc!r}")
+
+
+# --------------------------------------------------------------------------------------------------
+# 0. raw LMDB on the same disk
+
+
+def bench_lmdb(folder: str, commits: int) -> dict[str, float]:
+    import lmdb
+
+    os.makedirs(folder, exist_ok=True)
+    env = lmdb.open(folder, map_size=256 << 20, sync=False, metasync=False)
+    value = b"x" * 120  # about the size of a step record
+    try:
+        for i in range(50):  # warm the map
+            with env.begin(write=True) as txn:
+                txn.put(b"warm%06d" % i, value)
+        env.sync(True)
+
+        synced = []
+        for i in range(commits):
+            t = time.perf_counter()
+            with env.begin(write=True) as txn:
+                txn.put(b"s%08d" % i, value)
+            env.sync(True)
+            synced.append(time.perf_counter() - t)
+
+        t = time.perf_counter()
+        for i in range(commits):
+            with env.begin(write=True) as txn:
+                txn.put(b"u%08d" % i, value)
+        unsynced = (time.perf_counter() - t) / commits
+        env.sync(True)
+    finally:
+        env.close()
+    return {
+        "synced_mean_us": statistics.fmean(synced) * 1e6,
+        "synced_p50_us": pct(synced, 50) * 1e6,
+        "synced_p99_us": pct(synced, 99) * 1e6,
+        "unsynced_mean_us": unsynced * 1e6,
+        "commits": commits,
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# 1. per-step overhead
+
+
+async def bench_steps(n: int, repeats: int) -> dict[str, Any]:
+    wf = raydo.workflow(StepLoop, name="bench_steps", concurrency=1, warm=1)
+    # warm-up: the actors start (~0.3 s each), code paths get hot
+    await (await wf.create(params={"n": min(n, 50)})).wait(timeout=120)
+
+    inside, e2e_n, e2e_0 = [], [], []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        st = await (await wf.create(params={"n": 0})).wait(timeout=120)
+        e2e_0.append(time.perf_counter() - t)
+        assert str(st.status) == "complete", st
+
+        t = time.perf_counter()
+        st = await (await wf.create(params={"n": n})).wait(timeout=600)
+        e2e_n.append(time.perf_counter() - t)
+        assert str(st.status) == "complete", st
+        inside.append(st.output["elapsed"])
+
+    # Ray call round trip to the (idle) namespace actor, for scale: sync, one by one
+    import ray
+
+    calls = 200
+    ray.get(wf.actor.stats.remote())
+    t = time.perf_counter()
+    for _ in range(calls):
+        ray.get(wf.actor.stats.remote())
+    rtt = (time.perf_counter() - t) / calls
+    kill_namespace(wf)
+
+    per_inside = [e / n for e in inside]
+    per_e2e = [(a - b) / n for a, b in zip(e2e_n, e2e_0)]
+    return {
+        "n": n,
+        "repeats": repeats,
+        "per_step_us": statistics.median(per_inside) * 1e6,
+        "per_step_best_us": min(per_inside) * 1e6,
+        "per_step_e2e_us": statistics.median(per_e2e) * 1e6,
+        "instance_0_steps_ms": statistics.median(e2e_0) * 1e3,
+        "instance_n_steps_ms": statistics.median(e2e_n) * 1e3,
+        "ray_rtt_ms": rtt * 1e3,
+    }
+
+
+async def bench_sync_steps(n: int) -> dict[str, Any]:
+    wf = raydo.workflow(SyncStepLoop, name="bench_sync_steps", concurrency=1, warm=1)
+    await (await wf.create(params={"n": min(n, 50)})).wait(timeout=120)
+    st = await (await wf.create(params={"n": n})).wait(timeout=600)
+    kill_namespace(wf)
+    return {"n": n, "per_step_us": st.output["elapsed"] / n * 1e6}
+
+
+async def bench_engine_in_process(storage: str, n: int) -> dict[str, Any]:
+    """The same StepLoop run by the engine in this process, no Ray: isolates engine + storage cost.
+    Uses internals (runtime.local, storage.instances); skipped if they moved."""
+    try:
+        from raydo.runtime.clock import SystemClock
+        from raydo.runtime.local import InstanceRunner
+        from raydo.storage.codec import decode, encode
+        from raydo.storage.instances import InstanceStore
+        from raydo.storage.kv import open_lmdb
+    except ImportError as exc:
+        return {"skipped": f"internals moved: {exc}"}
+    try:
+        store = InstanceStore(open_lmdb(storage), "bench_engine_local")
+        runner = InstanceRunner(store, StepLoop, SystemClock())
+        results = []
+        for k in range(3):
+            iid = f"local-{k}"
+            store.create([(iid, encode({"n": n}))], time.time(), False)
+            lease, _ = store.acquire(iid, time.time())
+            outcome = await runner.run(iid, lease)
+            assert outcome.status == "complete", outcome
+            out = decode(store.output(iid))
+            results.append(out["elapsed"] / n)
+        runner.executor.shutdown(wait=False)
+        return {"n": n, "per_step_us": statistics.median(results) * 1e6}
+    except Exception as exc:  # noqa: BLE001 - a diagnostic must not sink the run
+        return {"skipped": f"{type(exc).__name__}: {exc}"}
+
+
+# --------------------------------------------------------------------------------------------------
+# 2. throughput of 3-step instances
+
+
+async def bench_throughput(concurrency: int, batches: int, batch_size: int) -> dict[str, Any]:
+    wf = raydo.workflow(
+        ThreeSteps, name=f"bench_three_c{concurrency}", concurrency=concurrency, warm=concurrency
+    )
+    # warm-up: start every pooled actor and run a few instances through each
+    warm = await wf.create_batch([{} for _ in range(max(20, 5 * concurrency))])
+    await gather_all([i.wait(timeout=300) for i in warm])
+
+    total = batches * batch_size
+    waits: list[Any] = []
+    t0 = time.perf_counter()
+    for _ in range(batches):
+        insts = await wf.create_batch([{} for _ in range(batch_size)])
+        waits.extend(i.wait(timeout=600) for i in insts)
+    t_created = time.perf_counter() - t0
+    statuses = await gather_all(waits)
+    elapsed = time.perf_counter() - t0
+    kill_namespace(wf)
+
+    bad = [s for s in statuses if str(s.status) != "complete"]
+    assert not bad, f"{len(bad)} instances did not complete, e.g. {bad[0]}"
+    # latency from create to end, per instance, from the recorded timestamps
+    lat = [(s.ended_at - s.created_at).total_seconds() for s in statuses if s.ended_at]
+    return {
+        "concurrency": concurrency,
+        "instances": total,
+        "elapsed_s": elapsed,
+        "per_second": total / elapsed,
+        "create_s": t_created,
+        "creates_per_second": total / t_created,
+        "latency_p50_ms": pct(lat, 50) * 1e3,
+        "latency_max_ms": max(lat) * 1e3 if lat else float("nan"),
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# 3. sleep lateness
+
+
+async def bench_sleep(count: int, concurrency: int) -> dict[str, Any]:
+    wf = raydo.workflow(Sleeper, name="bench_sleep", concurrency=concurrency, warm=concurrency)
+    # warm-up, including the timer actor and the wake path
+    warm = await wf.create_batch([{} for _ in range(max(2, concurrency))])
+    await gather_all([i.wait(timeout=120) for i in warm])
+
+    insts: list[Any] = []
+    t0 = time.perf_counter()
+    for start in range(0, count, 100):
+        insts.extend(await wf.create_batch([{} for _ in range(min(100, count - start))]))
+    statuses = await gather_all([i.wait(timeout=300) for i in insts])
+    elapsed = time.perf_counter() - t0
+    kill_namespace(wf)
+
+    bad = [s for s in statuses if str(s.status) != "complete"]
+    assert not bad, f"{len(bad)} sleepers did not complete, e.g. {bad[0]}"
+    late = [float(s.output) for s in statuses]
+    return {
+        "instances": count,
+        "concurrency": concurrency,
+        "p50_ms": pct(late, 50) * 1e3,
+        "p99_ms": pct(late, 99) * 1e3,
+        "max_ms": max(late) * 1e3,
+        "min_ms": min(late) * 1e3,
+        "elapsed_s": elapsed,
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# report
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def build_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    rows: list[tuple[str, str, str, str]] = []
+    lm, st = r["lmdb"], r["steps"]
+    ratio = st["per_step_us"] / lm["synced_mean_us"]
+    r["ratios"] = {"per_step_over_synced_commit": ratio}
+    rows.append(
+        (
+            f"1. per-step overhead, {st['n']}-step workflow (inside run, median of {st['repeats']})",
+            f"{st['per_step_us']:.0f} us",
+            "<= 100 us",
+            verdict(st["per_step_us"] <= 100),
+        )
+    )
+    rows.append(("   raw LMDB commit + sync (same disk)", f"{lm['synced_mean_us']:.0f} us", "", ""))
+    rows.append(
+        ("   per-step / raw synced commit", f"{ratio:.1f}x", "<= 3x", verdict(ratio <= 3.0))
+    )
+    rows.append(("   raw LMDB commit, no sync", f"{lm['unsynced_mean_us']:.1f} us", "", ""))
+    rows.append(
+        (
+            "   per-step, end to end ((T(n) - T(0)) / n)",
+            f"{st['per_step_e2e_us']:.0f} us",
+            "",
+            "",
+        )
+    )
+    rows.append(("   0-step instance, create -> wait", f"{st['instance_0_steps_ms']:.1f} ms", "", ""))
+    best = max(r["throughput"], key=lambda t: t["per_second"])
+    rows.append(
+        (
+            f"2. 3-step instances/s, {best['instances']} via create_batch "
+            f"(best: concurrency={best['concurrency']})",
+            f"{best['per_second']:.0f} /s",
+            ">= 500 /s",
+            verdict(best["per_second"] >= 500),
+        )
+    )
+    for t in r["throughput"]:
+        rows.append(
+            (
+                f"   concurrency={t['concurrency']}",
+                f"{t['per_second']:.0f} /s",
+                "",
+                f"creates {t['creates_per_second']:.0f}/s",
+            )
+        )
+    sl = r["sleep"]
+    rows.append(
+        (
+            f"3. 1 s sleep lateness, {sl['instances']} instances (concurrency={sl['concurrency']}) p99",
+            f"{sl['p99_ms']:.1f} ms",
+            "<= 50 ms",
+            verdict(sl["p99_ms"] <= 50),
+        )
+    )
+    rows.append(("   p50", f"{sl['p50_ms']:.1f} ms", "", ""))
+    rows.append(("   max", f"{sl['max_ms']:.1f} ms", "", ""))
+    d = r["diagnostics"]
+    rows.append(("diag: Ray call round trip, sync (namespace actor)", f"{d['ray_rtt_ms']:.2f} ms", "", ""))
+    eng = d["engine_in_process"]
+    rows.append(
+        (
+            "diag: per-step, same engine in-process (no Ray)",
+            f"{eng['per_step_us']:.0f} us" if "per_step_us" in eng else eng.get("skipped", "?"),
+            "",
+            "",
+        )
+    )
+    rows.append(
+        ("diag: per-step, sync fn (step thread pool)", f"{d['sync_steps']['per_step_us']:.0f} us", "", "")
+    )
+    return rows
+
+
+def print_table(rows: list[tuple[str, str, str, str]]) -> None:
+    heads = ("figure", "measured", "target", "")
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(heads)]
+    line = "  ".join("-" * w for w in widths)
+    print("  ".join(h.ljust(w) for h, w in zip(heads, widths)))
+    print(line)
+    for row in rows:
+        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) if i < 3 else c for i, (c, w) in
+                        enumerate(zip(row, widths))))
+
+
+def environment(storage: str) -> dict[str, Any]:
+    import ray
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=os.path.dirname(os.path.abspath(__file__)),
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+    except OSError:
+        commit = ""
+    return {
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "ray": ray.__version__,
+        "cpus": os.cpu_count(),
+        "storage": storage,
+        "git": commit,
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="small N: a smoke run of every figure")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout, no table")
+    p.add_argument("--steps", type=int, help="steps in the per-step workflow (default 1000)")
+    p.add_argument("--step-repeats", type=int, help="instances of the per-step workflow (default 3)")
+    p.add_argument("--batches", type=int, help="create_batch calls for throughput (default 20)")
+    p.add_argument("--batch-size", type=int, default=100, help="instances per batch (<= 100)")
+    p.add_argument(
+        "--concurrency", type=str, help="comma list of concurrency settings to try (default 2,4,8)"
+    )
+    p.add_argument("--sleepers", type=int, help="instances in the sleep test (default 200)")
+    p.add_argument("--sleep-concurrency", type=int, help="default: the best throughput setting")
+    p.add_argument("--commits", type=int, help="raw LMDB commits (default 2000)")
+    p.add_argument("--storage-root", default=tempfile.gettempdir(), help="parent of the temp storage")
+    p.add_argument("--keep", action="store_true", help="keep the storage folder")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    a = p.parse_args(argv)
+    q = a.quick
+    a.steps = a.steps or (200 if q else 1000)
+    a.step_repeats = a.step_repeats or (1 if q else 3)
+    a.batches = a.batches or (2 if q else 20)
+    a.concurrency = [int(c) for c in (a.concurrency or ("4" if q else "2,4,8")).split(",")]
+    a.sleepers = a.sleepers or (20 if q else 200)
+    a.commits = a.commits or (300 if q else 2000)
+    return a
+
+
+async def run_all(a: argparse.Namespace, storage: str, root: str) -> dict[str, Any]:
+    r: dict[str, Any] = {"settings": {k: v for k, v in vars(a).items()}}
+    log(f"raw LMDB: {a.commits} commits in {root}")
+    r["lmdb"] = bench_lmdb(os.path.join(root, "rawlmdb"), a.commits)
+
+    log(f"per-step: {a.steps} steps x {a.step_repeats}")
+    steps = await bench_steps(a.steps, a.step_repeats)
+    r["steps"] = steps
+    r["diagnostics"] = {"ray_rtt_ms": steps.pop("ray_rtt_ms")}
+    log("diagnostics: sync steps, in-process engine")
+    r["diagnostics"]["sync_steps"] = await bench_sync_steps(a.steps)
+    r["diagnostics"]["engine_in_process"] = await bench_engine_in_process(storage, a.steps)
+
+    r["throughput"] = []
+    for c in a.concurrency:
+        log(f"throughput: {a.batches} x {a.batch_size} instances, concurrency={c}")
+        r["throughput"].append(await bench_throughput(c, a.batches, a.batch_size))
+        log(f"  -> {r['throughput'][-1]['per_second']:.0f}/s")
+    best = max(r["throughput"], key=lambda t: t["per_second"])
+    sc = a.sleep_concurrency or best["concurrency"]
+    log(f"sleep lateness: {a.sleepers} instances, concurrency={sc}")
+    r["sleep"] = await bench_sleep(a.sleepers, sc)
+    return r
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    global VERBOSE
+    a = parse_args(argv)
+    VERBOSE = not a.quiet
+    if __name__ != "__main__":
+        # imported (e.g. by a test): ship the workflow classes by value, not by module name
+        import ray.cloudpickle
+
+        ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+    root = tempfile.mkdtemp(prefix="raydo-bench-", dir=a.storage_root)
+    storage = os.path.join(root, "storage")
+    t_start = time.perf_counter()
+    ctx = raydo.init(storage=storage)
+    log(f"storage {storage}; Ray {'started here' if ctx.started_ray else 'joined'}")
+    try:
+        result = asyncio.run(run_all(a, storage, root))
+    finally:
+        raydo.shutdown(kill_actors=True)
+        if not a.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    result["environment"] = environment(storage)
+    result["wall_s"] = time.perf_counter() - t_start
+    rows = build_rows(result)
+    result["targets"] = {
+        "per_step_us": {"target": 100, "measured": result["steps"]["per_step_us"]},
+        "per_step_over_synced_commit": {
+            "target": 3.0,
+            "measured": result["ratios"]["per_step_over_synced_commit"],
+        },
+        "instances_per_second": {
+            "target": 500,
+            "measured": max(t["per_second"] for t in result["throughput"]),
+        },
+        "sleep_lateness_p99_ms": {"target": 50, "measured": result["sleep"]["p99_ms"]},
+    }
+    for name, t in result["targets"].items():
+        higher_is_better = name == "instances_per_second"
+        t["met"] = t["measured"] >= t["target"] if higher_is_better else t["measured"] <= t["target"]
+    if a.json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        env = result["environment"]
+        print(
+            f"\nraydo benchmarks  {env['date']}  git {env['git']}  python {env['python']}  "
+            f"ray {env['ray']}  {env['cpus']} cpus  {'(quick)' if a.quick else ''}\n"
+        )
+        print_table(rows)
+        print(f"\nwall time {result['wall_s']:.0f} s")
+    return result
+
+
+if __name__ == "__main__":
+    main()
