@@ -83,6 +83,7 @@ class LmdbKV:
                 metasync=False,
                 max_readers=1024,
             )
+            self._env.reader_check()  # free reader slots left by killed processes
         except lmdb.Error as exc:
             raise StorageError(f"cannot open storage at {self._path!r}: {exc}") from exc
         self._lock = threading.Lock()
