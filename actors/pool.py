@@ -13,7 +13,6 @@ from typing import Any
 
 import ray
 from ray.exceptions import RayActorError, RayTaskError
-
 from raydo.runtime.engine import Outcome
 from raydo.runtime.namespace import WorkerLost
 
@@ -71,7 +70,7 @@ class ActorPool:
             self._freed.clear()
             await self._freed.wait()
 
-    def release(self, worker: RayWorker, broken: bool = False) -> None:  # type: ignore[override]
+    def release(self, worker: RayWorker, broken: bool = False) -> None:
         if broken:
             self._size -= 1
             ray.kill(worker.handle, no_restart=True)

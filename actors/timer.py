@@ -8,6 +8,7 @@ namespace when one falls due. A wake-up is only a hint: the namespace checks the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -66,10 +67,8 @@ class TimerActor:
                 due = self.queue.next_due()
                 wait = _RESCAN_EVERY if due is None else min(_RESCAN_EVERY, max(0.0, due - now))
                 self._changed.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), wait)
-                except asyncio.TimeoutError:
-                    pass
             except Exception:  # a timer loop that stops on one error stops every wake-up
                 log.exception("timer loop error")
                 await asyncio.sleep(0.1)

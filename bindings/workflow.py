@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from raydo.actors import handles
@@ -227,7 +227,7 @@ def _step_info(name: str, count: int, step: StepRecord) -> StepInfo:
 
 
 def _dt(ts: float | None) -> datetime | None:
-    return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc)
+    return None if ts is None else datetime.fromtimestamp(ts, tz=UTC)
 
 
 __all__ = ["Done", "Workflow", "WorkflowInstance"]

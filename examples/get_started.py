@@ -51,7 +51,7 @@ class MyWorkflow(WorkflowEntrypoint):
             # A flaky dependency: the first `fail_attempts` attempts fail, then it works.
             # ctx.attempt is durable (1, 2, 3, ...), so this is deterministic across replays.
             if ctx.attempt <= fail_attempts:
-                raise ConnectionError(f"storage API unavailable (attempt {ctx.attempt})")
+                raise ConnectionError("storage API unavailable")
             return {
                 "name": params.get("name", "world"),
                 "fileCount": len(files),
@@ -75,42 +75,54 @@ def _clock(ts: datetime | None) -> str:
 
 
 def _in(ts: datetime | None) -> str:
-    if ts is None:
-        return ""
-    return f" (in {max(0.0, (ts - datetime.now(timezone.utc)).total_seconds()):.1f}s)"
+    seconds = (ts - datetime.now(timezone.utc)).total_seconds() if ts else 0.0
+    return f"{max(0.0, seconds):.1f}s"
+
+
+def _current(st: StatusInfo) -> StepInfo | None:
+    """The step the instance is on: the last one not done yet."""
+    return next((s for s in reversed(st.steps) if s.state != "done"), None)
 
 
 def describe(st: StatusInfo) -> str:
     """One line for where an instance is: its status and what it is doing or waiting for."""
-    current = next((s for s in reversed(st.steps) if s.state != "done"), None)
+    current = _current(st)
     status = f"{st.status.value:<9}"
     if st.status.finished or current is None:
         if st.error is not None:
             return f"{status} {st.error.name}: {st.error.message}"
         return status.rstrip()
     if current.type == "sleep":
-        return f"{status} sleep {current.name!r} until {_clock(current.until)}{_in(current.until)}"
+        return f"{status} sleep {current.name!r} until {_clock(current.until)} (in {_in(current.until)})"
     if current.type == "waitForEvent":
         return f"{status} wait_for_event {current.name!r}, timeout at {_clock(current.until)}"
-    if current.state == "retrying" and current.error is not None:
+    if current.state == "retrying" and st.status == "waiting" and current.error is not None:
         return (
-            f"{status} step {current.name!r} attempt {current.attempts} failed "
-            f"({current.error.name}: {current.error.message}); retry{_in(current.until)}"
+            f"{status} retry {current.name!r} in {_in(current.until)}; attempt "
+            f"{current.attempts} failed: {current.error.name}: {current.error.message}"
         )
-    return f"{status} step {current.name!r} attempt {current.attempts}"
+    # Running: a retrying step is about to start its next attempt.
+    attempt = current.attempts + (current.state == "retrying")
+    return f"{status} step {current.name!r}, attempt {attempt}"
+
+
+def _progress_key(st: StatusInfo) -> tuple[Any, ...]:
+    current = _current(st)
+    if current is None:
+        return (st.status,)
+    return (st.status, current.name, current.count, current.state, current.attempts)
 
 
 def watch(inst: raydo.WorkflowInstance, timeout: float = 120, interval: float = 0.05) -> StatusInfo:
     """Poll the instance, print a line whenever its status or current step changes, and return
     the final status (with steps) once it is complete, errored or terminated."""
     started = time.monotonic()
-    last = ""
+    last: tuple[Any, ...] = ()
     while True:
         st = inst.status(steps=True).result()
-        line = describe(st)
-        if line.split("(in ")[0] != last:  # the countdown alone is not a change
-            print(f"  [{time.monotonic() - started:5.1f}s] {line}", flush=True)
-            last = line.split("(in ")[0]
+        if _progress_key(st) != last:
+            last = _progress_key(st)
+            print(f"  [{time.monotonic() - started:5.1f}s] {describe(st)}", flush=True)
         if st.status.finished:
             return st
         if time.monotonic() - started > timeout:

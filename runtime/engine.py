@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from raydo.runtime.clock import Clock
@@ -116,7 +116,7 @@ class Activation:
         payload = self.store.params(self.record.id)
         event = WorkflowEvent(
             payload=decode(payload) if payload is not None else None,
-            timestamp=datetime.fromtimestamp(self.record.created_at, tz=timezone.utc),
+            timestamp=datetime.fromtimestamp(self.record.created_at, tz=UTC),
             instance_id=self.record.id,
             workflow_name=self.record.workflow,
         )
@@ -159,7 +159,11 @@ class Activation:
         paused_at: float | None = None,
     ) -> Outcome:
         rec = self.record
-        rec.status, rec.wake_at, rec.waiting_types = outcome.status, outcome.wake_at, outcome.waiting_types
+        rec.status, rec.wake_at, rec.waiting_types = (
+            outcome.status,
+            outcome.wake_at,
+            outcome.waiting_types,
+        )
         rec.error, rec.paused_at, rec.has_output = error, paused_at, output is not None
         if outcome.status in ("complete", "errored"):
             rec.ended_at = self.clock.now()
@@ -248,7 +252,7 @@ class Activation:
                 timer.cancel()
 
     async def pause_gate(self) -> None:
-        """New attempts do not start while a pause is pending: they park until the activation ends."""
+        """No new attempt starts while a pause is pending: it parks until the activation ends."""
         while self._pausing:
             await self.park(None)
 
@@ -264,7 +268,7 @@ class Activation:
 
 def _error(exc: BaseException) -> dict[str, str]:
     if isinstance(exc, WorkflowStepError):
-        return {"name": exc.name, "message": exc.error_message}  # type: ignore[attr-defined]
+        return {"name": exc.name, "message": exc.error_message}
     if isinstance(exc, NonRetryableError):
-        return {"name": exc.name, "message": exc.message}  # type: ignore[attr-defined]
+        return {"name": exc.name, "message": exc.message}
     return {"name": type(exc).__name__, "message": str(exc)}

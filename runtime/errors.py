@@ -6,7 +6,7 @@
      |    +-- InvalidDurationError              bad duration, past time, beyond 365 days
      |    +-- InvalidStepError                  bad step name or step config (retries, timeout)
      |    +-- InvalidEventTypeError             event type breaks the type rule
-     |    +-- PayloadError                      params / payload / step result not storable or > 1 MiB
+     |    +-- PayloadError                      params / payload / result unstorable or > 1 MiB
      +-- InstanceExistsError                    create() with an id that is taken
      +-- InstanceNotFoundError                  get()/operation on an unknown id
      +-- InvalidStateError                      operation not allowed in the instance's status

@@ -33,7 +33,13 @@ class InstanceRunner:
     async def run(self, iid: str, lease: int) -> Outcome:
         record = self.store.require(iid)
         act = Activation(
-            self.store, self.cls, record, lease, self.clock, self.env, self.executor,
+            self.store,
+            self.cls,
+            record,
+            lease,
+            self.clock,
+            self.env,
+            self.executor,
             self.hibernate_after,
         )
         self.current = act
@@ -70,5 +76,5 @@ class LocalPool:
     async def acquire(self) -> InstanceRunner:
         return await self._idle.get()
 
-    def release(self, worker: InstanceRunner, broken: bool = False) -> None:  # type: ignore[override]
+    def release(self, worker: InstanceRunner, broken: bool = False) -> None:
         self._idle.put_nowait(worker)

@@ -8,14 +8,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
-
 from raydo.runtime.rules import StepConfig
 
 if TYPE_CHECKING:
     from raydo.runtime.step import WorkflowStep
 
 
-class InstanceStatus(str, enum.Enum):
+class InstanceStatus(enum.StrEnum):
     """The nine statuses, with Cloudflare's exact values."""
 
     QUEUED = "queued"
@@ -27,9 +26,6 @@ class InstanceStatus(str, enum.Enum):
     WAITING = "waiting"
     WAITING_FOR_PAUSE = "waitingForPause"
     UNKNOWN = "unknown"
-
-    def __str__(self) -> str:
-        return self.value
 
     @property
     def finished(self) -> bool:

@@ -179,7 +179,7 @@ class Namespace:
         self._waiters.setdefault(iid, []).append(fut)
         try:
             await asyncio.wait_for(asyncio.shield(fut), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise WaitTimeoutError(
                 f"instance {iid!r} did not finish within {timeout} seconds", id=iid
             ) from None
@@ -221,7 +221,7 @@ class Namespace:
             if self._active.get(iid) is worker:
                 del self._active[iid]
             self.pool.release(worker, broken)
-            self._tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
+            self._tasks.discard(asyncio.current_task())
             if outcome is not None:
                 self._after(iid, outcome)
             self._pump()

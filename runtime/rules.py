@@ -42,7 +42,9 @@ _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 def seconds(value: Duration, what: str = "duration") -> float:
     """A duration in seconds from "10 seconds" / "1.5 hours" / timedelta / a number of seconds."""
     if isinstance(value, bool):
-        raise InvalidDurationError(f"{what} {value!r} is a bool; give seconds, a string or timedelta")
+        raise InvalidDurationError(
+            f"{what} {value!r} is a bool; give seconds, a string or timedelta"
+        )
     if isinstance(value, timedelta):
         result = value.total_seconds()
     elif isinstance(value, (int, float)):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from raydo.runtime.errors import (
@@ -119,7 +119,7 @@ class WorkflowStep:
             try:
                 value = await _call(fn, ctx, config.timeout, act.executor)
                 raw = encode(value, f"result of step {sid[0]!r}")
-            except Exception as exc:  # noqa: BLE001 - any step failure is recorded, not lost
+            except Exception as exc:
                 _record_failure(rec, exc, config, act.clock.now())
             else:
                 rec.state, rec.value, rec.error = "done", raw, None
@@ -198,9 +198,7 @@ class _DeferredStep:
         return self._step._do(self._step._act.next_id(self._name), self._fn, self._config)
 
 
-async def _call(
-    fn: StepFn, ctx: StepContext, timeout: float, executor: Any
-) -> Any:
+async def _call(fn: StepFn, ctx: StepContext, timeout: float, executor: Any) -> Any:
     args = (ctx,) if _wants_context(fn) else ()
     if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
         getattr(fn, "__call__", None)  # noqa: B004 - async callable objects
@@ -282,7 +280,7 @@ def _timeout_text(sid: tuple[str, int], rec: StepRecord) -> str:
 
 def _epoch(when: datetime | float) -> float:
     if isinstance(when, datetime):
-        aware = when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
+        aware = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
         return aware.timestamp()
     if isinstance(when, (int, float)) and not isinstance(when, bool):
         return float(when)
@@ -292,4 +290,4 @@ def _epoch(when: datetime | float) -> float:
 
 
 def _utc(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, tz=timezone.utc)
+    return datetime.fromtimestamp(ts, tz=UTC)

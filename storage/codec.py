@@ -15,7 +15,6 @@ from typing import Any
 
 import msgpack
 from pydantic import BaseModel
-
 from raydo.runtime.errors import CorruptRecordError, PayloadError
 
 MAX_VALUE_BYTES = 1 << 20
@@ -90,7 +89,6 @@ def encode(value: Any, what: str = "value", limit: int = MAX_VALUE_BYTES) -> byt
             size=len(raw),
         )
     return raw
-
 
 
 def decode(raw: bytes) -> Any:

@@ -3,7 +3,7 @@
 Two kinds of writer touch an instance: the namespace actor while the instance holds no actor, and
 the instance actor while it runs it. Writes of a running instance are fenced by its lease: the
 namespace bumps the lease each time it hands the instance to an actor, and a write carrying an old
-lease is refused (`Fenced`), so an activation that outlived its turn can never overwrite newer state.
+lease is refused (`Fenced`): an activation that outlived its turn can never overwrite newer state.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Ordered key-value stores: LMDB for real use, memory for unit tests.
 
-Both offer the same two calls: `read(fn)` runs `fn` against a consistent snapshot and `write(fn)` runs
-it in one atomic write transaction (synced to disk when `durable`). Keys scan in byte order.
+Both offer the same two calls: `read(fn)` runs `fn` against a consistent snapshot and `write(fn)`
+runs it in one atomic write transaction (synced to disk when `durable`). Keys scan in byte order.
 Everything above this module speaks only this interface.
 """
 
@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from typing import Protocol, TypeVar
 
 import lmdb
-
 from raydo.runtime.errors import StorageError, StorageFullError
 
 T = TypeVar("T")
@@ -52,7 +51,7 @@ class _LmdbTxn:
         if not cursor.set_range(start if start is not None else prefix):
             return
         for key, value in cursor:
-            if not key.startswith(prefix):
+            if not bytes(key).startswith(prefix):
                 return
             yield bytes(key), bytes(value)
 
@@ -182,7 +181,7 @@ _OPEN_LOCK = threading.Lock()
 
 
 def open_lmdb(path: str) -> LmdbKV:
-    """The process-wide handle for `path`: LMDB forbids opening one environment twice in a process."""
+    """The process-wide handle for `path`: LMDB allows one open per environment and process."""
     key = os.path.abspath(path)
     with _OPEN_LOCK:
         kv = _OPEN.get(key)

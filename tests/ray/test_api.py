@@ -87,7 +87,7 @@ def test_async_api_and_errors_arrive_unwrapped(raydo_env: Path) -> None:
 
 def test_bad_input_is_rejected_with_typed_errors_and_writes_nothing(raydo_env: Path) -> None:
     wf = raydo.workflow(Order, name="order_bad")
-    with pytest.raises(InvalidIdError, match="must be a string of 1..100"):
+    with pytest.raises(InvalidIdError, match=r"must be a string of 1\.\.100"):
         wf.create(id="bad id/with slash")
     with pytest.raises(InvalidIdError):
         wf.create(id="x" * 101)

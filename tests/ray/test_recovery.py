@@ -4,6 +4,7 @@ finished step ran again, and buffered events survived."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -25,10 +26,8 @@ DRIVER = Path(__file__).with_name("recovery_driver.py")
 def _kill_tree(proc: subprocess.Popen[str]) -> int:
     victims = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
     for p in victims:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             p.send_signal(signal.SIGKILL)
-        except psutil.NoSuchProcess:
-            pass
     psutil.wait_procs(victims, timeout=10)
     return len(victims)
 
@@ -39,7 +38,9 @@ def test_sigkill_everything_mid_run_then_resume(tmp_path: Path) -> None:
     env.pop("RAY_ADDRESS")
     start = subprocess.Popen(
         [sys.executable, str(DRIVER), str(storage), str(ledger), "start"],
-        stdout=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         assert start.stdout is not None
@@ -57,7 +58,10 @@ def test_sigkill_everything_mid_run_then_resume(tmp_path: Path) -> None:
 
     done = subprocess.run(
         [sys.executable, str(DRIVER), str(storage), str(ledger), "resume"],
-        capture_output=True, text=True, env=env, timeout=240,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.split("RESULT ", 1)[1])
@@ -70,7 +74,8 @@ def test_sigkill_everything_mid_run_then_resume(tmp_path: Path) -> None:
     extra = {k: c - 1 for k, c in runs.items() if c > 1}
     assert all(c == 1 for c in extra.values()), extra
     assert len(extra) <= 3, extra
-    print(f"killed {killed} processes; {len(before)} attempts before the kill, {len(rows)} after; re-run: {sorted(extra)}")
+    print(f"killed {killed}; attempts before the kill {len(before)}, in all {len(rows)}")
+    print(f"re-run after the kill: {sorted(extra)}")
     finished_before = {(i, s) for i, s, _, _ in before} - set(extra)
     assert all(runs[k] == 1 for k in finished_before)
 

@@ -15,8 +15,13 @@ from raydo.storage.kv import KV, MemoryKV
 
 
 class Harness:
-    def __init__(self, cls: type[WorkflowEntrypoint], kv: KV | None = None, workers: int = 2,
-                 clock: FakeClock | None = None) -> None:
+    def __init__(
+        self,
+        cls: type[WorkflowEntrypoint],
+        kv: KV | None = None,
+        workers: int = 2,
+        clock: FakeClock | None = None,
+    ) -> None:
         self.kv = kv or MemoryKV()
         check_schema(self.kv)
         self.clock = clock or FakeClock()

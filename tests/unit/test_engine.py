@@ -4,13 +4,12 @@ clock. No Ray: these check what replay, retries, sleeps, events and controls mea
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from harness import Harness
 from pydantic import BaseModel
-
 from raydo.runtime.errors import (
     InstanceExistsError,
     InstanceNotFoundError,
@@ -297,11 +296,11 @@ class Typed(WorkflowEntrypoint):
     async def run(self, event: Any, step: Any) -> Any:
         @step.do("model")
         async def make() -> Model:
-            return Model(when=datetime(2030, 1, 1, tzinfo=timezone.utc), n=3)
+            return Model(when=datetime(2030, 1, 1, tzinfo=UTC), n=3)
 
         m = await make()
         assert isinstance(m, Model)
-        d = await step.do("dt", lambda: datetime(2031, 5, 6, tzinfo=timezone.utc))
+        d = await step.do("dt", lambda: datetime(2031, 5, 6, tzinfo=UTC))
         assert isinstance(d, datetime)
         return {"n": m.n, "year": d.year}
 
@@ -316,7 +315,7 @@ async def test_decorator_form_and_typed_results() -> None:
 class BadSleep(WorkflowEntrypoint):
     async def run(self, event: Any, step: Any) -> Any:
         try:
-            await step.sleep_until("past", datetime(2000, 1, 1, tzinfo=timezone.utc))
+            await step.sleep_until("past", datetime(2000, 1, 1, tzinfo=UTC))
         except InvalidDurationError as err:
             return str(err)
 
