@@ -65,7 +65,7 @@ def seconds(value: Duration, what: str = "duration") -> float:
 
 
 def _parse(text: str, what: str) -> float:
-    match = _DURATION_RE.match(text.lower())
+    match = _DURATION_RE.fullmatch(text.lower())
     unit = _UNITS.get(match.group(2)) if match else None
     if match is None or unit is None:
         raise InvalidDurationError(
@@ -88,7 +88,7 @@ def bounded(value: Duration, what: str, low: float, high: float) -> float:
 
 
 def check_id(value: Any, what: str = "instance id") -> str:
-    if not isinstance(value, str) or len(value) > MAX_ID or not _ID_RE.match(value):
+    if not isinstance(value, str) or len(value) > MAX_ID or not _ID_RE.fullmatch(value):
         raise InvalidIdError(
             f"{what} {value!r} is invalid; it must be a string of 1..{MAX_ID} characters matching "
             "^[a-zA-Z0-9_][a-zA-Z0-9-_]*$",
@@ -98,7 +98,7 @@ def check_id(value: Any, what: str = "instance id") -> str:
 
 
 def check_event_type(value: Any) -> str:
-    if not isinstance(value, str) or len(value) > MAX_ID or not _ID_RE.match(value):
+    if not isinstance(value, str) or len(value) > MAX_ID or not _ID_RE.fullmatch(value):
         raise InvalidEventTypeError(
             f"event type {value!r} is invalid; it must be a string of 1..{MAX_ID} characters "
             "matching ^[a-zA-Z0-9_][a-zA-Z0-9-_]*$",

@@ -367,3 +367,31 @@ async def test_concurrency_limit_queues_instances() -> None:
     assert h.status("i2") == "queued"
     await h.settle()
     assert {h.status(f"i{n}") for n in range(3)} == {"waiting"}
+
+
+class LongStep(WorkflowEntrypoint):
+    async def run(self, event: Any, step: Any) -> Any:
+        async def slow() -> str:
+            calls.append("slow start")
+            await asyncio.sleep(0.2)
+            calls.append("slow end")
+            return "x"
+
+        await step.do("slow", slow)
+        await step.do("after", lambda: calls.append("after"))
+        return "ok"
+
+
+async def test_pause_waits_for_the_running_step_then_resume_continues() -> None:
+    h = Harness(LongStep)
+    h.create("i")
+    await asyncio.sleep(0.05)
+    h.ns.pause("i")
+    assert h.ns.snapshot("i").pausing  # reported as waitingForPause
+    await h.settle()
+    assert calls == ["slow start", "slow end"]
+    assert h.status("i") == "paused"
+    h.ns.resume("i")
+    await h.settle()
+    assert calls == ["slow start", "slow end", "after"]
+    assert h.output("i") == "ok"
