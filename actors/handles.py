@@ -10,6 +10,7 @@ import hashlib
 from typing import Any
 
 import ray
+
 from raydo.runtime.model import WorkflowEntrypoint
 
 RAY_NAMESPACE = "raydo"

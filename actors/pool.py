@@ -13,6 +13,7 @@ from typing import Any
 
 import ray
 from ray.exceptions import RayActorError, RayTaskError
+
 from raydo.runtime.engine import Outcome
 from raydo.runtime.namespace import WorkerLost
 

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 
 import ray
+
 from raydo.storage.instances import check_schema
 from raydo.storage.kv import open_lmdb
 

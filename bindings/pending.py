@@ -8,6 +8,7 @@ from typing import Any, Generic, TypeVar
 
 import ray
 from ray.exceptions import GetTimeoutError, RayTaskError
+
 from raydo.runtime.errors import WaitTimeoutError
 
 T = TypeVar("T")

@@ -61,8 +61,10 @@ class FlightWatchWorkflow(WorkflowEntrypoint):
             await step.sleep("wait before gate check", p.get("every", "1 second"))
             gate = await step.do("check gate", partial(check_gate, p["flight"], check))
 
-        message = f"{p['user']}: {flight['flight']} {flight['from']}->{flight['to']} " \
-                  f"departs {flight['departs']} from gate {gate}"
+        message = (
+            f"{p['user']}: {flight['flight']} {flight['from']}->{flight['to']} "
+            f"departs {flight['departs']} from gate {gate}"
+        )
         await step.do("notify user", lambda: message)
         return {"user": p["user"], "flight": flight["flight"], "gate": gate, "message": message}
 
@@ -88,7 +90,8 @@ class TravelAgent:
 
     async def wait_all(self, interval: float = 0.2, timeout: float = 60) -> dict[str, StatusInfo]:
         """Poll every `interval` seconds, report changes, return once all tasks have finished."""
-        started, seen = time.monotonic(), {}
+        started = time.monotonic()
+        seen: dict[str, raydo.InstanceStatus] = {}
         while True:
             statuses = await self.check_workflow_status()
             for iid, st in statuses.items():
@@ -107,7 +110,7 @@ async def main(storage: str | None = None) -> dict[str, StatusInfo]:
     # concurrency=2: at most two watchers hold a process at a time; the third is queued until
     # one of them sleeps (a sleeping instance gives its process back).
     agent = TravelAgent(raydo.workflow(FlightWatchWorkflow, name="flight-watch", concurrency=2))
-    requests = [
+    requests: list[dict[str, Any]] = [
         {"user": "ana", "flight": "DL264", "date": "2025-02-23"},
         {"user": "bo", "flight": "UA901", "date": "2025-02-24", "checks": 3},
         {"user": "cy", "flight": "XX000", "date": "2025-02-24"},

@@ -116,10 +116,13 @@ def new_order(card: str = "tok_visa", amount: int = 4200, **overrides: Any) -> d
     }
 
 
-def main(storage: str | None = None) -> list[raydo.StatusInfo]:
+def main(storage: str | None = None, feedback_wait: str = "2 seconds") -> list[raydo.StatusInfo]:
     raydo.init(storage)
     checkout = raydo.workflow(CheckoutWorkflow, name="checkout", concurrency=2)
-    orders = [new_order(), new_order(card=DECLINED_CARD, amount=99_00)]
+    orders = [
+        new_order(feedback_wait=feedback_wait),
+        new_order(card=DECLINED_CARD, amount=99_00),
+    ]
     started = time.monotonic()
     # The order id doubles as the instance id: a second create for the same order is rejected
     # (InstanceExistsError) instead of charging twice.

@@ -21,6 +21,7 @@ bucket; `await (await self.env.SELF.get(event.instance_id)).restart()` works her
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import sys
 import uuid
@@ -71,10 +72,9 @@ class ChunkProcessor(WorkflowEntrypoint):
             if not page["truncated"]:
                 return None
             next_id = chunk_id(p["job"], page["cursor"])
-            try:
+            # If an earlier attempt of this step already created it, there is nothing more to do.
+            with contextlib.suppress(InstanceExistsError):
                 await self.env.SELF.create(id=next_id, params={**p, "cursor": page["cursor"]})
-            except InstanceExistsError:
-                pass  # created by an earlier attempt of this step: nothing more to do
             return next_id
 
         next_id = await step.do("continue", carry_on)
@@ -104,8 +104,13 @@ def run_job(
 ) -> list[raydo.StatusInfo]:
     """Start a job and follow its chain of instances to the end; returns their final statuses."""
     job = job or f"job-{uuid.uuid4().hex[:6]}"
-    params = {"job": job, "prefix": "exports/2025/", "total": total, "chunk_size": chunk_size,
-              "cursor": 0}
+    params = {
+        "job": job,
+        "prefix": "exports/2025/",
+        "total": total,
+        "chunk_size": chunk_size,
+        "cursor": 0,
+    }
     inst = wf.create(id=chunk_id(job, 0), params=params).result()
     chain = []
     while True:

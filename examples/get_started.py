@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import raydo
@@ -75,7 +75,7 @@ def _clock(ts: datetime | None) -> str:
 
 
 def _in(ts: datetime | None) -> str:
-    seconds = (ts - datetime.now(timezone.utc)).total_seconds() if ts else 0.0
+    seconds = (ts - datetime.now(UTC)).total_seconds() if ts else 0.0
     return f"{max(0.0, seconds):.1f}s"
 
 
@@ -93,7 +93,8 @@ def describe(st: StatusInfo) -> str:
             return f"{status} {st.error.name}: {st.error.message}"
         return status.rstrip()
     if current.type == "sleep":
-        return f"{status} sleep {current.name!r} until {_clock(current.until)} (in {_in(current.until)})"
+        until = current.until
+        return f"{status} sleep {current.name!r} until {_clock(until)} (in {_in(until)})"
     if current.type == "waitForEvent":
         return f"{status} wait_for_event {current.name!r}, timeout at {_clock(current.until)}"
     if current.state == "retrying" and st.status == "waiting" and current.error is not None:
@@ -134,7 +135,7 @@ def _short(value: Any, width: int) -> str:
     if value is None:
         return "-"
     text = json.dumps(value, default=str, separators=(", ", ": "))
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _took(s: StepInfo) -> str:
@@ -154,7 +155,8 @@ def step_table(steps: list[StepInfo], output_width: int = 48) -> str:
             s.state,
             str(s.attempts) if s.type == "do" else "-",
             _took(s),
-            f"{s.error.name}: {s.error.message}" if s.error and s.state == "done"
+            f"{s.error.name}: {s.error.message}"
+            if s.error and s.state == "done"
             else _short(s.output, output_width),
         )
         for i, s in enumerate(steps, 1)
@@ -163,7 +165,10 @@ def step_table(steps: list[StepInfo], output_width: int = 48) -> str:
     right = {0, 4, 5}  # numbers are right-aligned
 
     def fmt(row: tuple[str, ...]) -> str:
-        cells = [v.rjust(w) if c in right else v.ljust(w) for c, (v, w) in enumerate(zip(row, widths))]
+        cells = [
+            v.rjust(w) if c in right else v.ljust(w)
+            for c, (v, w) in enumerate(zip(row, widths, strict=True))
+        ]
         return "  " + "  ".join(cells).rstrip()
 
     rule = "  " + "  ".join("-" * w for w in widths)

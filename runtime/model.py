@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
+
 from raydo.runtime.rules import StepConfig
 
 if TYPE_CHECKING:

@@ -15,6 +15,7 @@ from typing import Any
 
 import msgpack
 from pydantic import BaseModel
+
 from raydo.runtime.errors import CorruptRecordError, PayloadError
 
 MAX_VALUE_BYTES = 1 << 20

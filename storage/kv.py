@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Protocol, TypeVar
 
 import lmdb
+
 from raydo.runtime.errors import StorageError, StorageFullError
 
 T = TypeVar("T")

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from harness import Harness
 from pydantic import BaseModel
+
 from raydo.runtime.errors import (
     InstanceExistsError,
     InstanceNotFoundError,

@@ -29,7 +29,7 @@ def test_codec_round_trips_data_datetimes_and_models() -> None:
 
 
 def test_codec_rejects_unstorable_and_oversized_naming_them() -> None:
-    with pytest.raises(PayloadError, match="params of x.*not serializable"):
+    with pytest.raises(PayloadError, match=r"params of x.*not serializable"):
         encode({"f": object()}, "params of x")
     with pytest.raises(PayloadError, match="1 MiB"):
         encode("x" * (1 << 20), "result of step 'a'")
