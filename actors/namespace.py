@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from raydo.actors import handles
@@ -37,6 +38,9 @@ class NamespaceActor:
         )
         self._timers: Any = None
         self._started = False
+        # Recover at once, also after Ray restarts this actor: unfinished instances must not wait
+        # for some client to call. (Ray runs an async actor's __init__ inside its event loop.)
+        asyncio.get_running_loop().call_soon(self._start)
 
     def _start(self) -> None:
         if not self._started:

@@ -32,6 +32,7 @@ class TimerActor:
         self._changed: asyncio.Event | None = None
         self._loop: asyncio.Task[None] | None = None
         self._namespaces: dict[str, Any] = {}
+        asyncio.get_running_loop().call_soon(self._ensure_loop)  # also after a restart
 
     def _ensure_loop(self) -> asyncio.Event:
         if self._changed is None:

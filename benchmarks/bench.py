@@ -2,7 +2,7 @@
 
     /work/venv/bin/python benchmarks/bench.py            # full run (~1-2 minutes on 2 cores)
     /work/venv/bin/python benchmarks/bench.py --quick    # smoke run with small N (~20 s)
-    /work/venv/bin/python benchmarks/bench.py --json     # machine output (one JSON object on stdout)
+    /work/venv/bin/python benchmarks/bench.py --json     # one JSON object on stdout
 
 Figures (targets from the project brief):
   1. durable overhead per step of a 1,000-step workflow of trivial async steps, timed inside run()
@@ -118,15 +118,97 @@ async def gather_all(pendings: list[Any]) -> list[Any]:
     return list(await asyncio.gather(*pendings))
 
 
-def kill_namespace(wf: raydo.Workflow) -> None:
+async def kill_namespace(wf: raydo.Workflow) -> None:
     """Drop the namespace actor this benchmark created (its pooled instance actors die with it),
-    so one phase's idle processes do not weigh on the next."""
+    so one phase's idle processes do not weigh on the next; give the dying processes a moment."""
     import ray
 
     try:
         ray.kill(wf.actor, no_restart=True)
-    except Exception as exc:  # noqa: BLE001 - cleanup only
+    except Exception as exc:
         log(f"could not kill namespace actor of {wf.name}: {exc!r}")
+    await asyncio.sleep(1.0)
+
+
+class CpuMeter:
+    """CPU seconds used during a phase by each kind of process of the local Ray this run started
+    (driver, NamespaceActor, InstanceActor, TimerActor, other Ray), and by the whole machine: the
+    difference is load from outside this benchmark, which skews every figure on 2 cores.
+    Best effort: empty when psutil or Ray's node internals are unavailable (e.g. joined cluster)."""
+
+    KINDS = ("NamespaceActor", "InstanceActor", "TimerActor")
+
+    def __init__(self) -> None:
+        self.ok = False
+        try:
+            import psutil
+
+            self._psutil = psutil
+            self.ok = True
+        except ImportError:
+            pass
+
+    def _procs(self) -> dict[int, str]:
+        import ray
+
+        procs = {os.getpid(): "driver"}
+        try:
+            node = ray._private.worker._global_node
+            raylet = node.all_processes["raylet"][0].process.pid
+            for infos in node.all_processes.values():
+                for info in infos:
+                    procs[info.process.pid] = "ray-system"
+            for child in self._psutil.Process(raylet).children():
+                cmd = " ".join(child.cmdline())
+                kind = next((k for k in self.KINDS if f"ray::{k}" in cmd), "ray-system")
+                procs[child.pid] = kind
+        except Exception:
+            pass
+        return procs
+
+    def _cpu(self, pids: dict[int, str]) -> dict[int, float]:
+        out = {}
+        for pid in pids:
+            try:
+                t = self._psutil.Process(pid).cpu_times()
+                out[pid] = t.user + t.system
+            except Exception:
+                continue
+        return out
+
+    def _machine(self) -> float:
+        t = self._psutil.cpu_times()
+        return sum(
+            getattr(t, f, 0.0) for f in ("user", "nice", "system", "irq", "softirq", "steal")
+        )
+
+    def start(self) -> None:
+        if not self.ok:
+            return
+        self._pids = self._procs()
+        self._c0 = self._cpu(self._pids)
+        self._m0 = self._machine()
+        self._t0 = time.perf_counter()
+
+    def stop(self) -> dict[str, Any]:
+        if not self.ok:
+            return {}
+        wall = time.perf_counter() - self._t0
+        c1 = self._cpu(self._pids)
+        by_kind: dict[str, float] = {}
+        for pid, kind in self._pids.items():
+            if pid in self._c0 and pid in c1:
+                by_kind[kind] = by_kind.get(kind, 0.0) + c1[pid] - self._c0[pid]
+        ours = sum(by_kind.values())
+        machine = self._machine() - self._m0
+        cores = os.cpu_count() or 1
+        return {
+            "wall_s": wall,
+            "cpu_s": by_kind,
+            "ours_cpu_s": ours,
+            "machine_busy_pct": 100 * machine / (wall * cores),
+            "foreign_busy_pct": 100 * max(0.0, machine - ours) / (wall * cores),
+        }
 
 
 # --------------------------------------------------------------------------------------------------
@@ -180,6 +262,8 @@ async def bench_steps(n: int, repeats: int) -> dict[str, Any]:
     await (await wf.create(params={"n": min(n, 50)})).wait(timeout=120)
 
     inside, e2e_n, e2e_0 = [], [], []
+    meter = CpuMeter()
+    meter.start()
     for _ in range(repeats):
         t = time.perf_counter()
         st = await (await wf.create(params={"n": 0})).wait(timeout=120)
@@ -191,6 +275,7 @@ async def bench_steps(n: int, repeats: int) -> dict[str, Any]:
         e2e_n.append(time.perf_counter() - t)
         assert str(st.status) == "complete", st
         inside.append(st.output["elapsed"])
+    load = meter.stop()
 
     # Ray call round trip to the (idle) namespace actor, for scale: sync, one by one
     import ray
@@ -201,10 +286,10 @@ async def bench_steps(n: int, repeats: int) -> dict[str, Any]:
     for _ in range(calls):
         ray.get(wf.actor.stats.remote())
     rtt = (time.perf_counter() - t) / calls
-    kill_namespace(wf)
+    await kill_namespace(wf)
 
     per_inside = [e / n for e in inside]
-    per_e2e = [(a - b) / n for a, b in zip(e2e_n, e2e_0)]
+    per_e2e = [(a - b) / n for a, b in zip(e2e_n, e2e_0, strict=False)]
     return {
         "n": n,
         "repeats": repeats,
@@ -214,6 +299,7 @@ async def bench_steps(n: int, repeats: int) -> dict[str, Any]:
         "instance_0_steps_ms": statistics.median(e2e_0) * 1e3,
         "instance_n_steps_ms": statistics.median(e2e_n) * 1e3,
         "ray_rtt_ms": rtt * 1e3,
+        "load": load,
     }
 
 
@@ -221,7 +307,7 @@ async def bench_sync_steps(n: int) -> dict[str, Any]:
     wf = raydo.workflow(SyncStepLoop, name="bench_sync_steps", concurrency=1, warm=1)
     await (await wf.create(params={"n": min(n, 50)})).wait(timeout=120)
     st = await (await wf.create(params={"n": n})).wait(timeout=600)
-    kill_namespace(wf)
+    await kill_namespace(wf)
     return {"n": n, "per_step_us": st.output["elapsed"] / n * 1e6}
 
 
@@ -250,7 +336,7 @@ async def bench_engine_in_process(storage: str, n: int) -> dict[str, Any]:
             results.append(out["elapsed"] / n)
         runner.executor.shutdown(wait=False)
         return {"n": n, "per_step_us": statistics.median(results) * 1e6}
-    except Exception as exc:  # noqa: BLE001 - a diagnostic must not sink the run
+    except Exception as exc:
         return {"skipped": f"{type(exc).__name__}: {exc}"}
 
 
@@ -268,6 +354,8 @@ async def bench_throughput(concurrency: int, batches: int, batch_size: int) -> d
 
     total = batches * batch_size
     waits: list[Any] = []
+    meter = CpuMeter()
+    meter.start()
     t0 = time.perf_counter()
     for _ in range(batches):
         insts = await wf.create_batch([{} for _ in range(batch_size)])
@@ -275,7 +363,8 @@ async def bench_throughput(concurrency: int, batches: int, batch_size: int) -> d
     t_created = time.perf_counter() - t0
     statuses = await gather_all(waits)
     elapsed = time.perf_counter() - t0
-    kill_namespace(wf)
+    load = meter.stop()
+    await kill_namespace(wf)
 
     bad = [s for s in statuses if str(s.status) != "complete"]
     assert not bad, f"{len(bad)} instances did not complete, e.g. {bad[0]}"
@@ -290,6 +379,8 @@ async def bench_throughput(concurrency: int, batches: int, batch_size: int) -> d
         "creates_per_second": total / t_created,
         "latency_p50_ms": pct(lat, 50) * 1e3,
         "latency_max_ms": max(lat) * 1e3 if lat else float("nan"),
+        "load": load,
+        "cpu_ms_per_instance": {k: v / total * 1e3 for k, v in load.get("cpu_s", {}).items()},
     }
 
 
@@ -304,12 +395,15 @@ async def bench_sleep(count: int, concurrency: int) -> dict[str, Any]:
     await gather_all([i.wait(timeout=120) for i in warm])
 
     insts: list[Any] = []
+    meter = CpuMeter()
+    meter.start()
     t0 = time.perf_counter()
     for start in range(0, count, 100):
         insts.extend(await wf.create_batch([{} for _ in range(min(100, count - start))]))
     statuses = await gather_all([i.wait(timeout=300) for i in insts])
     elapsed = time.perf_counter() - t0
-    kill_namespace(wf)
+    load = meter.stop()
+    await kill_namespace(wf)
 
     bad = [s for s in statuses if str(s.status) != "complete"]
     assert not bad, f"{len(bad)} sleepers did not complete, e.g. {bad[0]}"
@@ -322,6 +416,7 @@ async def bench_sleep(count: int, concurrency: int) -> dict[str, Any]:
         "max_ms": max(late) * 1e3,
         "min_ms": min(late) * 1e3,
         "elapsed_s": elapsed,
+        "load": load,
     }
 
 
@@ -333,6 +428,12 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
 
+def _load_note(load: dict[str, Any]) -> str:
+    if not load:
+        return ""
+    return f"machine busy {load['machine_busy_pct']:.0f}%, foreign {load['foreign_busy_pct']:.0f}%"
+
+
 def build_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     rows: list[tuple[str, str, str, str]] = []
     lm, st = r["lmdb"], r["steps"]
@@ -340,26 +441,31 @@ def build_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     r["ratios"] = {"per_step_over_synced_commit": ratio}
     rows.append(
         (
-            f"1. per-step overhead, {st['n']}-step workflow (inside run, median of {st['repeats']})",
+            f"1. per-step overhead, {st['n']}-step workflow "
+            f"(inside run, median of {st['repeats']})",
             f"{st['per_step_us']:.0f} us",
             "<= 100 us",
-            verdict(st["per_step_us"] <= 100),
+            f"{verdict(st['per_step_us'] <= 100)}  {_load_note(st['load'])}",
         )
     )
-    rows.append(("   raw LMDB commit + sync (same disk)", f"{lm['synced_mean_us']:.0f} us", "", ""))
+    rows.append(
+        (
+            f"   raw LMDB commit + sync, same disk, mean of {lm['commits']}",
+            f"{lm['synced_mean_us']:.0f} us",
+            "",
+            f"p50 {lm['synced_p50_us']:.0f} us, p99 {lm['synced_p99_us']:.0f} us",
+        )
+    )
     rows.append(
         ("   per-step / raw synced commit", f"{ratio:.1f}x", "<= 3x", verdict(ratio <= 3.0))
     )
     rows.append(("   raw LMDB commit, no sync", f"{lm['unsynced_mean_us']:.1f} us", "", ""))
     rows.append(
-        (
-            "   per-step, end to end ((T(n) - T(0)) / n)",
-            f"{st['per_step_e2e_us']:.0f} us",
-            "",
-            "",
-        )
+        ("   per-step, end to end ((T(n) - T(0)) / n)", f"{st['per_step_e2e_us']:.0f} us", "", "")
     )
-    rows.append(("   0-step instance, create -> wait", f"{st['instance_0_steps_ms']:.1f} ms", "", ""))
+    rows.append(
+        ("   0-step instance, create -> wait", f"{st['instance_0_steps_ms']:.1f} ms", "", "")
+    )
     best = max(r["throughput"], key=lambda t: t["per_second"])
     rows.append(
         (
@@ -371,38 +477,53 @@ def build_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         )
     )
     for t in r["throughput"]:
+        cpu = t["cpu_ms_per_instance"]
+        split = ", ".join(
+            f"{k.replace('Actor', '')} {cpu[k]:.1f}"
+            for k in ("InstanceActor", "NamespaceActor", "driver", "ray-system", "TimerActor")
+            if k in cpu and cpu[k] >= 0.05
+        )
         rows.append(
             (
                 f"   concurrency={t['concurrency']}",
                 f"{t['per_second']:.0f} /s",
                 "",
-                f"creates {t['creates_per_second']:.0f}/s",
+                f"creates {t['creates_per_second']:.0f}/s; CPU ms/instance: {split}; "
+                f"{_load_note(t['load'])}",
             )
         )
     sl = r["sleep"]
     rows.append(
         (
-            f"3. 1 s sleep lateness, {sl['instances']} instances (concurrency={sl['concurrency']}) p99",
+            f"3. 1 s sleep lateness, {sl['instances']} instances "
+            f"(concurrency={sl['concurrency']}) p99",
             f"{sl['p99_ms']:.1f} ms",
             "<= 50 ms",
-            verdict(sl["p99_ms"] <= 50),
+            f"{verdict(sl['p99_ms'] <= 50)}  {_load_note(sl['load'])}",
         )
     )
     rows.append(("   p50", f"{sl['p50_ms']:.1f} ms", "", ""))
     rows.append(("   max", f"{sl['max_ms']:.1f} ms", "", ""))
     d = r["diagnostics"]
-    rows.append(("diag: Ray call round trip, sync (namespace actor)", f"{d['ray_rtt_ms']:.2f} ms", "", ""))
+    rows.append(
+        ("diag: Ray call round trip, sync (namespace actor)", f"{d['ray_rtt_ms']:.2f} ms", "", "")
+    )
     eng = d["engine_in_process"]
     rows.append(
         (
             "diag: per-step, same engine in-process (no Ray)",
-            f"{eng['per_step_us']:.0f} us" if "per_step_us" in eng else eng.get("skipped", "?"),
+            f"{eng['per_step_us']:.0f} us" if "per_step_us" in eng else "skipped",
             "",
-            "",
+            eng.get("skipped", ""),
         )
     )
     rows.append(
-        ("diag: per-step, sync fn (step thread pool)", f"{d['sync_steps']['per_step_us']:.0f} us", "", "")
+        (
+            "diag: per-step, sync fn (step thread pool)",
+            f"{d['sync_steps']['per_step_us']:.0f} us",
+            "",
+            "",
+        )
     )
     return rows
 
@@ -411,11 +532,15 @@ def print_table(rows: list[tuple[str, str, str, str]]) -> None:
     heads = ("figure", "measured", "target", "")
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(heads)]
     line = "  ".join("-" * w for w in widths)
-    print("  ".join(h.ljust(w) for h, w in zip(heads, widths)))
+    print("  ".join(h.ljust(w) for h, w in zip(heads, widths, strict=False)))
     print(line)
     for row in rows:
-        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) if i < 3 else c for i, (c, w) in
-                        enumerate(zip(row, widths))))
+        print(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w) if i < 3 else c
+                for i, (c, w) in enumerate(zip(row, widths, strict=False))
+            )
+        )
 
 
 def environment(storage: str) -> dict[str, Any]:
@@ -432,16 +557,34 @@ def environment(storage: str) -> dict[str, Any]:
     except OSError:
         commit = ""
     return {
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "ray": ray.__version__,
         "cpus": os.cpu_count(),
         "storage": storage,
         "git": commit,
+        "loadavg_1m": os.getloadavg()[0],
     }
 
 
 # --------------------------------------------------------------------------------------------------
+
+
+def wait_for_quiet(limit: float) -> None:
+    """Wait (at most `limit` seconds) until the machine's CPU has been under 15% for 3 s."""
+    try:
+        import psutil
+    except ImportError:
+        return
+    deadline = time.monotonic() + limit
+    quiet = 0
+    while time.monotonic() < deadline:
+        busy = psutil.cpu_percent(interval=1.0)
+        quiet = quiet + 1 if busy < 15 else 0
+        if quiet >= 3:
+            log("machine is quiet")
+            return
+    log(f"machine still busy after {limit:.0f} s; running anyway")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -449,7 +592,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="small N: a smoke run of every figure")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout, no table")
     p.add_argument("--steps", type=int, help="steps in the per-step workflow (default 1000)")
-    p.add_argument("--step-repeats", type=int, help="instances of the per-step workflow (default 3)")
+    p.add_argument(
+        "--step-repeats", type=int, help="instances of the per-step workflow (default 3)"
+    )
     p.add_argument("--batches", type=int, help="create_batch calls for throughput (default 20)")
     p.add_argument("--batch-size", type=int, default=100, help="instances per batch (<= 100)")
     p.add_argument(
@@ -458,9 +603,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sleepers", type=int, help="instances in the sleep test (default 200)")
     p.add_argument("--sleep-concurrency", type=int, help="default: the best throughput setting")
     p.add_argument("--commits", type=int, help="raw LMDB commits (default 2000)")
-    p.add_argument("--storage-root", default=tempfile.gettempdir(), help="parent of the temp storage")
+    p.add_argument(
+        "--storage-root", default=tempfile.gettempdir(), help="parent of the temp storage"
+    )
     p.add_argument("--keep", action="store_true", help="keep the storage folder")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="first wait up to SECONDS for the machine to be quiet (CPU < 15%% for 3 s)",
+    )
+    p.add_argument(
+        "--join",
+        action="store_true",
+        help="let raydo.init pick Ray as usual ($RAY_ADDRESS or a `ray start` cluster); by default "
+        "the benchmark starts its own private local Ray so other clusters on the machine are not "
+        "joined",
+    )
     a = p.parse_args(argv)
     q = a.quick
     a.steps = a.steps or (200 if q else 1000)
@@ -509,16 +670,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     root = tempfile.mkdtemp(prefix="raydo-bench-", dir=a.storage_root)
     storage = os.path.join(root, "storage")
+    if a.wait_quiet > 0:
+        wait_for_quiet(a.wait_quiet)
+    env = environment(storage)
+    if env["loadavg_1m"] > 0.5:
+        log(f"machine is not idle (1-min load {env['loadavg_1m']:.2f}): figures will be skewed")
     t_start = time.perf_counter()
-    ctx = raydo.init(storage=storage)
-    log(f"storage {storage}; Ray {'started here' if ctx.started_ray else 'joined'}")
+    private = not a.join and not os.environ.get("RAY_ADDRESS")
+    # address="local": always a fresh Ray owned by this process, even when another Ray runs here.
+    ctx = raydo.init(storage=storage, address="local" if private else None)
+    own_ray = private or ctx.started_ray
+    log(f"storage {storage}; Ray {'started here' if own_ray else 'joined'}")
     try:
         result = asyncio.run(run_all(a, storage, root))
     finally:
         raydo.shutdown(kill_actors=True)
+        if private:
+            import ray
+
+            if ray.is_initialized():
+                ray.shutdown()  # the local Ray this process started, and only it
         if not a.keep:
             shutil.rmtree(root, ignore_errors=True)
-    result["environment"] = environment(storage)
+    env["ray_started_here"] = own_ray
+    result["environment"] = env
     result["wall_s"] = time.perf_counter() - t_start
     rows = build_rows(result)
     result["targets"] = {
@@ -535,17 +710,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     for name, t in result["targets"].items():
         higher_is_better = name == "instances_per_second"
-        t["met"] = t["measured"] >= t["target"] if higher_is_better else t["measured"] <= t["target"]
+        t["met"] = (
+            t["measured"] >= t["target"] if higher_is_better else t["measured"] <= t["target"]
+        )
     if a.json:
         print(json.dumps(result, indent=2, default=str))
     else:
-        env = result["environment"]
         print(
             f"\nraydo benchmarks  {env['date']}  git {env['git']}  python {env['python']}  "
             f"ray {env['ray']}  {env['cpus']} cpus  {'(quick)' if a.quick else ''}\n"
         )
         print_table(rows)
-        print(f"\nwall time {result['wall_s']:.0f} s")
+        print(
+            f"\nwall time {result['wall_s']:.0f} s; 1-min load average at start "
+            f"{env['loadavg_1m']:.2f}"
+        )
+        foreign = [
+            ph["load"]["foreign_busy_pct"]
+            for ph in [result["steps"], result["sleep"], *result["throughput"]]
+            if ph.get("load")
+        ]
+        if foreign and max(foreign) > 10:
+            print(
+                f"WARNING: up to {max(foreign):.0f}% of the machine's CPU was used by processes "
+                "outside this benchmark during a phase; rerun on a quiet machine for clean figures"
+            )
     return result
 
 

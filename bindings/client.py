@@ -62,7 +62,7 @@ def init(
             )
         finally:
             auth_log.setLevel(level)
-        started = address is None
+        started = address in (None, "local")
     _context = Context(path, started)
     return _context
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from raydo.runtime.errors import (
     InvalidDurationError,
@@ -46,6 +46,36 @@ class WorkflowStep:
 
     def __init__(self, activation: Activation) -> None:
         self._act = activation
+
+    @overload
+    def do(
+        self,
+        name: str,
+        fn: Callable[..., Coroutine[Any, Any, T]],
+        *,
+        retries: dict[str, Any] | None = None,
+        timeout: Duration | None = None,
+    ) -> Awaitable[T]: ...
+
+    @overload
+    def do(
+        self,
+        name: str,
+        fn: Callable[..., T],
+        *,
+        retries: dict[str, Any] | None = None,
+        timeout: Duration | None = None,
+    ) -> Awaitable[T]: ...
+
+    @overload
+    def do(
+        self,
+        name: str,
+        fn: None = None,
+        *,
+        retries: dict[str, Any] | None = None,
+        timeout: Duration | None = None,
+    ) -> Callable[[StepFn], Callable[[], Awaitable[Any]]]: ...
 
     def do(
         self,
@@ -132,7 +162,7 @@ class WorkflowStep:
         act = self._act
         rec = act.lookup(sid, "sleep")
         if rec is None:
-            rec = act.new_record(sid, "sleep", until=act.clock.now() + secs)
+            rec = act.new_record(sid, "sleep", state="pending", until=act.clock.now() + secs)
             act.save(sid, rec, durable=True)
         await self._sleep_out(sid, rec)
 
@@ -150,7 +180,7 @@ class WorkflowStep:
                 raise InvalidDurationError(
                     f"sleep_until time {when!r} is more than 365 days ahead", value=repr(when)
                 )
-            rec = act.new_record(sid, "sleep", until=until)
+            rec = act.new_record(sid, "sleep", state="pending", until=until)
             act.save(sid, rec, durable=True)
         await self._sleep_out(sid, rec)
 
@@ -169,7 +199,9 @@ class WorkflowStep:
         act = self._act
         rec = act.lookup(sid, "wait")
         if rec is None:
-            rec = act.new_record(sid, "wait", until=act.clock.now() + secs, type=type_)
+            rec = act.new_record(
+                sid, "wait", state="pending", until=act.clock.now() + secs, type=type_
+            )
             act.save(sid, rec, durable=True)
         assert rec.until is not None
         while rec.state != "done":
