@@ -14,9 +14,14 @@ Figures (targets from the project brief):
 Diagnostics (no target) help place the time: a Ray call round trip to the namespace actor, the
 same step loop run by the engine in this process without Ray, and a step loop of sync steps.
 
-Everything runs in embedded mode against a fresh temporary storage folder (`--storage-root`, default
-/tmp) which is removed afterwards (`--keep` keeps it). raydo.shutdown(kill_actors=True) is called at
-the end; when raydo started the local Ray, that stops it and only it.
+Everything runs in embedded mode (raydo.init with a fresh temporary storage folder under
+`--storage-root`, default /tmp, removed afterwards unless `--keep`). By default the local Ray is a
+private one started by this process (address="local"), so a `ray start` cluster or another test run
+on the machine is never joined; at the end raydo.shutdown(kill_actors=True) and ray.shutdown() stop
+that Ray and nothing else. Every phase also reports how busy the machine was and how much of that
+came from processes outside the benchmark: on 2 cores, foreign load skews every figure.
+
+From Python (e.g. a smoke test): `from benchmarks.bench import main; result = main(["--quick"])`.
 """
 
 from __future__ import annotations
