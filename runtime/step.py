@@ -149,7 +149,9 @@ class WorkflowStep:
             try:
                 value = await _call(fn, ctx, config.timeout, act.executor)
                 raw = encode(value, f"result of step {sid[0]!r}")
-            except Exception as exc:
+            except asyncio.CancelledError:
+                raise  # the activation is being stopped, not the step failing
+            except BaseException as exc:  # SystemExit etc. from a step: a failed attempt
                 _record_failure(rec, exc, config, act.clock.now())
             else:
                 rec.state, rec.value, rec.error = "done", raw, None
@@ -260,7 +262,7 @@ def _wants_context(fn: StepFn) -> bool:
     )
 
 
-def _record_failure(rec: StepRecord, exc: Exception, config: StepConfig, now: float) -> None:
+def _record_failure(rec: StepRecord, exc: BaseException, config: StepConfig, now: float) -> None:
     retryable = not isinstance(exc, (NonRetryableError, PayloadError))
     rec.error = _error_info(exc, retryable)
     if retryable and rec.attempts <= config.retries.limit:

@@ -396,3 +396,33 @@ async def test_pause_waits_for_the_running_step_then_resume_continues() -> None:
     await h.settle()
     assert calls == ["slow start", "slow end", "after"]
     assert h.output("i") == "ok"
+
+
+class Exits(WorkflowEntrypoint):
+    async def run(self, event: Any, step: Any) -> Any:
+        def sync_exit(ctx: Any) -> str:
+            calls.append(("sync", ctx.attempt))
+            if ctx.attempt == 1:
+                raise SystemExit(3)
+            return "sync ok"
+
+        async def async_interrupt(ctx: Any) -> str:
+            calls.append(("async", ctx.attempt))
+            if ctx.attempt == 1:
+                raise KeyboardInterrupt
+            return "async ok"
+
+        retry = {"limit": 1, "delay": 0}
+        a = await step.do("sync", sync_exit, retries=retry)
+        b = await step.do("async", async_interrupt, retries=retry)
+        return [a, b]
+
+
+async def test_base_exceptions_from_steps_are_failed_attempts() -> None:
+    h = Harness(Exits)
+    h.create("i")
+    await h.settle()
+    assert h.output("i") == ["sync ok", "async ok"]
+    assert calls == [("sync", 1), ("sync", 2), ("async", 1), ("async", 2)]
+    steps = h.store.steps("i")
+    assert steps[("sync", 1)].attempts == 2
