@@ -80,6 +80,7 @@ def new_instance_actor(
     workflow_cls: type[WorkflowEntrypoint],
     env: dict[str, Any],
     hibernate_after: float,
+    block_limit: float,
 ) -> Any:
     """A pooled InstanceActor. Owned by (and dying with) the namespace actor that creates it."""
     from raydo.actors.instance import InstanceActor
@@ -87,7 +88,7 @@ def new_instance_actor(
     return (
         ray.remote(InstanceActor)
         .options(max_restarts=0, max_concurrency=1000, num_cpus=0)
-        .remote(storage, workflow, workflow_cls, env, hibernate_after)
+        .remote(storage, workflow, workflow_cls, env, hibernate_after, block_limit)
     )
 
 

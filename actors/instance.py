@@ -1,8 +1,13 @@
-"""InstanceActor: the process an instance runs in while it runs. A shell around InstanceRunner."""
+"""InstanceActor: the process an instance runs in while it runs. A shell around InstanceRunner,
+plus a watchdog for the one fault asyncio cannot time out: code that blocks the event loop."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
+import threading
+import time
 from typing import Any
 
 from raydo.runtime.clock import SystemClock
@@ -11,6 +16,12 @@ from raydo.runtime.local import InstanceRunner
 from raydo.runtime.model import Env, WorkflowEntrypoint
 from raydo.storage.instances import InstanceStore
 from raydo.storage.kv import open_lmdb
+
+log = logging.getLogger("raydo")
+
+_BEAT = 0.2  # seconds between loop heartbeats
+_GRACE = 1.0  # slack past a deadline before the watchdog acts
+WATCHDOG_EXIT_CODE = 70
 
 
 class InstanceActor:
@@ -21,11 +32,16 @@ class InstanceActor:
         workflow_cls: type[WorkflowEntrypoint],
         env: dict[str, Any],
         hibernate_after: float,
+        block_limit: float = 60.0,
     ) -> None:
         store = InstanceStore(open_lmdb(storage), workflow)
         self.runner = InstanceRunner(
             store, workflow_cls, SystemClock(), Env(dict(env)), hibernate_after
         )
+        self.block_limit = block_limit
+        self._beat = time.monotonic()
+        asyncio.get_running_loop().call_soon(self._heartbeat)
+        threading.Thread(target=self._watch, name="raydo-watchdog", daemon=True).start()
 
     async def run(self, iid: str, lease: int) -> Outcome:
         return await self.runner.run(iid, lease)
@@ -41,3 +57,26 @@ class InstanceActor:
 
     async def ping(self) -> int:
         return os.getpid()
+
+    def _heartbeat(self) -> None:
+        self._beat = time.monotonic()
+        asyncio.get_running_loop().call_later(_BEAT, self._heartbeat)
+
+    def _watch(self) -> None:
+        """Exit the process when user code has blocked the loop past what it may take: the
+        running attempt's timeout, or `block_limit` for code outside steps. The namespace sees
+        the worker die; the attempt counts as failed and is retried by its policy."""
+        while True:
+            time.sleep(_BEAT)
+            act = self.runner.current
+            now = time.monotonic()
+            if act is None or now - self._beat < _BEAT * 5:
+                continue
+            deadline = act.earliest_deadline() or (self._beat + self.block_limit)
+            if now > deadline + _GRACE:
+                log.error(
+                    "instance %s blocked its event loop for %.1fs; restarting its worker",
+                    act.record.id,
+                    now - self._beat,
+                )
+                os._exit(WATCHDOG_EXIT_CODE)

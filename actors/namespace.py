@@ -28,7 +28,12 @@ class NamespaceActor:
         concurrency = int(options["concurrency"])
         self.pool = ActorPool(
             lambda: handles.new_instance_actor(
-                storage, workflow, workflow_cls, options["env"], options["hibernate_after"]
+                storage,
+                workflow,
+                workflow_cls,
+                options["env"],
+                options["hibernate_after"],
+                options["block_limit"],
             ),
             max_size=concurrency,
             warm=int(options["warm"]),

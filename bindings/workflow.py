@@ -33,7 +33,8 @@ class Workflow:
 
     concurrency: instances of this workflow running at once (each holds one actor); the rest are
     `queued`. env: bindings the workflow sees as `self.env` (e.g. other Workflows). hibernate_after:
-    waits longer than this many seconds give the actor back.
+    waits longer than this many seconds give the actor back. block_limit: seconds run() code
+    outside steps may block the event loop before its worker is replaced (steps: their timeout).
     """
 
     def __init__(
@@ -44,6 +45,7 @@ class Workflow:
         concurrency: int = 4,
         env: dict[str, Any] | None = None,
         hibernate_after: float = 0.25,
+        block_limit: float = 60.0,
         warm: int = 1,
         storage: str | None = None,
     ) -> None:
@@ -60,6 +62,7 @@ class Workflow:
             "concurrency": concurrency,
             "env": dict(env or {}),
             "hibernate_after": float(hibernate_after),
+            "block_limit": float(block_limit),
             "warm": warm,
         }
         self._storage = storage

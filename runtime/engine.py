@@ -10,8 +10,10 @@ the wake-up time; the next activation replays to the same point from storage, fo
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor
@@ -44,6 +46,8 @@ class Outcome:
     status: str
     wake_at: float | None = None
     waiting_types: list[str] = field(default_factory=list)
+    recycle: bool = False
+    """True when a timed-out sync step still runs in a thread: replace the worker process."""
 
 
 @dataclass(eq=False)
@@ -77,6 +81,8 @@ class Activation:
         self._counts: defaultdict[str, int] = defaultdict(int)
         self._seq = 0
         self._busy = 0
+        self._deadlines: dict[int, float] = {}
+        self.strays: list[concurrent.futures.Future[Any]] = []
         self._parks: list[_Park] = []
         self._pausing = False
         self._stopped = False
@@ -165,6 +171,7 @@ class Activation:
             outcome.waiting_types,
         )
         rec.error, rec.paused_at, rec.has_output = error, paused_at, output is not None
+        rec.lost = 0
         if outcome.status in ("complete", "errored"):
             rec.ended_at = self.clock.now()
         try:
@@ -230,13 +237,27 @@ class Activation:
             raise _Fence() from None
 
     @contextlib.asynccontextmanager
-    async def busy(self) -> AsyncIterator[None]:
+    async def busy(self, timeout: float | None = None) -> AsyncIterator[None]:
+        """Count a running attempt; with `timeout`, also its deadline for the actor's watchdog."""
         self._busy += 1
+        token = id(asyncio.current_task())
+        if timeout is not None:
+            self._deadlines[token] = time.monotonic() + timeout
         try:
             yield
         finally:
             self._busy -= 1
+            self._deadlines.pop(token, None)
             self._poke()
+
+    def submit(self, fn: Any, *args: Any) -> concurrent.futures.Future[Any]:
+        if self.executor is None:
+            self.executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="raydo-step")
+        return self.executor.submit(fn, *args)
+
+    def earliest_deadline(self) -> float | None:
+        """time.monotonic() by which the earliest running attempt must end, if any runs."""
+        return min(self._deadlines.values(), default=None)
 
     async def park(self, until: float | None, type_: str | None = None) -> None:
         """Wait until `until` (or an event of `type_`, or the end of a pause)."""

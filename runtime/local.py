@@ -44,9 +44,11 @@ class InstanceRunner:
         )
         self.current = act
         try:
-            return await act.run()
+            outcome = await act.run()
         finally:
             self.current = None
+        outcome.recycle = any(not stray.done() for stray in act.strays)
+        return outcome
 
     def _matching(self, iid: str) -> Activation | None:
         act = self.current

@@ -20,6 +20,8 @@ from raydo.storage.instances import InstanceRecord, InstanceStore, StepRecord
 
 log = logging.getLogger("raydo")
 
+# An instance whose process dies this many activations in a row is errored, not retried forever.
+MAX_LOST_ACTIVATIONS = 20
 # A timer due this soon is handled here instead of going through the timer service.
 _IMMEDIATE = 0.005
 
@@ -202,7 +204,7 @@ class Namespace:
     async def _activate(self, iid: str) -> None:
         worker = await self.pool.acquire()
         outcome: Outcome | None = None
-        broken = False
+        lost: str | None = None
         try:
             rec = self.store.get(iid)
             if rec is None or rec.finished or rec.status == "paused":
@@ -211,20 +213,41 @@ class Namespace:
             self._active[iid] = worker
             try:
                 outcome = await worker.run(iid, lease)
-            except WorkerLost:
-                broken = True
-                log.warning("worker running instance %s died; resuming it", iid)
-                self._wakeups[iid] = None
+            except WorkerLost as exc:
+                lost = str(exc) or "worker process died"
         except Exception:
             log.exception("activation of instance %s failed", iid)
         finally:
-            if self._active.get(iid) is worker:
+            still_ours = self._active.get(iid) is worker  # not taken away by terminate etc.
+            if still_ours:
                 del self._active[iid]
-            self.pool.release(worker, broken)
+            self.pool.release(worker, lost is not None or (outcome is not None and outcome.recycle))
             self._tasks.discard(asyncio.current_task())
             if outcome is not None:
                 self._after(iid, outcome)
+            elif lost is not None and still_ours:
+                self._worker_lost(iid, lost)
             self._pump()
+
+    def _worker_lost(self, iid: str, detail: str) -> None:
+        """The process running `iid` died. Resume the instance, unless that keeps happening."""
+        rec = self.store.get(iid)
+        if rec is None or rec.finished:
+            return
+        rec.lost += 1
+        if rec.lost < MAX_LOST_ACTIVATIONS:
+            log.warning("worker running instance %s died (%d in a row); resuming", iid, rec.lost)
+            self.store.save(rec, durable=False)
+            self._wakeups[iid] = None
+            return
+        rec.status, rec.ended_at = "errored", self.clock.now()
+        rec.error = {
+            "name": "WorkerLostError",
+            "message": f"the process running instance {iid!r} died {rec.lost} times in a row "
+            f"without the instance reaching a wait or an end; last: {detail[:300]}",
+        }
+        self.store.save(rec)
+        self._finished(iid)
 
     def _after(self, iid: str, outcome: Outcome) -> None:
         pausing = iid in self._pausing

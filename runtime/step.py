@@ -145,9 +145,9 @@ class WorkflowStep:
         rec.state, rec.until = "running", None
         act.save(sid, rec, durable=False)
         ctx = StepContext(StepIdentity(*sid), rec.attempts, config)
-        async with act.busy():
+        async with act.busy(config.timeout):
             try:
-                value = await _call(fn, ctx, config.timeout, act.executor)
+                value = await _call(fn, ctx, config.timeout, act)
                 raw = encode(value, f"result of step {sid[0]!r}")
             except asyncio.CancelledError:
                 raise  # the activation is being stopped, not the step failing
@@ -232,15 +232,22 @@ class _DeferredStep:
         return self._step._do(self._step._act.next_id(self._name), self._fn, self._config)
 
 
-async def _call(fn: StepFn, ctx: StepContext, timeout: float, executor: Any) -> Any:
+async def _call(fn: StepFn, ctx: StepContext, timeout: float, act: Activation) -> Any:
     args = (ctx,) if _wants_context(fn) else ()
     if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
         getattr(fn, "__call__", None)  # noqa: B004 - async callable objects
     ):
         async with asyncio.timeout(timeout):
             return await fn(*args)
-    loop = asyncio.get_running_loop()
-    result = await asyncio.wait_for(loop.run_in_executor(executor, fn, *args), timeout)
+    # Sync code runs in a thread so it never blocks the instance's loop. A thread cannot be
+    # stopped: one still running at its timeout is a stray, and its worker gets replaced.
+    running = act.submit(fn, *args)
+    try:
+        result = await asyncio.wait_for(asyncio.wrap_future(running), timeout)
+    except TimeoutError:
+        if not running.done():
+            act.strays.append(running)
+        raise
     if inspect.isawaitable(result):
         async with asyncio.timeout(timeout):
             return await result

@@ -39,6 +39,7 @@ class InstanceRecord:
     waiting_types: list[str] = field(default_factory=list)
     paused_at: float | None = None
     has_output: bool = False
+    lost: int = 0  # activations in a row whose process died
 
     @property
     def finished(self) -> bool:
