@@ -254,6 +254,8 @@ class Namespace:
         self._pausing.discard(iid)
         if outcome.status in ("complete", "errored"):
             self._finished(iid)
+        elif outcome.status == "paused" and not pausing:
+            self.resume(iid)  # the pause was withdrawn (resumed) while the step finished
         elif outcome.status == "waiting":
             if pausing:
                 self.pause(iid)
