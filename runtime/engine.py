@@ -23,6 +23,7 @@ from typing import Any
 
 from raydo.runtime.clock import Clock
 from raydo.runtime.errors import (
+    CorruptRecordError,
     NonDeterminismError,
     NonRetryableError,
     PayloadError,
@@ -91,7 +92,10 @@ class Activation:
     # -- the loop ------------------------------------------------------------------------------
 
     async def run(self) -> Outcome:
-        self.steps = self.store.steps(self.record.id)
+        try:
+            self.steps = self.store.steps(self.record.id)
+        except CorruptRecordError as err:
+            return self._settle(Outcome("errored"), error=_error(err))
         self._seq = max((s.seq for s in self.steps.values()), default=-1) + 1
         task = asyncio.ensure_future(self._run_user())
         try:

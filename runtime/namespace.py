@@ -15,7 +15,12 @@ from typing import Any, Protocol
 
 from raydo.runtime.clock import Clock
 from raydo.runtime.engine import Outcome
-from raydo.runtime.errors import InvalidStateError, InvalidStepError, WaitTimeoutError
+from raydo.runtime.errors import (
+    InvalidStateError,
+    InvalidStepError,
+    StorageError,
+    WaitTimeoutError,
+)
 from raydo.storage.instances import InstanceRecord, InstanceStore, StepRecord
 
 log = logging.getLogger("raydo")
@@ -70,6 +75,9 @@ class Namespace:
         self._pausing: set[str] = set()
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # Errors an activation could not even write down (storage full or broken): reported by
+        # status() until the instance is restarted or deleted; storage still says it is unfinished.
+        self._faults: dict[str, dict[str, str]] = {}
 
     # -- recovery ------------------------------------------------------------------------------
 
@@ -100,6 +108,9 @@ class Namespace:
 
     def snapshot(self, iid: str, steps: bool = False) -> Snapshot:
         rec = self.store.require(iid)
+        fault = self._faults.get(iid)
+        if fault is not None and not rec.finished:
+            rec.status, rec.error = "errored", fault
         output = self.store.output(iid) if rec.has_output else None
         step_list = None
         if steps:
@@ -175,7 +186,7 @@ class Namespace:
 
     async def wait(self, iid: str, timeout: float | None) -> None:
         rec = self.store.require(iid)
-        if rec.finished:
+        if rec.finished or iid in self._faults:
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(iid, []).append(fut)
@@ -215,6 +226,10 @@ class Namespace:
                 outcome = await worker.run(iid, lease)
             except WorkerLost as exc:
                 lost = str(exc) or "worker process died"
+        except StorageError as exc:
+            log.error("instance %s cannot be stored: %s", iid, exc)
+            self._faults[iid] = {"name": type(exc).__name__, "message": str(exc)}
+            self._finished(iid)
         except Exception:
             log.exception("activation of instance %s failed", iid)
         finally:
@@ -290,6 +305,7 @@ class Namespace:
 
     def _take_away(self, iid: str) -> None:
         """Stop whatever runs the instance; its lease is bumped so a late write cannot land."""
+        self._faults.pop(iid, None)
         self._dequeue(iid)
         self._pausing.discard(iid)
         worker = self._active.pop(iid, None)

@@ -8,6 +8,7 @@ Everything above this module speaks only this interface.
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from typing import Protocol, TypeVar
@@ -20,6 +21,7 @@ T = TypeVar("T")
 
 _INITIAL_MAP_SIZE = 64 << 20
 _DEFAULT_MAX_MAP_SIZE = 1 << 40
+_LOW_DISK = 16 << 20
 
 
 class Reader(Protocol):
@@ -111,14 +113,26 @@ class LmdbKV:
                     self._env.set_mapsize(0)
                 except lmdb.MapFullError:
                     self._grow()
-                except lmdb.DiskError as exc:
-                    raise StorageFullError(f"storage at {self._path!r}: {exc}") from exc
+                except lmdb.Error as exc:
+                    raise self._write_failed(exc) from exc
             if durable:
                 try:
                     self._env.sync(True)
                 except lmdb.Error as exc:
-                    raise StorageFullError(f"storage at {self._path!r}: {exc}") from exc
+                    raise self._write_failed(exc) from exc
             return result
+
+    def _write_failed(self, exc: lmdb.Error) -> StorageError:
+        """A commit failed and wrote nothing. A nearly full disk is the usual cause (LMDB reports
+        it as an I/O error), so say so when it is true."""
+        free = shutil.disk_usage(self._path).free
+        if free < _LOW_DISK:
+            return StorageFullError(
+                f"storage at {self._path!r} could not commit: the disk is full ({free} bytes "
+                f"free); nothing of this change was written ({exc})",
+                free=free,
+            )
+        return StorageError(f"storage at {self._path!r} could not commit: {exc}")
 
     def _grow(self) -> None:
         size = int(self._env.info()["map_size"])
@@ -189,6 +203,14 @@ def open_lmdb(path: str) -> LmdbKV:
         if kv is None:
             kv = _OPEN[key] = LmdbKV(key)
         return kv
+
+
+def close(path: str) -> None:
+    """Close this process's handle for `path`, if it has one."""
+    with _OPEN_LOCK:
+        kv = _OPEN.pop(os.path.abspath(path), None)
+    if kv is not None:
+        kv.close()
 
 
 def close_all() -> None:
