@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import ray
 
-from raydo.storage.instances import check_schema
+from raydo.storage.instances import check_schema, set_sync_mode
 from raydo.storage.kv import open_lmdb
 
 DEFAULT_STORAGE = ".raydo"
@@ -28,10 +28,13 @@ def init(
     *,
     address: str | None = None,
     num_cpus: int | None = None,
+    sync_commits: bool | None = None,
 ) -> Context:
     """Start raydo; optional and idempotent (first use calls it).
 
     storage: the LMDB folder (argument, else $RAYDO_STORAGE, else ./.raydo).
+    sync_commits: fsync every step result (default, survives power loss) or, when False, flush
+    every 50 ms (survives any process crash; an OS crash may lose the last 50 ms of steps).
     Joins the Ray cluster at `address` / $RAY_ADDRESS or one already running here; otherwise starts
     a quiet local Ray that `shutdown()` stops again.
     """
@@ -44,7 +47,11 @@ def init(
                 f"raydo.shutdown() before init with {path!r}"
             )
         return _context
-    check_schema(open_lmdb(path))
+    kv = open_lmdb(path)
+    check_schema(kv)
+    if sync_commits is not None:
+        set_sync_mode(kv, sync_commits)
+        kv.sync_each_commit = sync_commits
     started = False
     if not ray.is_initialized():
         address = address or os.environ.get("RAY_ADDRESS")

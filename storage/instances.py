@@ -100,6 +100,13 @@ class Event:
     timestamp: float
 
 
+def set_sync_mode(kv: KV, each_commit: bool) -> None:
+    """Choose this storage's durability: fsync every durable commit (default), or flush every
+    50 ms (a process crash loses nothing; an OS crash may lose the last 50 ms). Applies to
+    processes that open the storage afterwards."""
+    kv.write(lambda w: w.put(keys.SYNC_KEY, keys.encode_u64(1 if each_commit else 0)))
+
+
 def check_schema(kv: KV) -> None:
     """Stamp an empty store with our schema version; refuse one written by another version."""
 

@@ -5,6 +5,7 @@ Components are joined by NUL, which ids, workflow names, step names and event ty
 keys sort in logical order and a timer queue or an event FIFO is a prefix scan.
 
     meta/schema                              -> schema version
+    meta/sync                                -> durability mode of this storage
     I  wf  id                                -> instance record          (one per instance)
     N  wf  id  P                             -> params                   \
     N  wf  id  O                             -> output                    |
@@ -21,6 +22,7 @@ import struct
 
 SCHEMA_KEY = b"meta\x00schema"
 SCHEMA_VERSION = 1
+SYNC_KEY = b"meta\x00sync"  # u64: 1 = fsync every durable commit, 0 = fsync on an interval
 
 _SEP = b"\x00"
 _U32 = struct.Struct(">I")

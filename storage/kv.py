@@ -10,18 +10,21 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Protocol, TypeVar
 
 import lmdb
 
 from raydo.runtime.errors import StorageError, StorageFullError
+from raydo.storage import keys
 
 T = TypeVar("T")
 
 _INITIAL_MAP_SIZE = 64 << 20
 _DEFAULT_MAX_MAP_SIZE = 1 << 40
 _LOW_DISK = 16 << 20
+_FLUSH_EVERY = 0.05
 
 
 class Reader(Protocol):
@@ -89,10 +92,27 @@ class LmdbKV:
         except lmdb.Error as exc:
             raise StorageError(f"cannot open storage at {self._path!r}: {exc}") from exc
         self._lock = threading.Lock()
+        self._dirty = threading.Event()
+        self.sync_each_commit = (
+            self.read(lambda r: keys.decode_u64(r.get(keys.SYNC_KEY) or keys.encode_u64(1))) != 0
+        )
+        if not self.sync_each_commit:
+            threading.Thread(target=self._flush_loop, name="raydo-lmdb-flush", daemon=True).start()
 
     @property
     def path(self) -> str:
         return self._path
+
+    def _flush_loop(self) -> None:
+        """sync_commits=False: durable commits are flushed together every _FLUSH_EVERY seconds."""
+        while True:
+            self._dirty.wait()
+            time.sleep(_FLUSH_EVERY)
+            self._dirty.clear()
+            try:
+                self._env.sync(True)
+            except lmdb.Error:
+                self._dirty.set()  # retried at the next round
 
     def read(self, fn: Callable[[Reader], T]) -> T:
         while True:
@@ -115,11 +135,13 @@ class LmdbKV:
                     self._grow()
                 except lmdb.Error as exc:
                     raise self._write_failed(exc) from exc
-            if durable:
+            if durable and self.sync_each_commit:
                 try:
                     self._env.sync(True)
                 except lmdb.Error as exc:
                     raise self._write_failed(exc) from exc
+            elif durable:
+                self._dirty.set()
             return result
 
     def _write_failed(self, exc: lmdb.Error) -> StorageError:

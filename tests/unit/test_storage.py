@@ -122,3 +122,18 @@ def test_timer_queue_keeps_latest_schedule_per_instance() -> None:
     assert q.next_due() == 20.0
     assert q.pop_due(25.0) == [("w", "a")]
     assert len(q) == 0
+
+
+def test_sync_mode_is_a_property_of_the_storage(tmp_path: Path) -> None:
+    from raydo.storage.instances import set_sync_mode
+
+    path = str(tmp_path / "db")
+    kv = LmdbKV(path)
+    assert kv.sync_each_commit
+    set_sync_mode(kv, False)
+    kv.close()
+    again = LmdbKV(path)  # another process opening the storage sees the same mode
+    assert not again.sync_each_commit
+    again.write(lambda w: w.put(b"k", b"v"))  # flushed by the background flusher
+    assert again.read(lambda r: r.get(b"k")) == b"v"
+    again.close()
