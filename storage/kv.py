@@ -93,6 +93,7 @@ class LmdbKV:
             raise StorageError(f"cannot open storage at {self._path!r}: {exc}") from exc
         self._lock = threading.Lock()
         self._dirty = threading.Event()
+        self._closed = False
         self.sync_each_commit = (
             self.read(lambda r: keys.decode_u64(r.get(keys.SYNC_KEY) or keys.encode_u64(1))) != 0
         )
@@ -105,12 +106,14 @@ class LmdbKV:
 
     def _flush_loop(self) -> None:
         """sync_commits=False: durable commits are flushed together every _FLUSH_EVERY seconds."""
-        while True:
+        while not self._closed:
             self._dirty.wait()
             time.sleep(_FLUSH_EVERY)
             self._dirty.clear()
             try:
-                self._env.sync(True)
+                with self._lock:
+                    if not self._closed:
+                        self._env.sync(True)
             except lmdb.Error:
                 self._dirty.set()  # retried at the next round
 
@@ -168,7 +171,10 @@ class LmdbKV:
         return int(self._env.info()["map_size"])
 
     def close(self) -> None:
-        self._env.close()
+        with self._lock:
+            self._closed = True
+            self._env.close()
+        self._dirty.set()  # lets the flusher see it is closed
 
 
 class _MemoryTxn:
