@@ -39,7 +39,12 @@ class NamespaceActor:
             warm=int(options["warm"]),
         )
         self.ns = Namespace(
-            InstanceStore(kv, workflow), self.pool, SystemClock(), self._schedule, concurrency
+            InstanceStore(kv, workflow),
+            self.pool,
+            SystemClock(),
+            self._schedule,
+            concurrency,
+            wake_lead=min(0.1, float(options["hibernate_after"]) / 2),
         )
         self._timers: Any = None
         self._started = False

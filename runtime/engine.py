@@ -88,14 +88,27 @@ class Activation:
         self._pausing = False
         self._stopped = False
         self._changed = asyncio.Event()
+        self._preloaded: tuple[dict[tuple[str, int], StepRecord], bytes | None] | None = None
+        self._params: bytes | None = None
 
     # -- the loop ------------------------------------------------------------------------------
 
+    def preload(
+        self, steps: dict[tuple[str, int], StepRecord] | None, params: bytes | None
+    ) -> None:
+        """Start from data already read (one read for record, steps and params)."""
+        if steps is not None:
+            self._preloaded = (steps, params)
+
     async def run(self) -> Outcome:
-        try:
-            self.steps = self.store.steps(self.record.id)
-        except CorruptRecordError as err:
-            return self._settle(Outcome("errored"), error=_error(err))
+        if self._preloaded is not None:
+            self.steps, self._params = self._preloaded
+        else:
+            try:
+                self.steps = self.store.steps(self.record.id)
+                self._params = self.store.params(self.record.id)
+            except CorruptRecordError as err:
+                return self._settle(Outcome("errored"), error=_error(err))
         self._seq = max((s.seq for s in self.steps.values()), default=-1) + 1
         task = asyncio.ensure_future(self._run_user())
         try:
@@ -123,7 +136,7 @@ class Activation:
     async def _run_user(self) -> Any:
         instance = self.cls()
         instance.env = self.env
-        payload = self.store.params(self.record.id)
+        payload = self._params
         event = WorkflowEvent(
             payload=decode(payload) if payload is not None else None,
             timestamp=datetime.fromtimestamp(self.record.created_at, tz=UTC),

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from raydo.runtime.clock import Clock
 from raydo.runtime.engine import HIBERNATE_AFTER, Activation, Outcome
+from raydo.runtime.errors import CorruptRecordError
 from raydo.runtime.model import Env, WorkflowEntrypoint
 from raydo.storage.codec import register_models
 from raydo.storage.instances import InstanceStore
@@ -31,7 +32,10 @@ class InstanceRunner:
         self.current: Activation | None = None
 
     async def run(self, iid: str, lease: int) -> Outcome:
-        record = self.store.require(iid)
+        try:
+            record, steps, params = self.store.load(iid)
+        except CorruptRecordError:  # the activation reports it as the instance's error
+            record, steps, params = self.store.require(iid), None, None
         act = Activation(
             self.store,
             self.cls,
@@ -42,6 +46,7 @@ class InstanceRunner:
             self.executor,
             self.hibernate_after,
         )
+        act.preload(steps, params)
         self.current = act
         try:
             outcome = await act.run()

@@ -65,9 +65,13 @@ class Namespace:
         clock: Clock,
         schedule_timer: Callable[[str, float], None],
         concurrency: int,
+        wake_lead: float = 0.0,
     ) -> None:
         self.store, self.pool, self.clock = store, pool, clock
         self.schedule_timer = schedule_timer
+        # Wake instances this much before their time: dispatch and replay happen early and the
+        # engine sleeps the rest in memory (it must be below the engine's hibernate_after).
+        self.wake_lead = wake_lead
         self.concurrency = concurrency
         self._active: dict[str, Worker] = {}
         self._wakeups: dict[str, None] = {}  # ordered sets: waking instances go first
@@ -181,7 +185,7 @@ class Namespace:
         rec = self.store.get(iid)
         if rec is None or rec.status != "waiting" or rec.wake_at is None:
             return
-        if rec.wake_at <= self.clock.now() + _IMMEDIATE:
+        if rec.wake_at <= self.clock.now() + self.wake_lead + _IMMEDIATE:
             self._wake(iid)
 
     async def wait(self, iid: str, timeout: float | None) -> None:
@@ -217,10 +221,9 @@ class Namespace:
         outcome: Outcome | None = None
         lost: str | None = None
         try:
-            rec = self.store.get(iid)
-            if rec is None or rec.finished or rec.status == "paused":
+            lease = self.store.acquire(iid, self.clock.now())
+            if lease is None:
                 return
-            lease, _ = self.store.acquire(iid, self.clock.now())
             self._active[iid] = worker
             try:
                 outcome = await worker.run(iid, lease)
@@ -281,10 +284,10 @@ class Namespace:
         if types and self.store.has_events(iid, types):
             self._wake(iid)
         elif wake_at is not None:
-            if wake_at - self.clock.now() <= _IMMEDIATE:
+            if wake_at - self.clock.now() <= self.wake_lead + _IMMEDIATE:
                 self._wake(iid)
             else:
-                self.schedule_timer(iid, wake_at)
+                self.schedule_timer(iid, wake_at - self.wake_lead)
 
     def _wake(self, iid: str) -> None:
         if iid not in self._active:

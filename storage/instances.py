@@ -191,6 +191,24 @@ class InstanceStore:
 
         return self.kv.read(apply)
 
+    def load(
+        self, iid: str
+    ) -> tuple[InstanceRecord, dict[tuple[str, int], StepRecord], bytes | None]:
+        """Record, steps and params of an instance in one read: what an activation starts from."""
+        prefix = keys.steps_of(self.workflow, iid)
+
+        def apply(
+            r: Reader,
+        ) -> tuple[InstanceRecord, dict[tuple[str, int], StepRecord], bytes | None]:
+            rec = self._existing(r, iid)
+            steps = {}
+            for key, raw in r.scan(prefix):
+                step_id = keys.step_id_of(key)
+                steps[step_id] = unpack_step(raw, f"step {step_id} of instance {iid!r}")
+            return rec, steps, r.get(keys.params(self.workflow, iid))
+
+        return self.kv.read(apply)
+
     def has_events(self, iid: str, types: Iterable[str]) -> bool:
         def apply(r: Reader) -> bool:
             for type_ in types:
@@ -250,11 +268,14 @@ class InstanceStore:
     def save(self, rec: InstanceRecord, durable: bool = True) -> None:
         self.kv.write(lambda w: self._put_record(w, rec), durable)
 
-    def acquire(self, iid: str, now: float) -> tuple[int, InstanceRecord]:
-        """Hand the instance to a new activation: bump its lease and mark it running."""
+    def acquire(self, iid: str, now: float) -> int | None:
+        """Hand the instance to a new activation: bump its lease and mark it running. None (and
+        nothing written) when it is gone, finished or paused."""
 
-        def apply(w: Writer) -> tuple[int, InstanceRecord]:
-            rec = self._existing(w, iid)
+        def apply(w: Writer) -> int | None:
+            rec = self._record(w, iid)
+            if rec is None or rec.finished or rec.status == "paused":
+                return None
             lease_key = keys.lease(self.workflow, iid)
             lease = keys.decode_u64(w.get(lease_key)) + 1
             w.put(lease_key, keys.encode_u64(lease))
@@ -263,7 +284,7 @@ class InstanceStore:
             rec.waiting_types = []
             rec.started_at = rec.started_at or now
             self._put_record(w, rec)
-            return lease, rec
+            return lease
 
         # Not synced: a lost acquire only means the activation is re-run after an OS crash.
         return self.kv.write(apply, durable=False)
