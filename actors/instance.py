@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from raydo.runtime.clock import SystemClock
-from raydo.runtime.engine import Outcome
+from raydo.runtime.engine import BatchResult, Outcome
 from raydo.runtime.local import InstanceRunner
 from raydo.runtime.model import Env, WorkflowEntrypoint
 from raydo.storage.instances import InstanceStore
@@ -43,8 +43,11 @@ class InstanceActor:
         asyncio.get_running_loop().call_soon(self._heartbeat)
         threading.Thread(target=self._watch, name="raydo-watchdog", daemon=True).start()
 
-    async def run(self, iid: str, lease: int) -> Outcome:
-        return await self.runner.run(iid, lease)
+    async def run_batch(self, items: list[tuple[str, int]]) -> BatchResult:
+        return await self.runner.run_batch(items)
+
+    async def join(self, iid: str) -> Outcome:
+        return await self.runner.join(iid)
 
     async def pause(self, iid: str) -> None:
         self.runner.pause(iid)

@@ -14,7 +14,7 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError, RayTaskError
 
-from raydo.runtime.engine import Outcome
+from raydo.runtime.engine import BatchResult, Outcome
 from raydo.runtime.namespace import WorkerLost
 
 log = logging.getLogger("raydo")
@@ -26,14 +26,21 @@ class RayWorker:
     def __init__(self, handle: Any) -> None:
         self.handle = handle
 
-    async def run(self, iid: str, lease: int) -> Outcome:
+    async def run_batch(self, items: list[tuple[str, int]]) -> BatchResult:
+        result: BatchResult = await self._call(self.handle.run_batch.remote(items))
+        return result
+
+    async def join(self, iid: str) -> Outcome:
+        outcome: Outcome = await self._call(self.handle.join.remote(iid))
+        return outcome
+
+    async def _call(self, ref: Any) -> Any:
         try:
-            outcome: Outcome = await self.handle.run.remote(iid, lease)
+            return await ref
         except RayActorError as exc:
             raise WorkerLost(str(exc)) from None
         except RayTaskError as exc:
             raise exc.cause if isinstance(exc.cause, Exception) else exc from None
-        return outcome
 
     def pause(self, iid: str) -> None:
         self.handle.pause.remote(iid)

@@ -51,6 +51,16 @@ class Outcome:
     """True when a timed-out sync step still runs in a thread: replace the worker process."""
 
 
+@dataclass
+class BatchResult:
+    """What a worker reports for a batch of activations (see InstanceRunner.run_batch)."""
+
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    failed: dict[str, Exception] = field(default_factory=dict)
+    running: str | None = None  # still running: collect it with join()
+    unstarted: list[str] = field(default_factory=list)
+
+
 @dataclass(eq=False)
 class _Park:
     until: float | None

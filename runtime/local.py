@@ -4,14 +4,17 @@ built from the same Activation, so the namespace logic is tested without Ray."""
 from __future__ import annotations
 
 import asyncio
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from raydo.runtime.clock import Clock
-from raydo.runtime.engine import HIBERNATE_AFTER, Activation, Outcome
+from raydo.runtime.engine import HIBERNATE_AFTER, Activation, BatchResult, Outcome
 from raydo.runtime.errors import CorruptRecordError
 from raydo.runtime.model import Env, WorkflowEntrypoint
 from raydo.storage.codec import register_models
 from raydo.storage.instances import InstanceStore
+
+BATCH_BUDGET = 0.1
 
 
 class InstanceRunner:
@@ -24,16 +27,54 @@ class InstanceRunner:
         clock: Clock,
         env: Env | None = None,
         hibernate_after: float = HIBERNATE_AFTER,
+        batch_budget: float = BATCH_BUDGET,
     ) -> None:
         self.store, self.cls, self.clock, self.env = store, workflow_cls, clock, env
+        self.batch_budget = batch_budget
         register_models(getattr(workflow_cls.run, "__globals__", {}))
         self.hibernate_after = hibernate_after
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="raydo-step")
         self.current: Activation | None = None
+        self._joinable: tuple[str, asyncio.Future[Outcome]] | None = None
+
+    async def run_batch(self, items: list[tuple[str, int]]) -> BatchResult:
+        """Run activations one after another (one instance at a time). Past `budget` seconds no
+        further one starts; one still running then is left running for `join`, and the rest go
+        back unstarted. A batch of one simply runs to its end."""
+        result, budget = BatchResult(), self.batch_budget
+        start = time.monotonic()
+        for k, (iid, lease) in enumerate(items):
+            left = budget - (time.monotonic() - start)
+            if k and left <= 0:
+                result.unstarted = [i for i, _ in items[k:]]
+                break
+            task = asyncio.ensure_future(self.run(iid, lease))
+            done, _ = await asyncio.wait({task}, timeout=max(left, 0) if len(items) > 1 else None)
+            if not done:
+                self._joinable = (iid, task)
+                result.running = iid
+                result.unstarted = [i for i, _ in items[k + 1 :]]
+                break
+            try:
+                result.outcomes[iid] = task.result()
+            except Exception as exc:  # reported per instance; the rest of the batch goes on
+                result.failed[iid] = exc
+        return result
+
+    async def join(self, iid: str) -> Outcome:
+        """The outcome of the activation a batch left running."""
+        assert self._joinable is not None and self._joinable[0] == iid
+        try:
+            return await self._joinable[1]
+        finally:
+            self._joinable = None
 
     async def run(self, iid: str, lease: int) -> Outcome:
         try:
-            record, steps, params = self.store.load(iid)
+            loaded = self.store.load(iid)
+            record, steps, params = loaded.record, loaded.steps, loaded.params
+            if loaded.lease != lease:
+                return Outcome("stopped")  # taken away before it started: run no user code
         except CorruptRecordError:  # the activation reports it as the instance's error
             record, steps, params = self.store.require(iid), None, None
         act = Activation(

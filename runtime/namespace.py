@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from raydo.runtime.clock import Clock
-from raydo.runtime.engine import Outcome
+from raydo.runtime.engine import BatchResult, Outcome
 from raydo.runtime.errors import (
     InvalidStateError,
     InvalidStepError,
@@ -27,12 +27,15 @@ log = logging.getLogger("raydo")
 
 # An instance whose process dies this many activations in a row is errored, not retried forever.
 MAX_LOST_ACTIVATIONS = 20
+# At most this many queued instances go to a worker in one call.
+MAX_BATCH = 16
 # A timer due this soon is handled here instead of going through the timer service.
 _IMMEDIATE = 0.005
 
 
 class Worker(Protocol):
-    async def run(self, iid: str, lease: int) -> Outcome: ...
+    async def run_batch(self, items: list[tuple[str, int]]) -> BatchResult: ...
+    async def join(self, iid: str) -> Outcome: ...
     def pause(self, iid: str) -> None: ...
     def stop(self, iid: str) -> None: ...
     def event(self, iid: str, type_: str) -> None: ...
@@ -209,43 +212,75 @@ class Namespace:
 
     def _pump(self) -> None:
         while len(self._tasks) < self.concurrency:
-            iid = _pop(self._wakeups) or _pop(self._new)
-            if iid is None:
+            # With a backlog, hand each worker several instances per call: a Ray call costs
+            # more CPU than a short activation. Without one, one instance per call.
+            backlog = len(self._wakeups) + len(self._new)
+            size = min(MAX_BATCH, max(1, backlog // self.concurrency))
+            batch: list[str] = []
+            while len(batch) < size and (iid := _pop(self._wakeups) or _pop(self._new)):
+                batch.append(iid)
+            if not batch:
                 return
-            task = asyncio.ensure_future(self._activate(iid))
+            task = asyncio.ensure_future(self._activate(batch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _activate(self, iid: str) -> None:
+    async def _activate(self, batch: list[str]) -> None:
         worker = await self.pool.acquire()
-        outcome: Outcome | None = None
-        lost: str | None = None
+        leases: dict[str, int] = {}
+        recycle, lost = False, None
         try:
-            lease = self.store.acquire(iid, self.clock.now())
-            if lease is None:
-                return
-            self._active[iid] = worker
-            try:
-                outcome = await worker.run(iid, lease)
-            except WorkerLost as exc:
-                lost = str(exc) or "worker process died"
-        except StorageError as exc:
+            leases = self.store.acquire(batch, self.clock.now())
+            for iid in leases:
+                self._active[iid] = worker
+            result = await worker.run_batch(list(leases.items()))
+            self._requeue_first(self._released(result.unstarted, worker))
+            for iid, exc in result.failed.items():
+                self._failed(iid, exc)
+            recycle = self._settled(result.outcomes, worker)
+            if result.running is not None:
+                outcome = await worker.join(result.running)
+                recycle = self._settled({result.running: outcome}, worker) or recycle
+        except WorkerLost as exc:
+            lost = str(exc) or "worker process died"
+        except Exception:
+            log.exception("activation of %s failed", batch)
+        finally:
+            orphans = self._released(list(leases), worker)
+            self.pool.release(worker, recycle or lost is not None)
+            self._tasks.discard(asyncio.current_task())
+            for iid in orphans:
+                if lost is not None:
+                    self._worker_lost(iid, lost)
+                else:
+                    self._wakeups[iid] = None
+            self._pump()
+
+    def _released(self, iids: list[str], worker: Worker) -> list[str]:
+        """Forget that `worker` runs these; returns those it still ran (not taken away)."""
+        ours = [iid for iid in iids if self._active.get(iid) is worker]
+        for iid in ours:
+            del self._active[iid]
+        return ours
+
+    def _settled(self, outcomes: dict[str, Outcome], worker: Worker) -> bool:
+        """Apply finished activations' outcomes; True if the worker should be replaced."""
+        self._released(list(outcomes), worker)
+        for iid, outcome in outcomes.items():
+            self._after(iid, outcome)
+        return any(o.recycle for o in outcomes.values())
+
+    def _failed(self, iid: str, exc: Exception) -> None:
+        if isinstance(exc, StorageError):
             log.error("instance %s cannot be stored: %s", iid, exc)
             self._faults[iid] = {"name": type(exc).__name__, "message": str(exc)}
             self._finished(iid)
-        except Exception:
-            log.exception("activation of instance %s failed", iid)
-        finally:
-            still_ours = self._active.get(iid) is worker  # not taken away by terminate etc.
-            if still_ours:
-                del self._active[iid]
-            self.pool.release(worker, lost is not None or (outcome is not None and outcome.recycle))
-            self._tasks.discard(asyncio.current_task())
-            if outcome is not None:
-                self._after(iid, outcome)
-            elif lost is not None and still_ours:
-                self._worker_lost(iid, lost)
-            self._pump()
+        else:
+            log.error("activation of instance %s failed: %r", iid, exc)
+
+    def _requeue_first(self, iids: list[str]) -> None:
+        if iids:
+            self._wakeups = {**dict.fromkeys(iids), **self._wakeups}
 
     def _worker_lost(self, iid: str, detail: str) -> None:
         """The process running `iid` died. Resume the instance, unless that keeps happening."""

@@ -89,6 +89,14 @@ def unpack_step(raw: bytes, what: str) -> StepRecord:
         raise CorruptRecordError(f"{what} is corrupt: {exc}", what=what) from None
 
 
+@dataclass
+class Loaded:
+    record: InstanceRecord
+    lease: int
+    steps: dict[tuple[str, int], StepRecord]
+    params: bytes | None
+
+
 class Fenced(Exception):
     """Internal: a write carried a lease that is no longer the instance's current one."""
 
@@ -191,21 +199,18 @@ class InstanceStore:
 
         return self.kv.read(apply)
 
-    def load(
-        self, iid: str
-    ) -> tuple[InstanceRecord, dict[tuple[str, int], StepRecord], bytes | None]:
-        """Record, steps and params of an instance in one read: what an activation starts from."""
+    def load(self, iid: str) -> Loaded:
+        """What an activation starts from, in one read: record, current lease, steps, params."""
         prefix = keys.steps_of(self.workflow, iid)
 
-        def apply(
-            r: Reader,
-        ) -> tuple[InstanceRecord, dict[tuple[str, int], StepRecord], bytes | None]:
+        def apply(r: Reader) -> Loaded:
             rec = self._existing(r, iid)
+            lease = keys.decode_u64(r.get(keys.lease(self.workflow, iid)))
             steps = {}
             for key, raw in r.scan(prefix):
                 step_id = keys.step_id_of(key)
                 steps[step_id] = unpack_step(raw, f"step {step_id} of instance {iid!r}")
-            return rec, steps, r.get(keys.params(self.workflow, iid))
+            return Loaded(rec, lease, steps, r.get(keys.params(self.workflow, iid)))
 
         return self.kv.read(apply)
 
@@ -268,23 +273,23 @@ class InstanceStore:
     def save(self, rec: InstanceRecord, durable: bool = True) -> None:
         self.kv.write(lambda w: self._put_record(w, rec), durable)
 
-    def acquire(self, iid: str, now: float) -> int | None:
-        """Hand the instance to a new activation: bump its lease and mark it running. None (and
-        nothing written) when it is gone, finished or paused."""
+    def acquire(self, iids: list[str], now: float) -> dict[str, int]:
+        """Hand instances to new activations: bump each lease and mark it running. Returns each
+        new lease; instances gone, finished or paused are left out and left alone."""
 
-        def apply(w: Writer) -> int | None:
-            rec = self._record(w, iid)
-            if rec is None or rec.finished or rec.status == "paused":
-                return None
-            lease_key = keys.lease(self.workflow, iid)
-            lease = keys.decode_u64(w.get(lease_key)) + 1
-            w.put(lease_key, keys.encode_u64(lease))
-            rec.status = "running"
-            rec.wake_at = None
-            rec.waiting_types = []
-            rec.started_at = rec.started_at or now
-            self._put_record(w, rec)
-            return lease
+        def apply(w: Writer) -> dict[str, int]:
+            leases = {}
+            for iid in iids:
+                rec = self._record(w, iid)
+                if rec is None or rec.finished or rec.status == "paused":
+                    continue
+                lease_key = keys.lease(self.workflow, iid)
+                leases[iid] = keys.decode_u64(w.get(lease_key)) + 1
+                w.put(lease_key, keys.encode_u64(leases[iid]))
+                rec.status, rec.wake_at, rec.waiting_types = "running", None, []
+                rec.started_at = rec.started_at or now
+                self._put_record(w, rec)
+            return leases
 
         # Not synced: a lost acquire only means the activation is re-run after an OS crash.
         return self.kv.write(apply, durable=False)

@@ -21,13 +21,17 @@ class Harness:
         kv: KV | None = None,
         workers: int = 2,
         clock: FakeClock | None = None,
+        batch_budget: float = 0.1,
     ) -> None:
         self.kv = kv or MemoryKV()
         check_schema(self.kv)
         self.clock = clock or FakeClock()
         self.store = InstanceStore(self.kv, "wf")
         self.timers: dict[str, float] = {}
-        runners = [InstanceRunner(self.store, cls, self.clock) for _ in range(workers)]
+        runners = [
+            InstanceRunner(self.store, cls, self.clock, batch_budget=batch_budget)
+            for _ in range(workers)
+        ]
         self.ns = Namespace(self.store, LocalPool(runners), self.clock, self._schedule, workers)
 
     def _schedule(self, iid: str, due: float) -> None:

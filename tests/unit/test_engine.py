@@ -426,3 +426,41 @@ async def test_base_exceptions_from_steps_are_failed_attempts() -> None:
     assert calls == [("sync", 1), ("sync", 2), ("async", 1), ("async", 2)]
     steps = h.store.steps("i")
     assert steps[("sync", 1)].attempts == 2
+
+
+class SlowFirst(WorkflowEntrypoint):
+    async def run(self, event: Any, step: Any) -> Any:
+        calls.append(("start", event.instance_id))
+
+        async def work() -> str:
+            await asyncio.sleep(event.payload)
+            return event.instance_id
+
+        return await step.do("work", work)
+
+
+async def test_batches_hand_back_unstarted_work_when_one_activation_runs_long() -> None:
+    h = Harness(SlowFirst, workers=1)
+    # one create call: the first batch is [long, short0..3]; "long" runs past the 0.1 s budget,
+    # is left running for join(), and the shorts go back to the queue unstarted
+    items = [("long", encode(0.3))] + [(f"short{n}", encode(0.0)) for n in range(4)]
+    h.ns.create(items, skip_existing=False)
+    await asyncio.sleep(0.15)
+    assert [iid for _, iid in calls] == ["long"]
+    await h.settle()
+    assert {h.status(i) for i in ["long", *(f"short{n}" for n in range(4))]} == {"complete"}
+    assert h.output("long") == "long"
+    started = [iid for _, iid in calls]
+    assert sorted(started) == sorted(["long", *(f"short{n}" for n in range(4))])  # each once
+
+
+async def test_instance_taken_away_while_queued_in_a_batch_never_runs() -> None:
+    h = Harness(SlowFirst, workers=1, batch_budget=10.0)
+    items = [("long", encode(0.3)), ("victim", encode(0.0)), ("other", encode(0.0))]
+    h.ns.create(items, skip_existing=False)
+    await asyncio.sleep(0.05)  # the batch [long, victim, other] is with the worker
+    h.ns.terminate("victim")
+    await h.settle()
+    assert h.status("victim") == "terminated"
+    assert ("start", "victim") not in calls
+    assert h.output("other") == "other"
