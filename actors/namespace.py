@@ -44,7 +44,8 @@ class NamespaceActor:
             SystemClock(),
             self._schedule,
             concurrency,
-            wake_lead=min(0.1, float(options["hibernate_after"]) / 2),
+            # covers dispatch + replay (a few ms); an instance woken early holds its actor
+            wake_lead=min(0.02, float(options["hibernate_after"]) / 2),
         )
         self._timers: Any = None
         self._started = False
@@ -79,7 +80,7 @@ class NamespaceActor:
         self._start()
         return self.ns.snapshot(iid, steps)
 
-    async def list(self) -> list[Snapshot]:
+    async def instances(self) -> list[Snapshot]:
         self._start()
         return [Snapshot(rec, None, None, False) for rec in self.ns.store.records()]
 
@@ -115,6 +116,11 @@ class NamespaceActor:
         self._start()
         await self.ns.wait(iid, timeout)
         return self.ns.snapshot(iid, steps)
+
+    async def wait_all(self, iids: list[str], timeout: float | None) -> list[Snapshot]:
+        self._start()
+        await self.ns.wait_all(iids, timeout)
+        return [self.ns.snapshot(iid) for iid in iids]
 
     async def stats(self) -> dict[str, Any]:
         return {**self.ns.stats(), "actors": self.pool.size}

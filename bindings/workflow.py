@@ -108,9 +108,18 @@ class Workflow:
         check_id(id)
         return Pending(self.actor.exists.remote(id), lambda _: WorkflowInstance(self, id))
 
+    def wait_all(
+        self, instances: list[WorkflowInstance] | list[str], timeout: float | None = None
+    ) -> Pending[list[StatusInfo]]:
+        """Wait for many instances in one call (e.g. a create_batch); statuses in the same order.
+        WaitTimeoutError if they are not all finished within `timeout` seconds."""
+        ids = [i.id if isinstance(i, WorkflowInstance) else check_id(i) for i in instances]
+        ref = self.actor.wait_all.remote(ids, timeout)
+        return Pending(ref, lambda snaps: [to_status(s) for s in snaps])
+
     def instances(self) -> Pending[list[StatusInfo]]:
         """The status of every instance of this workflow (without outputs)."""
-        return Pending(self.actor.list.remote(), lambda snaps: [to_status(s) for s in snaps])
+        return Pending(self.actor.instances.remote(), lambda snaps: [to_status(s) for s in snaps])
 
     def _item(self, id: str | None, params: Any) -> tuple[str, bytes]:
         iid = check_id(id) if id is not None else str(uuid.uuid4())

@@ -208,6 +208,14 @@ class Namespace:
             if fut in waiters:
                 waiters.remove(fut)
 
+    async def wait_all(self, iids: list[str], timeout: float | None) -> None:
+        """Wait until every instance of `iids` is finished (one deadline for all)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        for iid in iids:
+            left = None if deadline is None else max(0.0, deadline - loop.time())
+            await self.wait(iid, left)
+
     # -- dispatch ------------------------------------------------------------------------------
 
     def _pump(self) -> None:

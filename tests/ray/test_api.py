@@ -188,3 +188,13 @@ def test_restart_and_delete(raydo_env: Path) -> None:
     inst.delete().result()
     with pytest.raises(InstanceNotFoundError):
         inst.status().result()
+
+
+def test_wait_all_for_a_batch(raydo_env: Path) -> None:
+    wf = raydo.workflow(Child, name="child_batch", concurrency=2)
+    insts = wf.create_batch([{"id": f"c{n}", "params": n} for n in range(10)]).result()
+    statuses = wf.wait_all(insts, timeout=60).result()
+    assert [s.id for s in statuses] == [f"c{n}" for n in range(10)]
+    assert [s.output for s in statuses] == [2 * n for n in range(10)]
+    with pytest.raises(InstanceNotFoundError):
+        wf.wait_all(["c0", "nope"], timeout=5).result()
