@@ -108,9 +108,9 @@ class NamespaceActor:
         self._start()
         self.ns.send_event(iid, type_, payload)
 
-    async def wake(self, iid: str) -> None:
+    async def wake(self, iids: list[str]) -> None:
         self._start()
-        self.ns.wake(iid)
+        self.ns.wake(iids)
 
     async def wait(self, iid: str, timeout: float | None, steps: bool) -> Snapshot:
         self._start()

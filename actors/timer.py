@@ -60,13 +60,16 @@ class TimerActor:
         while True:
             try:
                 now = time.time()
+                due: dict[str, list[str]] = {}
                 for workflow, iid in self.queue.pop_due(now):
-                    self._fire(workflow, iid)
+                    due.setdefault(workflow, []).append(iid)
+                for workflow, iids in due.items():
+                    self._fire(workflow, iids)
                 if now - last_scan > _RESCAN_EVERY:
                     self._rescan()
                     last_scan = now
-                due = self.queue.next_due()
-                wait = _RESCAN_EVERY if due is None else min(_RESCAN_EVERY, max(0.0, due - now))
+                nxt = self.queue.next_due()
+                wait = _RESCAN_EVERY if nxt is None else min(_RESCAN_EVERY, max(0.0, nxt - now))
                 self._changed.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), wait)
@@ -74,11 +77,12 @@ class TimerActor:
                 log.exception("timer loop error")
                 await asyncio.sleep(0.1)
 
-    def _fire(self, workflow: str, iid: str) -> None:
+    def _fire(self, workflow: str, iids: list[str]) -> None:
+        """One call per workflow for every wake-up due now."""
         handle = self._namespaces.get(workflow)
         if handle is None:
             handle = handles.existing_namespace(self.storage, workflow)
             if handle is None:
                 return  # its namespace is not running; it reschedules its timers when it starts
             self._namespaces[workflow] = handle
-        handle.wake.remote(iid)
+        handle.wake.remote(iids)

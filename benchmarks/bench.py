@@ -405,7 +405,7 @@ async def bench_sleep(count: int, concurrency: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     for start in range(0, count, 100):
         insts.extend(await wf.create_batch([{} for _ in range(min(100, count - start))]))
-    statuses = await gather_all([i.wait(timeout=300) for i in insts])
+    statuses = await wf.wait_all(insts, timeout=300)
     elapsed = time.perf_counter() - t0
     load = meter.stop()
     await kill_namespace(wf)

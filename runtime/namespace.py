@@ -183,13 +183,17 @@ class Namespace:
         elif rec.status == "waiting" and type_ in rec.waiting_types:
             self._wake(iid)
 
-    def wake(self, iid: str) -> None:
-        """A timer fired. Stale timers (the instance moved on) are ignored."""
-        rec = self.store.get(iid)
-        if rec is None or rec.status != "waiting" or rec.wake_at is None:
-            return
-        if rec.wake_at <= self.clock.now() + self.wake_lead + _IMMEDIATE:
-            self._wake(iid)
+    def wake(self, iids: list[str]) -> None:
+        """Timers fired. Stale ones (the instance moved on) are ignored; the rest are queued
+        together so they go out in batches."""
+        horizon = self.clock.now() + self.wake_lead + _IMMEDIATE
+        for iid in iids:
+            rec = self.store.get(iid)
+            if rec is None or rec.status != "waiting" or rec.wake_at is None:
+                continue
+            if rec.wake_at <= horizon and iid not in self._active:
+                self._wakeups[iid] = None
+        self._pump()
 
     async def wait(self, iid: str, timeout: float | None) -> None:
         rec = self.store.require(iid)

@@ -127,14 +127,15 @@ class Sleeper(WorkflowEntrypoint):
 
 def test_long_sleep_hibernates_and_the_timer_wakes_it(raydo_env: Path) -> None:
     wf = raydo.workflow(Sleeper, name="sleeper", concurrency=1)
-    insts = [wf.create(params=1.0).result() for _ in range(3)]
-    time.sleep(0.5)
+    insts = [wf.create(params=3.0).result() for _ in range(3)]
     # one actor, three sleeping instances: they can only all sleep at once if they hibernated
-    statuses = {i.status().result().status for i in insts}
-    assert statuses == {InstanceStatus.WAITING}
+    deadline = time.time() + 2.5
+    while {i.status().result().status for i in insts} != {InstanceStatus.WAITING}:
+        assert time.time() < deadline, [i.status().result().status for i in insts]
+        time.sleep(0.02)
     for inst in insts:
         slept = inst.wait(timeout=30).result().output
-        assert 1.0 <= slept < 3.0
+        assert 3.0 <= slept < 6.0
 
 
 class Child(WorkflowEntrypoint):

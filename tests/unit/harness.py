@@ -51,7 +51,7 @@ class Harness:
         for iid, due in sorted(self.timers.items(), key=lambda kv: kv[1]):
             if due <= self.clock.now():
                 del self.timers[iid]
-                self.ns.wake(iid)
+                self.ns.wake([iid])
         await self.settle()
 
     def create(self, iid: str, params: Any = None) -> str:
