@@ -10,7 +10,7 @@ from raydo.actors import handles
 from raydo.bindings import client
 from raydo.bindings.pending import Done, Pending
 from raydo.bindings.shipping import ship_by_value_if_needed
-from raydo.runtime.errors import InvalidIdError, InvalidInputError
+from raydo.runtime.errors import InvalidIdError, InvalidInputError, InvalidStepError
 from raydo.runtime.model import (
     ErrorInfo,
     InstanceStatus,
@@ -19,7 +19,13 @@ from raydo.runtime.model import (
     WorkflowEntrypoint,
 )
 from raydo.runtime.namespace import Snapshot
-from raydo.runtime.rules import check_event_type, check_id, check_step_name
+from raydo.runtime.rules import (
+    check_event_type,
+    check_id,
+    check_seconds_arg,
+    check_step_name,
+    show,
+)
 from raydo.storage.codec import decode, encode, unpack
 from raydo.storage.instances import StepRecord
 
@@ -53,17 +59,19 @@ class Workflow:
             raise InvalidInputError(f"{cls!r} is not a subclass of raydo.WorkflowEntrypoint")
         ship_by_value_if_needed(cls)
         self.cls = cls
-        self.name = check_id(name or cls.__name__, "workflow name")
+        self.name = check_id(cls.__name__ if name is None else name, "workflow name")
         if len(self.name) > MAX_WORKFLOW_NAME:
             raise InvalidIdError(f"workflow name {self.name!r} is longer than 64 characters")
-        if not isinstance(concurrency, int) or concurrency < 1:
-            raise InvalidInputError(f"concurrency {concurrency!r} must be an int >= 1")
+        if env is not None and (
+            not isinstance(env, dict) or not all(isinstance(k, str) for k in env)
+        ):
+            raise InvalidInputError(f"env {show(env)} must be a dict with str keys, or None")
         self.options = {
-            "concurrency": concurrency,
+            "concurrency": _int_option("concurrency", concurrency, 1),
             "env": dict(env or {}),
-            "hibernate_after": float(hibernate_after),
-            "block_limit": float(block_limit),
-            "warm": warm,
+            "hibernate_after": _seconds_option("hibernate_after", hibernate_after),
+            "block_limit": _seconds_option("block_limit", block_limit),
+            "warm": _int_option("warm", warm, 0),
         }
         self._storage = storage
         self._actor: Any = None
@@ -113,8 +121,12 @@ class Workflow:
     ) -> Pending[list[StatusInfo]]:
         """Wait for many instances in one call (e.g. a create_batch); statuses in the same order.
         WaitTimeoutError if they are not all finished within `timeout` seconds."""
+        if not isinstance(instances, (list, tuple)):
+            raise InvalidInputError(
+                f"wait_all takes a list of instances or ids, got {show(instances)}"
+            )
         ids = [i.id if isinstance(i, WorkflowInstance) else check_id(i) for i in instances]
-        ref = self.actor.wait_all.remote(ids, timeout)
+        ref = self.actor.wait_all.remote(ids, check_seconds_arg(timeout, "wait_all timeout"))
         return Pending(ref, lambda snaps: [to_status(s) for s in snaps])
 
     def instances(self) -> Pending[list[StatusInfo]]:
@@ -127,6 +139,36 @@ class Workflow:
 
     def __repr__(self) -> str:
         return f"Workflow({self.cls.__name__}, name={self.name!r})"
+
+
+def _int_option(what: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise InvalidInputError(f"{what} {show(value)} must be an int >= {low}")
+    return value
+
+
+def _seconds_option(what: str, value: Any) -> float:
+    seconds_ = check_seconds_arg(value, what)
+    if seconds_ is None:
+        raise InvalidInputError(f"{what} must be a number of seconds, not None")
+    return seconds_
+
+
+def _from_step(value: Any) -> str | tuple[str, int]:
+    """restart(from_step=...): a step name, or (name, count) with count >= 1."""
+    if isinstance(value, str):
+        return check_step_name(value)
+    if (
+        isinstance(value, (tuple, list))
+        and len(value) == 2
+        and isinstance(value[1], int)
+        and not isinstance(value[1], bool)
+        and value[1] >= 1
+    ):
+        return check_step_name(value[0]), value[1]
+    raise InvalidStepError(
+        f"from_step {show(value)} is invalid; give a step name or (name, count) with count >= 1"
+    )
 
 
 def _rebuild(
@@ -172,10 +214,8 @@ class WorkflowInstance:
 
     def restart(self, from_step: str | tuple[str, int] | None = None) -> Pending[None]:
         """Run again from scratch, or keep the steps before `from_step` (name or (name, count))."""
-        if from_step is not None:
-            name = from_step if isinstance(from_step, str) else from_step[0]
-            check_step_name(name)
-        return Pending(self._actor.restart.remote(self.id, from_step))
+        step = None if from_step is None else _from_step(from_step)
+        return Pending(self._actor.restart.remote(self.id, step))
 
     def delete(self) -> Pending[None]:
         return Pending(self._actor.delete.remote(self.id))
@@ -188,9 +228,8 @@ class WorkflowInstance:
     def wait(self, timeout: float | None = None, *, steps: bool = False) -> Pending[StatusInfo]:
         """Wait until the instance is complete, errored or terminated; WaitTimeoutError if not in
         `timeout` seconds."""
-        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
-            raise InvalidInputError(f"wait timeout {timeout!r} must be a number of seconds >= 0")
-        return Pending(self._actor.wait.remote(self.id, timeout, steps), to_status)
+        seconds_ = check_seconds_arg(timeout, "wait timeout")
+        return Pending(self._actor.wait.remote(self.id, seconds_, steps), to_status)
 
     def __repr__(self) -> str:
         return f"WorkflowInstance({self.workflow.name!r}, {self.id!r})"

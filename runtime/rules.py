@@ -13,6 +13,7 @@ from raydo.runtime.errors import (
     InvalidDurationError,
     InvalidEventTypeError,
     InvalidIdError,
+    InvalidInputError,
     InvalidStepError,
 )
 
@@ -24,6 +25,7 @@ MIN_EVENT_TIMEOUT = 1.0
 MAX_RETRY_LIMIT = 10_000
 MAX_STEP_NAME = 256
 MAX_ID = 100
+SHOW_LIMIT = 3000  # error messages quote at most this much of a bad value
 
 _UNITS = {
     "second": 1.0,
@@ -43,23 +45,26 @@ def seconds(value: Duration, what: str = "duration") -> float:
     """A duration in seconds from "10 seconds" / "1.5 hours" / timedelta / a number of seconds."""
     if isinstance(value, bool):
         raise InvalidDurationError(
-            f"{what} {value!r} is a bool; give seconds, a string or timedelta"
+            f"{what} {show(value)} is a bool; give seconds, a string or timedelta"
         )
     if isinstance(value, timedelta):
         result = value.total_seconds()
     elif isinstance(value, (int, float)):
-        result = float(value)
+        try:
+            result = float(value)
+        except OverflowError:
+            result = math.inf  # rejected below with the rule
     elif isinstance(value, str):
         result = _parse(value, what)
     else:
         raise InvalidDurationError(
-            f"{what} {value!r} has type {type(value).__name__}; a duration is a string like "
+            f"{what} {show(value)} has type {type(value).__name__}; a duration is a string like "
             "'10 seconds', a timedelta or a number of seconds",
-            value=repr(value),
+            value=show(value),
         )
     if not math.isfinite(result) or result < 0:
         raise InvalidDurationError(
-            f"{what} {value!r} must be a finite, non-negative duration", value=repr(value)
+            f"{what} {show(value)} must be a finite, non-negative duration", value=show(value)
         )
     return result
 
@@ -80,19 +85,28 @@ def bounded(value: Duration, what: str, low: float, high: float) -> float:
     result = seconds(value, what)
     if not low <= result <= high:
         raise InvalidDurationError(
-            f"{what} {value!r} is {result:g} seconds; it must be between {low:g} and {high:g} "
+            f"{what} {show(value)} is {result:g} seconds; it must be between {low:g} and {high:g} "
             "seconds (365 days)",
-            value=repr(value),
+            value=show(value),
         )
     return result
+
+
+def show(value: Any) -> str:
+    """repr() for error messages, safe for objects whose __repr__ fails or is huge."""
+    try:
+        text = repr(value)
+    except Exception:
+        return f"<{type(value).__name__} object>"
+    return text if len(text) <= SHOW_LIMIT else text[:SHOW_LIMIT] + "..."
 
 
 def check_id(value: Any, what: str = "instance id") -> str:
     if not isinstance(value, str) or len(value) > MAX_ID or not _ID_RE.fullmatch(value):
         raise InvalidIdError(
-            f"{what} {value!r} is invalid; it must be a string of 1..{MAX_ID} characters matching "
-            "^[a-zA-Z0-9_][a-zA-Z0-9-_]*$",
-            value=repr(value),
+            f"{what} {show(value)} is invalid; it must be a string of 1..{MAX_ID} characters "
+            "matching ^[a-zA-Z0-9_][a-zA-Z0-9-_]*$",
+            value=show(value),
         )
     return value
 
@@ -100,9 +114,9 @@ def check_id(value: Any, what: str = "instance id") -> str:
 def check_event_type(value: Any) -> str:
     if not isinstance(value, str) or len(value) > MAX_ID or not _ID_RE.fullmatch(value):
         raise InvalidEventTypeError(
-            f"event type {value!r} is invalid; it must be a string of 1..{MAX_ID} characters "
+            f"event type {show(value)} is invalid; it must be a string of 1..{MAX_ID} characters "
             "matching ^[a-zA-Z0-9_][a-zA-Z0-9-_]*$",
-            value=repr(value),
+            value=show(value),
         )
     return value
 
@@ -113,13 +127,38 @@ def check_step_name(value: Any) -> str:
         or not value
         or len(value) > MAX_STEP_NAME
         or _CONTROL_RE.search(value)
+        or not _utf8(value)
     ):
         raise InvalidStepError(
-            f"step name {value!r} is invalid; it must be a non-empty string of at most "
-            f"{MAX_STEP_NAME} characters with no control characters",
-            value=repr(value),
+            f"step name {show(value)} is invalid; it must be a non-empty string of at most "
+            f"{MAX_STEP_NAME} characters with no control characters (valid Unicode)",
+            value=show(value),
         )
     return value
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates
+        return False
+    return True
+
+
+def check_seconds_arg(value: Any, what: str) -> float | None:
+    """A plain seconds argument of the client API (e.g. a wait timeout): None or a finite
+    number >= 0."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInputError(f"{what} {show(value)} must be None or a number of seconds >= 0")
+    try:
+        seconds_ = float(value)
+    except OverflowError:
+        seconds_ = math.inf
+    if not math.isfinite(seconds_) or seconds_ < 0:
+        raise InvalidInputError(f"{what} {show(value)} must be a finite number of seconds >= 0")
+    return seconds_
 
 
 @dataclass(frozen=True)
@@ -167,7 +206,7 @@ def step_config(retries: Any, timeout: Any) -> StepConfig:
     policy = DEFAULT_CONFIG.retries if retries is None else _retry_policy(retries)
     limit = seconds(timeout, "step timeout") if timeout is not None else DEFAULT_CONFIG.timeout
     if limit <= 0:
-        raise InvalidStepError(f"step timeout {timeout!r} must be greater than zero")
+        raise InvalidStepError(f"step timeout {show(timeout)} must be greater than zero")
     return StepConfig(policy, limit)
 
 
@@ -176,20 +215,22 @@ def _retry_policy(retries: Any) -> RetryPolicy:
         return retries
     if not isinstance(retries, dict) or not set(retries) <= _RETRY_KEYS:
         raise InvalidStepError(
-            f"retries {retries!r} is invalid; give a dict with keys from {sorted(_RETRY_KEYS)}",
-            value=repr(retries),
+            f"retries {show(retries)} is invalid; give a dict with keys from {sorted(_RETRY_KEYS)}",
+            value=show(retries),
         )
     limit = retries.get("limit", DEFAULT_CONFIG.retries.limit)
     if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= MAX_RETRY_LIMIT:
         raise InvalidStepError(
-            f"retries limit {limit!r} is invalid; it must be an int from 0 to {MAX_RETRY_LIMIT}",
-            value=repr(limit),
+            f"retries limit {show(limit)} is invalid; it must be an int from 0 to "
+            f"{MAX_RETRY_LIMIT}",
+            value=show(limit),
         )
     backoff = retries.get("backoff", DEFAULT_CONFIG.retries.backoff)
     if backoff not in ("constant", "linear", "exponential"):
         raise InvalidStepError(
-            f"retries backoff {backoff!r} is invalid; use 'constant', 'linear' or 'exponential'",
-            value=repr(backoff),
+            f"retries backoff {show(backoff)} is invalid; use 'constant', 'linear' or "
+            "'exponential'",
+            value=show(backoff),
         )
     delay = seconds(retries.get("delay", DEFAULT_CONFIG.retries.delay), "retries delay")
     return RetryPolicy(limit, delay, backoff)

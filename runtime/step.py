@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import math
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from raydo.runtime.errors import (
     InvalidDurationError,
+    InvalidStepError,
     NonRetryableError,
     PayloadError,
     WaitForEventTimeoutError,
@@ -29,6 +31,7 @@ from raydo.runtime.rules import (
     StepConfig,
     bounded,
     check_event_type,
+    show,
     step_config,
 )
 from raydo.storage.codec import decode, encode, unpack
@@ -93,8 +96,8 @@ class WorkflowStep:
         """
         config = step_config(retries, timeout)
         if fn is None:
-            return lambda f: _DeferredStep(self, name, f, config)
-        return self._do(self._act.next_id(name), fn, config)
+            return lambda f: _DeferredStep(self, name, _callable(name, f), config)
+        return self._do(self._act.next_id(name), _callable(name, fn), config)
 
     def sleep(self, name: str, duration: Duration) -> Awaitable[None]:
         """Sleep durably for `duration` ("2 days", timedelta, or seconds), at most 365 days."""
@@ -254,6 +257,15 @@ async def _call(fn: StepFn, ctx: StepContext, timeout: float, act: Activation) -
     return result
 
 
+def _callable(name: str, fn: Any) -> StepFn:
+    if not callable(fn):
+        raise InvalidStepError(
+            f"step {show(name)}: {show(fn)} is not callable; step.do takes a function "
+            "(sync or async, taking nothing or a StepContext)"
+        )
+    return fn
+
+
 def _wants_context(fn: StepFn) -> bool:
     """True when `fn` has a required positional parameter (the context)."""
     code = getattr(fn, "__code__", None)
@@ -324,9 +336,15 @@ def _epoch(when: datetime | float) -> float:
         aware = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
         return aware.timestamp()
     if isinstance(when, (int, float)) and not isinstance(when, bool):
-        return float(when)
+        try:
+            epoch = float(when)
+        except OverflowError:
+            epoch = math.inf if when > 0 else -math.inf
+        if not math.isnan(epoch):
+            return epoch  # +-inf are refused as beyond 365 days / in the past
     raise InvalidDurationError(
-        f"sleep_until time {when!r} must be a datetime or epoch seconds", value=repr(when)
+        f"sleep_until time {show(when)} must be a datetime or epoch seconds (not NaN)",
+        value=show(when),
     )
 
 

@@ -83,6 +83,14 @@ def encode(value: Any, what: str = "value", limit: int = MAX_VALUE_BYTES) -> byt
         ) from None
     except RecursionError:
         raise PayloadError(f"{what} is nested too deeply to serialize", what=what) from None
+    try:
+        msgpack.unpackb(raw, ext_hook=_ext_hook, raw=False, strict_map_key=False)
+    except Exception as exc:  # e.g. tuple keys: stored as lists, which cannot key a dict
+        raise PayloadError(
+            f"{what} cannot be stored so that it reads back ({type(exc).__name__}: {exc}); "
+            "use str or int dict keys and plain data",
+            what=what,
+        ) from None
     if len(raw) > limit:
         raise PayloadError(
             f"{what} is {len(raw)} bytes serialized; the limit is {limit} bytes (1 MiB)",

@@ -3,8 +3,7 @@
 One namespace (concurrency=2) takes a barrage of hostile ids, params, payloads, event types,
 restart targets and wait timeouts while a long-ish `sentinel` instance sleeps and waits in it.
 Every rejection must arrive as raydo's own error (never a Ray wrapper), create nothing, and kill no
-actor; afterwards the sentinel completes with the right output. Tests marked xfail(strict=True)
-prove core bugs (see their reasons).
+actor; afterwards the sentinel completes with the right output.
 """
 
 from __future__ import annotations
@@ -206,9 +205,11 @@ def test_hostile_barrage_creates_nothing_and_kills_nothing(raydo_env: Path) -> N
         )
     )
     def restart_unknown(from_step: Any) -> None:
-        # reaches the namespace actor, which must refuse it before touching the instance
+        # a count < 1 is refused by the client; any other unknown step by the namespace actor,
+        # before it touches the instance
         err = _typed(lambda: sentinel.restart(from_step=from_step).result(60), InvalidStepError)
-        assert "no such step" in str(err)
+        bad_count = isinstance(from_step, tuple) and from_step[1] < 1
+        assert ("count >= 1" if bad_count else "no such step") in str(err)
 
     @RAY
     @given(
@@ -327,14 +328,6 @@ def test_unstorable_step_results_error_naming_the_step(raydo_env: Path) -> None:
 # == core bugs seen through Ray ================================================================
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "core bug: a step result with a tuple dict key is stored (codec.encode) but cannot be "
-        "read back (codec.decode): the instance errors with CorruptRecordError, not a "
-        "PayloadError naming the step"
-    ),
-)
 def test_tuple_key_step_result_errors_naming_the_step(raydo_env: Path) -> None:
     wf = raydo.workflow(Target, name="tuplekey", concurrency=2)
     inst = wf.create(params={KIND: "unstorable", "what": "tuple-key"}).result(60)
@@ -344,39 +337,18 @@ def test_tuple_key_step_result_errors_naming_the_step(raydo_env: Path) -> None:
     assert "make tuple-key" in st_.error.message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "core bug: create() accepts params with a tuple dict key (codec.encode); the instance "
-        "then errors with CorruptRecordError"
-    ),
-)
 def test_tuple_key_params_are_refused_at_create(raydo_env: Path) -> None:
     wf = raydo.workflow(Target, name="tupleparams", concurrency=2)
     _typed(lambda: wf.create(id="t", params={(1, 2): "x"}).result(60), PayloadError)
     assert _ids(wf) == set()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "core bug: WorkflowInstance.wait(timeout=10**400) is sent to the namespace actor, whose "
-        "asyncio timer raises OverflowError back to the user"
-    ),
-)
 def test_wait_timeout_beyond_float_range(raydo_env: Path) -> None:
     wf = raydo.workflow(Target, name="waithuge", concurrency=2)
     inst = wf.create(id="m", params={KIND: "mailbox"}).result(60)
     _typed(lambda: inst.wait(timeout=10**400).result(timeout=60), InvalidInputError)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "core bug: restart(from_step=('a',)) passes the binding and Namespace._step_seq raises "
-        "ValueError (tuple unpacking) back to the user"
-    ),
-)
 def test_restart_from_one_tuple(raydo_env: Path) -> None:
     wf = raydo.workflow(Target, name="restart1", concurrency=2)
     inst = wf.create(id="m", params={KIND: "mailbox"}).result(60)

@@ -8,7 +8,7 @@ Three layers are attacked:
 
 For every rejection: a typed raydo error (InvalidInputError for bad input) whose message names the
 value and states the rule, and nothing written (the MemoryKV is unchanged, or no step record exists
-for the hostile call). Tests marked xfail(strict=True) prove core bugs (see their reasons).
+for the hostile call). The eleven core bugs these tests first found are fixed; the tests stay.
 """
 
 from __future__ import annotations
@@ -58,8 +58,13 @@ ID_RULE_WORDS = ("1..100", hs.ID_RULE)
 
 
 def names_value(err: BaseException, value: Any) -> bool:
-    text = str(err)
-    return repr(value) in text or (isinstance(value, str) and value in text)
+    """The message quotes the value (a huge one by its first SHOW_LIMIT characters)."""
+    from raydo.runtime.rules import SHOW_LIMIT
+
+    text, shown = str(err), repr(value)
+    if len(shown) > SHOW_LIMIT:
+        return shown[:SHOW_LIMIT] in text
+    return shown in text or (isinstance(value, str) and value in text)
 
 
 def check_rejection(
@@ -282,13 +287,6 @@ def test_workflow_name_over_64_chars(value: str) -> None:
     check_rejection(info.value, InvalidIdError, value, "64")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "core bug: a falsy workflow name silently becomes the class name (Workflow.__init__ uses "
-        "`name or cls.__name__`)"
-    ),
-)
 @pytest.mark.parametrize("value", ["", 0, False, b""], ids=repr)
 def test_falsy_workflow_name_is_rejected(value: Any) -> None:
     with pytest.raises(InvalidIdError):
@@ -300,13 +298,6 @@ class _BadRepr:
         raise RuntimeError("repr refused")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "core bug: rules.check_id formats {value!r} unguarded; a value whose __repr__ raises "
-        "escapes as that error instead of InvalidIdError"
-    ),
-)
 def test_id_whose_repr_raises_is_still_invalid_id() -> None:
     with pytest.raises(InvalidIdError):
         rules.check_id(_BadRepr())
@@ -500,14 +491,6 @@ UNDECODABLE = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "core bug: codec.encode accepts values that codec.decode cannot read (tuple/frozenset "
-        "dict keys become unhashable lists; raw ExtType codes 1/2 pass through); they are stored,"
-        " then fail with CorruptRecordError"
-    ),
-)
 @pytest.mark.parametrize("value", UNDECODABLE, ids=repr)
 def test_encode_only_accepts_what_decode_can_read(value: Any) -> None:
     try:
@@ -517,13 +500,6 @@ def test_encode_only_accepts_what_decode_can_read(value: Any) -> None:
     codec.decode(raw)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "core bug: create() accepts params with a tuple dict key; the instance then errors with "
-        "CorruptRecordError instead of create raising PayloadError"
-    ),
-)
 def test_params_with_tuple_key_are_refused_at_create() -> None:
     async def main() -> None:
         h = harness(Probe)
@@ -535,13 +511,6 @@ def test_params_with_tuple_key_are_refused_at_create() -> None:
     run(main())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "core bug: send_event accepts a payload with a tuple dict key; the waiting instance then "
-        "errors with CorruptRecordError"
-    ),
-)
 def test_event_payload_with_tuple_key_is_refused_at_send() -> None:
     inst, fake = handle()
     with pytest.raises(PayloadError):
@@ -642,13 +611,6 @@ def test_step_timeout_in_run(value: Any) -> None:
 HUGE = 10**400  # an int no float can hold
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "core bug: rules.seconds does float(value) unguarded; an int beyond float range raises "
-        "OverflowError instead of InvalidDurationError"
-    ),
-)
 @pytest.mark.parametrize(
     "call",
     [
@@ -664,12 +626,6 @@ def test_int_duration_beyond_float_range_is_invalid_duration(call: Any) -> None:
         call()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "core bug: step.sleep(name, 10**400) ends the instance with OverflowError (rules.seconds)"
-    ),
-)
 def test_sleep_with_int_beyond_float_range_in_run() -> None:
     check_run_rejected("sleep", HUGE, InvalidDurationError)
 
@@ -698,7 +654,7 @@ def test_step_name_in_run(value: Any, op: str) -> None:
 @given(hs.bad_step_names)
 def test_restart_from_bad_step_name_sends_nothing(value: Any) -> None:
     inst, fake = handle()
-    if isinstance(value, str):  # other types as from_step itself: see the wrong-shape xfail
+    if isinstance(value, str):  # other types as from_step: see the wrong-shape test
         with pytest.raises(InvalidStepError) as info:
             inst.restart(from_step=value)
         check_rejection(info.value, InvalidStepError, value)
@@ -752,37 +708,15 @@ def test_restart_from_unknown_step_writes_nothing(from_step: Any) -> None:
     run(main())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "core bug: check_step_name accepts lone surrogates; the step key cannot be UTF-8 encoded "
-        "(storage/keys._enc) and run() dies with UnicodeEncodeError"
-    ),
-)
 def test_step_name_with_lone_surrogate_is_invalid() -> None:
     with pytest.raises(InvalidStepError):
         rules.check_step_name("step\ud800")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "core bug: step.do('\\ud800', fn) ends the instance with UnicodeEncodeError, not "
-        "InvalidStepError"
-    ),
-)
 def test_step_name_with_lone_surrogate_in_run() -> None:
     check_run_rejected("do-name", "step\ud800", InvalidStepError)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "core bug: WorkflowInstance.restart indexes from_step unchecked; non-str/non-pair values "
-        "raise TypeError/IndexError/KeyError, and 1- or 3-tuples reach Namespace._step_seq and "
-        "raise ValueError"
-    ),
-)
 @pytest.mark.parametrize("from_step", [123, (), {}, ("a",), ("a", 1, 2), 1.5], ids=repr)
 def test_restart_from_step_of_wrong_shape_is_invalid_step(from_step: Any) -> None:
     inst, fake = handle()
@@ -884,24 +818,10 @@ def test_sleep_until_future_sleeps_until_then(when: Any) -> None:
     assert h.status("i") == "complete", h.error("i")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "core bug: step.sleep_until(name, nan) is accepted and returns at once (step._epoch / "
-        "_sleep_until compare with NaN, always False)"
-    ),
-)
 def test_sleep_until_nan_is_rejected() -> None:
     check_run_rejected("sleep_until", math.nan, InvalidDurationError)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "core bug: step.sleep_until(name, 10**400) ends the instance with OverflowError "
-        "(step._epoch float())"
-    ),
-)
 def test_sleep_until_int_beyond_float_range_is_rejected() -> None:
     check_run_rejected("sleep_until", HUGE, InvalidDurationError)
 
@@ -947,13 +867,6 @@ def test_set_step_result_is_stored_as_a_list() -> None:
     assert sorted(h.output("i")) == ["a", "b"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "core bug: step.do accepts a non-callable fn; each attempt fails with TypeError and is "
-        "retried by policy (minutes) instead of an immediate InvalidStepError"
-    ),
-)
 @pytest.mark.parametrize("fn", [5, "not callable", [1]], ids=repr)
 def test_step_do_with_non_callable_fn(fn: Any) -> None:
     check_run_rejected("do-fn", fn, InvalidStepError)
@@ -981,13 +894,6 @@ def test_wait_timeout_rules(value: Any) -> None:
     assert fake.calls == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "core bug: WorkflowInstance.wait accepts timeout=True, NaN and ints beyond float range "
-        "and sends them to the namespace actor"
-    ),
-)
 @pytest.mark.parametrize("value", [True, math.nan, HUGE], ids=["True", "nan", "10**400"])
 def test_wait_timeout_bool_nan_huge_are_rejected(value: Any) -> None:
     inst, fake = handle()
@@ -1006,14 +912,6 @@ def test_wait_all_rejects_bad_ids_and_sends_nothing(value: Any) -> None:
     assert fake.calls == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "core bug: Workflow.wait_all checks neither its timeout nor that `instances` is a list: "
-        "bad values reach Namespace.wait_all and fail there with raw TypeError (or a negative "
-        "timeout silently means 0, a str is read as one-letter ids)"
-    ),
-)
 @pytest.mark.parametrize(
     ("instances", "timeout"),
     [
@@ -1088,14 +986,6 @@ def test_concurrency_rule(value: Any) -> None:
     check_rejection(info.value, InvalidInputError, value, ">= 1")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "core bug: Workflow.__init__ validates only concurrency; other options raise raw "
-        "ValueError/TypeError (float('x'), dict(5)) or are accepted (concurrency=True, warm='x' "
-        "which breaks the namespace actor later)"
-    ),
-)
 @pytest.mark.parametrize(
     "options",
     [
