@@ -58,9 +58,6 @@ class InstanceActor:
     async def event(self, iid: str, type_: str) -> None:
         self.runner.event(iid, type_)
 
-    async def ping(self) -> int:
-        return os.getpid()
-
     def _heartbeat(self) -> None:
         self._beat = time.monotonic()
         asyncio.get_running_loop().call_later(_BEAT, self._heartbeat)

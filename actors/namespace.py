@@ -64,10 +64,6 @@ class NamespaceActor:
             self._timers = handles.timer_actor(self.storage)
         self._timers.schedule.remote(self.workflow, iid, due)
 
-    async def ready(self) -> int:
-        self._start()
-        return self.pool.size
-
     async def create(self, items: list[tuple[str, bytes]], skip_existing: bool) -> list[str]:
         self._start()
         return self.ns.create(items, skip_existing)

@@ -87,9 +87,6 @@ class ActorPool:
             self._idle.append(worker)
         self._freed.set()
 
-    def handles(self) -> list[Any]:
-        return [w.handle for w in self._idle]
-
     @property
     def size(self) -> int:
         return self._size

@@ -45,16 +45,3 @@ class Pending(Generic[T]):
         except GetTimeoutError:
             raise WaitTimeoutError(f"no result within {timeout} seconds") from None
         return self._transform(value)
-
-
-class Done(Pending[T]):
-    """A Pending whose value is already known (e.g. a call that needed no round trip)."""
-
-    def __init__(self, value: T) -> None:
-        self._value = value
-
-    async def _await(self) -> T:
-        return self._value
-
-    def result(self, timeout: float | None = None) -> T:
-        return self._value

@@ -8,7 +8,7 @@ from typing import Any
 
 from raydo.actors import handles
 from raydo.bindings import client
-from raydo.bindings.pending import Done, Pending
+from raydo.bindings.pending import Pending
 from raydo.bindings.shipping import ship_by_value_if_needed
 from raydo.runtime.errors import InvalidIdError, InvalidInputError, InvalidStepError
 from raydo.runtime.model import (
@@ -281,4 +281,4 @@ def _dt(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, tz=UTC)
 
 
-__all__ = ["Done", "Workflow", "WorkflowInstance"]
+__all__ = ["Workflow", "WorkflowInstance"]

@@ -162,10 +162,6 @@ class InstanceStore:
     def require(self, iid: str) -> InstanceRecord:
         return self.kv.read(lambda r: self._existing(r, iid))
 
-    def ids(self) -> list[str]:
-        prefix = keys.instances_of(self.workflow)
-        return self.kv.read(lambda r: [keys.instance_id_of(k) for k, _ in r.scan(prefix)])
-
     def records(self) -> list[InstanceRecord]:
         """Every decodable record; a corrupt one is skipped here and reported by `get`."""
         prefix = keys.instances_of(self.workflow)

@@ -239,10 +239,3 @@ def close(path: str) -> None:
         kv = _OPEN.pop(os.path.abspath(path), None)
     if kv is not None:
         kv.close()
-
-
-def close_all() -> None:
-    with _OPEN_LOCK:
-        for kv in _OPEN.values():
-            kv.close()
-        _OPEN.clear()
