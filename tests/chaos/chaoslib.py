@@ -180,12 +180,26 @@ def finished_steps(ledger: str) -> int:
 
 
 def in_flight(ledger: str, younger_than: float = 10.0) -> list[tuple[str, str, int, float]]:
-    """Attempts started but not ended: (iid, step, pid, ctime)."""
+    """Attempts started in the last `younger_than` seconds and not ended: (iid, step, pid,
+    ctime)."""
     return [
         (r[0], r[1], int(r[2]), float(r[3]))
         for r in query(
             ledger,
             "select iid, step, pid, ctime from attempts where t1 is null and t0 > ?",
+            (time.time() - younger_than,),
+        )
+    ]
+
+
+def just_ended(ledger: str, younger_than: float) -> list[tuple[str, str, int, float]]:
+    """Attempts whose body ended in the last `younger_than` seconds: their process is now
+    recording the result, replaying or moving on to the next step."""
+    return [
+        (r[0], r[1], int(r[2]), float(r[3]))
+        for r in query(
+            ledger,
+            "select iid, step, pid, ctime from attempts where t1 > ?",
             (time.time() - younger_than,),
         )
     ]
@@ -201,7 +215,9 @@ def alive(pid: int, ctime: float) -> bool:
 
 
 def ledger_processes(ledger: str) -> set[tuple[int, float]]:
-    return {(int(p), float(c)) for p, c in query(ledger, "select distinct pid, ctime from attempts")}
+    return {
+        (int(p), float(c)) for p, c in query(ledger, "select distinct pid, ctime from attempts")
+    }
 
 
 # -- the send lock: a process kill never lands between an event's send and its ledger row -----
@@ -249,7 +265,7 @@ class Cluster:
 
     def __init__(self, root: Path) -> None:
         self.port = free_port()
-        self.temp = root / f"ray-{self.port}"
+        self.temp = root / f"raydo-chaos-{os.getpid()}-{self.port}"
         self.head = subprocess.Popen(
             [
                 str(RAY),
@@ -284,8 +300,9 @@ class Cluster:
             assert self.head.poll() is None, "ray start exited"
             sockets = list(self.temp.glob("session_*/sockets/raylet"))
             if sockets:
-                with contextlib.suppress(OSError), socket.create_connection(
-                    ("127.0.0.1", self.port), timeout=1
+                with (
+                    contextlib.suppress(OSError),
+                    socket.create_connection(("127.0.0.1", self.port), timeout=1),
                 ):
                     return
             time.sleep(0.2)
@@ -300,10 +317,14 @@ class Cluster:
             procs[head.pid] = head
             for p in head.children(recursive=True):
                 procs[p.pid] = p
+        # a process that left the tree (re-parented) still names our unique temp dir
         marker = str(self.temp)
         for p in psutil.process_iter(["cmdline"]):
             with contextlib.suppress(psutil.Error):
-                if p.pid not in procs and any(marker in a for a in p.info["cmdline"] or []):
+                args = p.info["cmdline"] or []
+                if p.pid not in procs and any(
+                    a.endswith(marker) or f"{marker}/" in a for a in args
+                ):
                     procs[p.pid] = p
         return list(procs.values())
 
@@ -411,6 +432,7 @@ class Verdict:
     steps: int
     attempts: int
     duplicates: int
+    after_body: int  # of the duplicates: attempts whose body had returned when killed
     bound: int
     max_extra_per_instance: int
     events_sent: int
@@ -428,7 +450,7 @@ class Verdict:
             str(self.instances),
             str(self.steps),
             str(self.attempts),
-            str(self.duplicates),
+            f"{self.duplicates} ({self.after_body} after body)",
             str(self.bound),
             str(self.max_extra_per_instance),
             f"{self.events_sent} ({self.events_late} late)",
@@ -437,6 +459,8 @@ class Verdict:
             f"{self.seconds:.0f}",
         ]
 
+
+VERDICTS: list[Verdict] = []  # every scenario's, for the terminal summary
 
 HEADER = [
     "scenario",
@@ -513,7 +537,7 @@ def verify(
     assert not missing, f"steps never run: {sorted(missing)[:10]}"
     assert not extra_keys, f"steps of unknown instances: {sorted(extra_keys)[:10]}"
     victims = set().union(*(f.victims for f in faults)) if faults else set()
-    duplicates = 0
+    duplicates = after_body = 0
     extra_per_instance: Counter[str] = Counter()
     non_final_per_process: Counter[tuple[int, float]] = Counter()
     for (iid, step), attempts in by_step.items():
@@ -526,6 +550,7 @@ def verify(
             problems.append(f"{iid}/{step}: its last attempt {final[2]} never ended")
         for r in attempts[:-1]:
             duplicates += 1
+            after_body += r[6] is not None
             extra_per_instance[iid] += 1
             proc = (int(r[3]), float(r[4]))
             non_final_per_process[proc] += 1
@@ -548,7 +573,7 @@ def verify(
     for proc, count in non_final_per_process.items():
         if count > 1:
             problems.append(f"process {proc[0]} left {count} unfinished attempts (at most 1)")
-    kills = len([f for f in faults if f.victims or per_fault_bound])
+    kills = len(faults) if per_fault_bound else 0
     over = {i: c for i, c in extra_per_instance.items() if c > kills}
     if over:
         problems.append(f"more extra attempts than kills ({kills}) for {over}")
@@ -584,6 +609,7 @@ def verify(
         steps=len(by_step),
         attempts=len(rows),
         duplicates=duplicates,
+        after_body=after_body,
         bound=bound,
         max_extra_per_instance=max(extra_per_instance.values(), default=0),
         events_sent=len(sent),
