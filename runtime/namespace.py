@@ -85,6 +85,8 @@ class Namespace:
         # Errors an activation could not even write down (storage full or broken): reported by
         # status() until the instance is restarted or deleted; storage still says it is unfinished.
         self._faults: dict[str, dict[str, str]] = {}
+        # Instances that were in a batch whose worker died: each runs alone until it settles.
+        self._suspects: set[str] = set()
 
     # -- recovery ------------------------------------------------------------------------------
 
@@ -92,17 +94,23 @@ class Namespace:
         """Pick up every unfinished instance found in storage. Returns how many were resumed."""
         count = 0
         for rec in sorted(self.store.records(), key=lambda r: r.created_at):
-            if rec.status in ("running", "waitingForPause"):
-                self._wakeups[rec.id] = None
-            elif rec.status == "queued":
-                self._new[rec.id] = None
-            elif rec.status == "waiting":
-                self._after_waiting(rec.id, rec.wake_at, rec.waiting_types)
-            else:
-                continue
-            count += 1
+            if not rec.finished and rec.status != "paused":
+                self._take_up(rec)
+                count += 1
         self._pump()
         return count
+
+    def _take_up(self, rec: InstanceRecord) -> None:
+        """Go on from what storage says about an instance nobody runs (recovery, or a worker that
+        died before reporting). Call _pump afterwards."""
+        if rec.finished:
+            self._finished(rec.id)
+        elif rec.status in ("running", "waitingForPause"):
+            self._wakeups[rec.id] = None
+        elif rec.status == "queued":
+            self._new[rec.id] = None
+        elif rec.status == "waiting":
+            self._after_waiting(rec.id, rec.wake_at, rec.waiting_types)
 
     # -- instance operations -------------------------------------------------------------------
 
@@ -229,8 +237,13 @@ class Namespace:
             backlog = len(self._wakeups) + len(self._new)
             size = min(MAX_BATCH, max(1, backlog // self.concurrency))
             batch: list[str] = []
-            while len(batch) < size and (iid := _pop(self._wakeups) or _pop(self._new)):
+            while len(batch) < size and (iid := _first(self._wakeups) or _first(self._new)):
+                if iid in self._suspects and batch:
+                    break  # a suspect runs alone
+                self._dequeue(iid)
                 batch.append(iid)
+                if iid in self._suspects:
+                    break
             if not batch:
                 return
             task = asyncio.ensure_future(self._activate(batch))
@@ -262,10 +275,7 @@ class Namespace:
             self.pool.release(worker, recycle or lost is not None)
             self._tasks.discard(asyncio.current_task())
             for iid in orphans:
-                if lost is not None:
-                    self._worker_lost(iid, lost)
-                else:
-                    self._wakeups[iid] = None
+                self._orphaned(iid, lost, alone=len(leases) == 1)
             self._pump()
 
     def _released(self, iids: list[str], worker: Worker) -> list[str]:
@@ -278,6 +288,7 @@ class Namespace:
     def _settled(self, outcomes: dict[str, Outcome], worker: Worker) -> bool:
         """Apply finished activations' outcomes; True if the worker should be replaced."""
         self._released(list(outcomes), worker)
+        self._suspects.difference_update(outcomes)
         for iid, outcome in outcomes.items():
             self._after(iid, outcome)
         return any(o.recycle for o in outcomes.values())
@@ -294,12 +305,32 @@ class Namespace:
         if iids:
             self._wakeups = {**dict.fromkeys(iids), **self._wakeups}
 
+    def _orphaned(self, iid: str, lost: str | None, alone: bool) -> None:
+        """A worker ended (or died) without reporting on `iid`. What storage says decides: an
+        instance that settled before the death goes on from there; one still 'running' may be
+        the one that killed the worker. Alone in its batch, that is certain and counts as a lost
+        activation; in a batch it becomes a suspect and next runs alone, so others that merely
+        shared the batch are never blamed."""
+        self._pausing.discard(iid)
+        rec = self.store.get(iid)
+        if rec is None:
+            return
+        if rec.status not in ("running", "waitingForPause") or lost is None:
+            self._take_up(rec)
+        elif alone:
+            self._worker_lost(iid, lost)
+        else:
+            self._suspects.add(iid)
+            self._wakeups[iid] = None
+
     def _worker_lost(self, iid: str, detail: str) -> None:
-        """The process running `iid` died. Resume the instance, unless that keeps happening."""
+        """The process running `iid` died. Resume the instance, unless that keeps happening
+        outside any step: a death during a step attempt is counted by that step's retry policy."""
         rec = self.store.get(iid)
         if rec is None or rec.finished:
             return
-        rec.lost += 1
+        in_attempt = any(s.state == "running" for s in self.store.steps(iid).values())
+        rec.lost = 0 if in_attempt else rec.lost + 1
         if rec.lost < MAX_LOST_ACTIVATIONS:
             log.warning("worker running instance %s died (%d in a row); resuming", iid, rec.lost)
             self.store.save(rec, durable=False)
@@ -356,6 +387,7 @@ class Namespace:
     def _take_away(self, iid: str) -> None:
         """Stop whatever runs the instance; its lease is bumped so a late write cannot land."""
         self._faults.pop(iid, None)
+        self._suspects.discard(iid)
         self._dequeue(iid)
         self._pausing.discard(iid)
         worker = self._active.pop(iid, None)
@@ -368,6 +400,7 @@ class Namespace:
         self._new.pop(iid, None)
 
     def _finished(self, iid: str) -> None:
+        self._suspects.discard(iid)
         for fut in self._waiters.pop(iid, []):
             if not fut.done():
                 fut.set_result(None)
@@ -391,9 +424,5 @@ class Namespace:
         }
 
 
-def _pop(ordered: dict[str, None]) -> str | None:
-    if not ordered:
-        return None
-    iid = next(iter(ordered))
-    del ordered[iid]
-    return iid
+def _first(ordered: dict[str, None]) -> str | None:
+    return next(iter(ordered), None)

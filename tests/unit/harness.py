@@ -8,7 +8,7 @@ from typing import Any
 from raydo.runtime.clock import FakeClock
 from raydo.runtime.local import InstanceRunner, LocalPool
 from raydo.runtime.model import WorkflowEntrypoint
-from raydo.runtime.namespace import Namespace
+from raydo.runtime.namespace import Namespace, WorkerLost
 from raydo.storage.codec import decode, encode
 from raydo.storage.instances import InstanceStore, check_schema
 from raydo.storage.kv import KV, MemoryKV
@@ -22,6 +22,7 @@ class Harness:
         workers: int = 2,
         clock: FakeClock | None = None,
         batch_budget: float = 0.1,
+        runner: type[InstanceRunner] = InstanceRunner,
     ) -> None:
         self.kv = kv or MemoryKV()
         check_schema(self.kv)
@@ -29,8 +30,7 @@ class Harness:
         self.store = InstanceStore(self.kv, "wf")
         self.timers: dict[str, float] = {}
         runners = [
-            InstanceRunner(self.store, cls, self.clock, batch_budget=batch_budget)
-            for _ in range(workers)
+            runner(self.store, cls, self.clock, batch_budget=batch_budget) for _ in range(workers)
         ]
         self.ns = Namespace(self.store, LocalPool(runners), self.clock, self._schedule, workers)
 
@@ -66,3 +66,16 @@ class Harness:
 
     def error(self, iid: str) -> dict[str, str] | None:
         return self.ns.snapshot(iid).record.error
+
+
+class DyingRunner(InstanceRunner):
+    """A worker whose process 'dies' (WorkerLost, every result of the batch lost) when it reaches
+    an instance whose params are "poison", like a real instance actor killed mid-batch."""
+
+    async def run_batch(self, items: list[tuple[str, int]]) -> Any:
+        for iid, _ in items:
+            raw = self.store.params(iid)
+            if raw is not None and decode(raw) == "poison":
+                raise WorkerLost(f"worker died running {iid}")
+            await self.run(iid, items[[i for i, _ in items].index(iid)][1])
+        raise WorkerLost("worker died after finishing its batch")

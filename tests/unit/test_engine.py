@@ -464,3 +464,32 @@ async def test_instance_taken_away_while_queued_in_a_batch_never_runs() -> None:
     assert h.status("victim") == "terminated"
     assert ("start", "victim") not in calls
     assert h.output("other") == "other"
+
+
+class Poisonable(WorkflowEntrypoint):
+    async def run(self, event: Any, step: Any) -> Any:
+        return await step.do("only", lambda: f"done {event.instance_id}")
+
+
+async def test_only_the_instance_that_kills_its_worker_is_blamed() -> None:
+    from harness import DyingRunner
+
+    h = Harness(Poisonable, workers=1, runner=DyingRunner)
+    items = [("p", encode("poison"))] + [(f"i{n}", encode(None)) for n in range(3)]
+    h.ns.create(items, skip_existing=False)  # one batch: [p, i0, i1, i2]; its worker dies at p
+    await h.settle(10)
+    for n in range(3):
+        assert h.status(f"i{n}") == "complete", h.error(f"i{n}")
+        assert h.output(f"i{n}") == f"done i{n}"
+    assert h.status("p") == "errored"
+    assert h.error("p")["name"] == "WorkerLostError"  # type: ignore[index]
+
+
+async def test_waiters_of_instances_finished_in_a_lost_batch_are_woken() -> None:
+    from harness import DyingRunner
+
+    h = Harness(Poisonable, workers=1, runner=DyingRunner)
+    h.ns.create([("a", encode(None)), ("b", encode(None))], skip_existing=False)
+    # the worker finishes both, then dies before reporting: storage says complete
+    await asyncio.wait_for(h.ns.wait_all(["a", "b"], timeout=None), 5)
+    assert h.output("a") == "done a" and h.output("b") == "done b"
