@@ -127,3 +127,25 @@ def test_step_killing_its_process_errors_after_its_retries(raydo_env: Path) -> N
     # the namespace and a fresh worker still serve other instances
     fine = _done(raydo.workflow(Fine, name="fine_after", concurrency=1), 1)
     assert fine.output == 2
+
+
+class Poison(WorkflowEntrypoint):
+    async def run(self, event: Any, step: Any) -> Any:
+        def body() -> str:
+            if event.payload == "poison":
+                os.kill(os.getpid(), 9)  # takes its worker, and the batch it was in, down
+            return f"ok {event.instance_id}"
+
+        return await step.do("only", body, retries={"limit": 2, "delay": 0})
+
+
+def test_a_worker_killed_mid_batch_blames_only_its_killer(raydo_env: Path) -> None:
+    wf = raydo.workflow(Poison, name="poison", concurrency=1)
+    items = [{"id": "a"}, {"id": "p", "params": "poison"}] + [{"id": f"i{n}"} for n in range(3)]
+    insts = wf.create_batch(items).result()  # one batch with a backlog: [a, p, i0, i1, i2]
+    statuses = {s.id: s for s in wf.wait_all(insts, timeout=120).result()}
+    for iid in ("a", "i0", "i1", "i2"):
+        assert statuses[iid].status is InstanceStatus.COMPLETE, statuses[iid].error
+        assert statuses[iid].output == f"ok {iid}"
+    assert statuses["p"].status is InstanceStatus.ERRORED
+    assert statuses["p"].error is not None and statuses["p"].error.name == "AttemptLostError"
