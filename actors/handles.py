@@ -34,18 +34,8 @@ def namespace_actor(
     """Get the namespace actor of `workflow`, creating it (detached, restarting) if needed."""
     from raydo.actors.namespace import NamespaceActor
 
-    return (
-        ray.remote(NamespaceActor)
-        .options(
-            name=namespace_name(storage, workflow),
-            namespace=RAY_NAMESPACE,
-            get_if_exists=True,
-            lifetime="detached",
-            max_restarts=-1,
-            max_concurrency=10_000,
-            num_cpus=0,
-        )
-        .remote(storage, workflow, workflow_cls, options)
+    return _detached(NamespaceActor, namespace_name(storage, workflow)).remote(
+        storage, workflow, workflow_cls, options
     )
 
 
@@ -59,18 +49,19 @@ def existing_namespace(storage: str, workflow: str) -> Any | None:
 def timer_actor(storage: str) -> Any:
     from raydo.actors.timer import TimerActor
 
-    return (
-        ray.remote(TimerActor)
-        .options(
-            name=timer_name(storage),
-            namespace=RAY_NAMESPACE,
-            get_if_exists=True,
-            lifetime="detached",
-            max_restarts=-1,
-            max_concurrency=10_000,
-            num_cpus=0,
-        )
-        .remote(storage)
+    return _detached(TimerActor, timer_name(storage)).remote(storage)
+
+
+def _detached(cls: type, name: str) -> Any:
+    """A named, detached, always-restarted async actor class: created once, found thereafter."""
+    return ray.remote(cls).options(
+        name=name,
+        namespace=RAY_NAMESPACE,
+        get_if_exists=True,
+        lifetime="detached",
+        max_restarts=-1,
+        max_concurrency=10_000,
+        num_cpus=0,
     )
 
 

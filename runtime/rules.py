@@ -101,9 +101,12 @@ def show(value: Any) -> str:
     return text if len(text) <= SHOW_LIMIT else text[:SHOW_LIMIT] + "..."
 
 
-def check_id(value: Any, what: str = "instance id") -> str:
+def check_id(
+    value: Any, what: str = "instance id", error: type[InvalidInputError] = InvalidIdError
+) -> str:
+    """Ids, workflow names and event types share one rule."""
     if not isinstance(value, str) or len(value) > MAX_ID or not _ID_RE.fullmatch(value):
-        raise InvalidIdError(
+        raise error(
             f"{what} {show(value)} is invalid; it must be a string of 1..{MAX_ID} characters "
             "matching ^[a-zA-Z0-9_][a-zA-Z0-9-_]*$",
             value=show(value),
@@ -112,13 +115,7 @@ def check_id(value: Any, what: str = "instance id") -> str:
 
 
 def check_event_type(value: Any) -> str:
-    if not isinstance(value, str) or len(value) > MAX_ID or not _ID_RE.fullmatch(value):
-        raise InvalidEventTypeError(
-            f"event type {show(value)} is invalid; it must be a string of 1..{MAX_ID} characters "
-            "matching ^[a-zA-Z0-9_][a-zA-Z0-9-_]*$",
-            value=show(value),
-        )
-    return value
+    return check_id(value, "event type", InvalidEventTypeError)
 
 
 def check_step_name(value: Any) -> str:

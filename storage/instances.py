@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from raydo.runtime.errors import (
     CorruptRecordError,
@@ -65,28 +65,36 @@ _INSTANCE_FIELDS = tuple(f.name for f in dataclasses.fields(InstanceRecord))
 _STEP_FIELDS = tuple(f.name for f in dataclasses.fields(StepRecord))
 
 
+R = TypeVar("R", InstanceRecord, StepRecord)
+
+
+def _pack(rec: InstanceRecord | StepRecord, fields: tuple[str, ...]) -> bytes:
+    return pack({name: getattr(rec, name) for name in fields})
+
+
+def _unpack(cls: type[R], fields: tuple[str, ...], raw: bytes, what: str) -> R:
+    # Unknown fields are ignored so a record written by a newer minor version still reads.
+    data = unpack(raw, what)
+    try:
+        return cls(**{k: v for k, v in data.items() if k in fields})
+    except TypeError as exc:
+        raise CorruptRecordError(f"{what} is corrupt: {exc}", what=what) from None
+
+
 def _pack_instance(rec: InstanceRecord) -> bytes:
-    return pack({name: getattr(rec, name) for name in _INSTANCE_FIELDS})
+    return _pack(rec, _INSTANCE_FIELDS)
 
 
 def _unpack_instance(raw: bytes, what: str) -> InstanceRecord:
-    data = unpack(raw, what)
-    try:
-        return InstanceRecord(**{k: v for k, v in data.items() if k in _INSTANCE_FIELDS})
-    except TypeError as exc:
-        raise CorruptRecordError(f"{what} is corrupt: {exc}", what=what) from None
+    return _unpack(InstanceRecord, _INSTANCE_FIELDS, raw, what)
 
 
 def pack_step(rec: StepRecord) -> bytes:
-    return pack({name: getattr(rec, name) for name in _STEP_FIELDS})
+    return _pack(rec, _STEP_FIELDS)
 
 
 def unpack_step(raw: bytes, what: str) -> StepRecord:
-    data = unpack(raw, what)
-    try:
-        return StepRecord(**{k: v for k, v in data.items() if k in _STEP_FIELDS})
-    except TypeError as exc:
-        raise CorruptRecordError(f"{what} is corrupt: {exc}", what=what) from None
+    return _unpack(StepRecord, _STEP_FIELDS, raw, what)
 
 
 @dataclass
