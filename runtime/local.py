@@ -36,6 +36,7 @@ class InstanceRunner:
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="raydo-step")
         self.current: Activation | None = None
         self._joinable: tuple[str, asyncio.Future[Outcome]] | None = None
+        self._pause_at_start: set[str] = set()  # paused while waiting their turn in a batch
 
     async def run_batch(self, items: list[tuple[str, int]]) -> BatchResult:
         """Run activations one after another (one instance at a time). Past `budget` seconds no
@@ -59,6 +60,7 @@ class InstanceRunner:
                 result.outcomes[iid] = task.result()
             except Exception as exc:  # reported per instance; the rest of the batch goes on
                 result.failed[iid] = exc
+        self._pause_at_start.difference_update(result.unstarted)
         return result
 
     async def join(self, iid: str) -> Outcome:
@@ -88,6 +90,9 @@ class InstanceRunner:
             self.hibernate_after,
         )
         act.preload(steps, params)
+        if iid in self._pause_at_start:
+            self._pause_at_start.discard(iid)
+            act.request_pause()
         self.current = act
         try:
             outcome = await act.run()
@@ -103,6 +108,8 @@ class InstanceRunner:
     def pause(self, iid: str) -> None:
         if (act := self._matching(iid)) is not None:
             act.request_pause()
+        else:
+            self._pause_at_start.add(iid)
 
     def stop(self, iid: str) -> None:
         if (act := self._matching(iid)) is not None:

@@ -302,8 +302,14 @@ class Namespace:
             log.error("activation of instance %s failed: %r", iid, exc)
 
     def _requeue_first(self, iids: list[str]) -> None:
-        if iids:
-            self._wakeups = {**dict.fromkeys(iids), **self._wakeups}
+        """Handed back unstarted: back to the front of the queue (or paused, if asked to)."""
+        paused = [i for i in iids if i in self._pausing]
+        for iid in paused:
+            self._pausing.discard(iid)
+            self.pause(iid)  # no longer with a worker: paused in storage at once
+        rest = [i for i in iids if i not in paused]
+        if rest:
+            self._wakeups = {**dict.fromkeys(rest), **self._wakeups}
 
     def _orphaned(self, iid: str, lost: str | None, alone: bool) -> None:
         """A worker ended (or died) without reporting on `iid`. What storage says decides: an

@@ -493,3 +493,29 @@ async def test_waiters_of_instances_finished_in_a_lost_batch_are_woken() -> None
     # the worker finishes both, then dies before reporting: storage says complete
     await asyncio.wait_for(h.ns.wait_all(["a", "b"], timeout=None), 5)
     assert h.output("a") == "done a" and h.output("b") == "done b"
+
+
+async def test_pause_of_an_instance_waiting_its_turn_in_a_batch() -> None:
+    h = Harness(SlowFirst, workers=1, batch_budget=10.0)
+    items = [("long", encode(0.3)), ("held", encode(0.0)), ("other", encode(0.0))]
+    h.ns.create(items, skip_existing=False)
+    await asyncio.sleep(0.05)  # [long, held, other] is with the worker; "held" has not started
+    h.ns.pause("held")
+    await h.settle()
+    assert h.status("held") == "paused"
+    assert "work" not in {n for n, _ in h.store.steps("held")}  # its step never ran
+    assert h.output("other") == "other"
+    h.ns.resume("held")
+    await h.settle()
+    assert h.output("held") == "held"
+
+
+async def test_pause_of_an_instance_handed_back_unstarted() -> None:
+    h = Harness(SlowFirst, workers=1)  # 0.1 s budget: "long" is joined, the rest handed back
+    items = [("long", encode(0.3)), ("held", encode(0.0))]
+    h.ns.create(items, skip_existing=False)
+    await asyncio.sleep(0.05)
+    h.ns.pause("held")
+    await h.settle()
+    assert h.status("held") == "paused"
+    assert h.output("long") == "long"
