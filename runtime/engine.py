@@ -68,6 +68,15 @@ class _Park:
     future: asyncio.Future[None]
 
 
+class _Escaped(Exception):
+    """SystemExit or KeyboardInterrupt raised by run(): asyncio would let them escape the event
+    loop (and take the worker down, again at every retry); carried as an ordinary error."""
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(str(original))
+        self.original = original
+
+
 class _Fence(BaseException):
     """Raised through user code when this activation lost its lease: BaseException, so a user's
     `except Exception` cannot swallow it."""
@@ -153,7 +162,10 @@ class Activation:
             instance_id=self.record.id,
             workflow_name=self.record.workflow,
         )
-        return await instance.run(event, WorkflowStep(self))
+        try:
+            return await instance.run(event, WorkflowStep(self))
+        except (SystemExit, KeyboardInterrupt) as exc:
+            raise _Escaped(exc) from exc
 
     def _hibernation(self) -> Outcome | None:
         if self._busy:
@@ -179,8 +191,8 @@ class Activation:
             except PayloadError as err:
                 return self._settle(Outcome("errored"), error=_error(err))
             return self._settle(Outcome("complete"), output=output)
-        if not isinstance(exc, Exception):
-            raise exc
+        # SystemExit, KeyboardInterrupt & co. raised by run() end the instance like any error
+        # instead of taking its worker down, again at every retry.
         log.info("instance %s errored: %r", self.record.id, exc)
         return self._settle(Outcome("errored"), error=_error(exc))
 
@@ -315,6 +327,8 @@ class Activation:
 
 
 def _error(exc: BaseException) -> dict[str, str]:
+    if isinstance(exc, _Escaped):
+        exc = exc.original
     if isinstance(exc, WorkflowStepError):
         return {"name": exc.name, "message": exc.error_message}
     if isinstance(exc, NonRetryableError):

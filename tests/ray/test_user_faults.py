@@ -149,3 +149,19 @@ def test_a_worker_killed_mid_batch_blames_only_its_killer(raydo_env: Path) -> No
         assert statuses[iid].output == f"ok {iid}"
     assert statuses["p"].status is InstanceStatus.ERRORED
     assert statuses["p"].error is not None and statuses["p"].error.name == "AttemptLostError"
+
+
+class ExitsInRun(WorkflowEntrypoint):
+    async def run(self, event: Any, step: Any) -> Any:
+        await step.do("one", lambda: 1)
+        sys.exit("run() gave up")
+
+
+def test_sys_exit_in_run_errors_the_instance_and_the_worker_lives(raydo_env: Path) -> None:
+    wf = raydo.workflow(ExitsInRun, name="exits_in_run", concurrency=1)
+    st = _done(wf)
+    assert st.status is InstanceStatus.ERRORED
+    assert st.error is not None and st.error.name == "SystemExit"
+    assert st.error.message == "run() gave up"
+    fine = _done(raydo.workflow(Fine, name="fine_after_exit", concurrency=1), 2)
+    assert fine.output == 3

@@ -519,3 +519,17 @@ async def test_pause_of_an_instance_handed_back_unstarted() -> None:
     await h.settle()
     assert h.status("held") == "paused"
     assert h.output("long") == "long"
+
+
+class ExitsInRun(WorkflowEntrypoint):
+    async def run(self, event: Any, step: Any) -> Any:
+        await step.do("one", lambda: 1)
+        raise SystemExit("run() called sys.exit")
+
+
+async def test_base_exception_from_run_errors_the_instance() -> None:
+    h = Harness(ExitsInRun)
+    h.create("i")
+    await h.settle()
+    assert h.status("i") == "errored"
+    assert h.error("i") == {"name": "SystemExit", "message": "run() called sys.exit"}
