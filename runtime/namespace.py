@@ -251,6 +251,7 @@ class Namespace:
             task.add_done_callback(self._tasks.discard)
 
     async def _activate(self, batch: list[str]) -> None:
+        me = asyncio.current_task()
         worker = await self.pool.acquire()
         leases: dict[str, int] = {}
         recycle, lost = False, None
@@ -273,7 +274,8 @@ class Namespace:
         finally:
             orphans = self._released(list(leases), worker)
             self.pool.release(worker, recycle or lost is not None)
-            self._tasks.discard(asyncio.current_task())
+            if me is not None:
+                self._tasks.discard(me)
             for iid in orphans:
                 self._orphaned(iid, lost, alone=len(leases) == 1)
             self._pump()
