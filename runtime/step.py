@@ -34,7 +34,7 @@ from raydo.runtime.rules import (
     show,
     step_config,
 )
-from raydo.storage.codec import decode, encode, unpack
+from raydo.storage.codec import decode, encode_read_back, unpack
 from raydo.storage.instances import StepRecord
 
 if TYPE_CHECKING:
@@ -138,11 +138,14 @@ class WorkflowStep:
             if rec.until is not None and rec.until > act.clock.now():
                 await act.park(rec.until)
                 continue
-            await self._attempt(sid, fn, config, rec)
+            result = await self._attempt(sid, fn, config, rec)
+            if result is not _FAILED:
+                return result
 
     async def _attempt(
         self, sid: tuple[str, int], fn: StepFn, config: StepConfig, rec: StepRecord
-    ) -> None:
+    ) -> Any:
+        """One attempt, recorded. Returns the result as a replay would see it, or _FAILED."""
         act = self._act
         rec.attempts += 1
         rec.state, rec.until = "running", None
@@ -151,15 +154,17 @@ class WorkflowStep:
         async with act.busy(config.timeout):
             try:
                 value = await _call(fn, ctx, config.timeout, act)
-                raw = encode(value, f"result of step {sid[0]!r}")
+                raw, result = encode_read_back(value, f"result of step {sid[0]!r}")
             except asyncio.CancelledError:
                 raise  # the activation is being stopped, not the step failing
             except BaseException as exc:  # SystemExit etc. from a step: a failed attempt
                 _record_failure(rec, exc, config, act.clock.now())
+                result = _FAILED
             else:
                 rec.state, rec.value, rec.error = "done", raw, None
         rec.ended_at = act.clock.now()
         act.save(sid, rec, durable=True)
+        return result
 
     # -- sleep -----------------------------------------------------------------------------------
 
@@ -223,6 +228,9 @@ class WorkflowStep:
         assert rec.value is not None
         body = unpack(rec.value, f"event of step {sid[0]!r}")
         return ReceivedEvent(body["y"], decode(body["p"]), _utc(body["t"]))
+
+
+_FAILED = object()  # _attempt's "no result": the loop in _do decides what comes next
 
 
 class _DeferredStep:

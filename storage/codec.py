@@ -73,6 +73,14 @@ def _loaded_model_class(path: str) -> type[BaseModel] | None:
 
 def encode(value: Any, what: str = "value", limit: int = MAX_VALUE_BYTES) -> bytes:
     """Encode a user value, or raise PayloadError naming `what` and the rule it broke."""
+    return encode_read_back(value, what, limit)[0]
+
+
+def encode_read_back(
+    value: Any, what: str = "value", limit: int = MAX_VALUE_BYTES
+) -> tuple[bytes, Any]:
+    """Encode a user value and return it as it will read back from storage: what a replay will
+    see, so the first run can return the same thing without decoding it again."""
     try:
         raw: bytes = msgpack.packb(value, default=_default, use_bin_type=True, datetime=False)
     except (TypeError, ValueError, OverflowError) as exc:
@@ -83,21 +91,21 @@ def encode(value: Any, what: str = "value", limit: int = MAX_VALUE_BYTES) -> byt
         ) from None
     except RecursionError:
         raise PayloadError(f"{what} is nested too deeply to serialize", what=what) from None
-    try:
-        msgpack.unpackb(raw, ext_hook=_ext_hook, raw=False, strict_map_key=False)
-    except Exception as exc:  # e.g. tuple keys: stored as lists, which cannot key a dict
-        raise PayloadError(
-            f"{what} cannot be stored so that it reads back ({type(exc).__name__}: {exc}); "
-            "use str or int dict keys and plain data",
-            what=what,
-        ) from None
     if len(raw) > limit:
         raise PayloadError(
             f"{what} is {len(raw)} bytes serialized; the limit is {limit} bytes (1 MiB)",
             what=what,
             size=len(raw),
         )
-    return raw
+    try:
+        back = msgpack.unpackb(raw, ext_hook=_ext_hook, raw=False, strict_map_key=False)
+    except Exception as exc:  # e.g. tuple keys: stored as lists, which cannot key a dict
+        raise PayloadError(
+            f"{what} cannot be stored so that it reads back ({type(exc).__name__}: {exc}); "
+            "use str or int dict keys and plain data",
+            what=what,
+        ) from None
+    return raw, back
 
 
 def decode(raw: bytes) -> Any:
