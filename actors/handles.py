@@ -11,7 +11,7 @@ from typing import Any
 
 import ray
 
-from raydo.runtime.model import WorkflowEntrypoint
+from ..runtime.model import WorkflowEntrypoint
 
 RAY_NAMESPACE = "raydo"
 
@@ -32,7 +32,7 @@ def namespace_actor(
     storage: str, workflow: str, workflow_cls: type[WorkflowEntrypoint], options: dict[str, Any]
 ) -> Any:
     """Get the namespace actor of `workflow`, creating it (detached, restarting) if needed."""
-    from raydo.actors.namespace import NamespaceActor
+    from .namespace import NamespaceActor
 
     return _detached(NamespaceActor, namespace_name(storage, workflow)).remote(
         storage, workflow, workflow_cls, options
@@ -47,7 +47,7 @@ def existing_namespace(storage: str, workflow: str) -> Any | None:
 
 
 def timer_actor(storage: str) -> Any:
-    from raydo.actors.timer import TimerActor
+    from .timer import TimerActor
 
     return _detached(TimerActor, timer_name(storage)).remote(storage)
 
@@ -74,7 +74,7 @@ def new_instance_actor(
     block_limit: float,
 ) -> Any:
     """A pooled InstanceActor. Owned by (and dying with) the namespace actor that creates it."""
-    from raydo.actors.instance import InstanceActor
+    from .instance import InstanceActor
 
     return (
         ray.remote(InstanceActor)

@@ -10,12 +10,12 @@ import threading
 import time
 from typing import Any
 
-from raydo.runtime.clock import SystemClock
-from raydo.runtime.engine import BatchResult, Outcome
-from raydo.runtime.local import InstanceRunner
-from raydo.runtime.model import Env, WorkflowEntrypoint
-from raydo.storage.instances import InstanceStore
-from raydo.storage.kv import open_lmdb
+from ..runtime.clock import SystemClock
+from ..runtime.engine import BatchResult, Outcome
+from ..runtime.local import InstanceRunner
+from ..runtime.model import Env, WorkflowEntrypoint
+from ..storage.instances import InstanceStore
+from ..storage.kv import open_lmdb
 
 log = logging.getLogger("raydo")
 

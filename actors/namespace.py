@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from raydo.actors import handles
-from raydo.actors.pool import ActorPool
-from raydo.runtime.clock import SystemClock
-from raydo.runtime.model import WorkflowEntrypoint
-from raydo.runtime.namespace import Namespace, Snapshot
-from raydo.storage.instances import InstanceStore, check_schema
-from raydo.storage.kv import open_lmdb
+from ..runtime.clock import SystemClock
+from ..runtime.model import WorkflowEntrypoint
+from ..runtime.namespace import Namespace, Snapshot
+from ..storage.instances import InstanceStore, check_schema
+from ..storage.kv import open_lmdb
+from . import handles
+from .pool import ActorPool
 
 
 class NamespaceActor:

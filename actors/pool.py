@@ -14,8 +14,8 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError, RayTaskError
 
-from raydo.runtime.engine import BatchResult, Outcome
-from raydo.runtime.namespace import WorkerLost
+from ..runtime.engine import BatchResult, Outcome
+from ..runtime.namespace import WorkerLost
 
 log = logging.getLogger("raydo")
 

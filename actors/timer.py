@@ -14,10 +14,10 @@ import math
 import time
 from typing import Any
 
-from raydo.actors import handles
-from raydo.runtime.timers import TimerQueue
-from raydo.storage.instances import due_timers
-from raydo.storage.kv import open_lmdb
+from ..runtime.timers import TimerQueue
+from ..storage.instances import due_timers
+from ..storage.kv import open_lmdb
+from . import handles
 
 log = logging.getLogger("raydo")
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import ray
 
-from raydo.storage.instances import check_schema, set_sync_mode
-from raydo.storage.kv import open_lmdb
+from ..storage.instances import check_schema, set_sync_mode
+from ..storage.kv import open_lmdb
 
 DEFAULT_STORAGE = ".raydo"
 
@@ -87,7 +87,7 @@ def shutdown(*, kill_actors: bool = False) -> None:
     global _context
     if _context is not None and ray.is_initialized():
         if kill_actors:
-            from raydo.actors.handles import kill_storage_actors
+            from ..actors.handles import kill_storage_actors
 
             kill_storage_actors(_context.storage)
         if _context.started_ray:

@@ -9,7 +9,7 @@ from typing import Any, Generic, TypeVar
 import ray
 from ray.exceptions import GetTimeoutError, RayTaskError
 
-from raydo.runtime.errors import WaitTimeoutError
+from ..errors import WaitTimeoutError
 
 T = TypeVar("T")
 

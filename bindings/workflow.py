@@ -6,28 +6,28 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from raydo.actors import handles
-from raydo.bindings import client
-from raydo.bindings.pending import Pending
-from raydo.bindings.shipping import ship_by_value_if_needed
-from raydo.runtime.errors import InvalidIdError, InvalidInputError, InvalidStepError
-from raydo.runtime.model import (
+from ..actors import handles
+from ..errors import InvalidIdError, InvalidInputError, InvalidStepError
+from ..runtime.model import (
     ErrorInfo,
     InstanceStatus,
     StatusInfo,
     StepInfo,
     WorkflowEntrypoint,
 )
-from raydo.runtime.namespace import Snapshot
-from raydo.runtime.rules import (
+from ..runtime.namespace import Snapshot
+from ..runtime.rules import (
     check_event_type,
     check_id,
     check_seconds_arg,
     check_step_name,
     show,
 )
-from raydo.storage.codec import decode, encode, unpack
-from raydo.storage.instances import StepRecord
+from ..storage.codec import decode, encode, unpack
+from ..storage.instances import StepRecord
+from . import client
+from .pending import Pending
+from .shipping import ship_by_value_if_needed
 
 MAX_BATCH = 100
 MAX_WORKFLOW_NAME = 64

@@ -1,7 +1,254 @@
-"""raydo's errors. The tree is drawn in raydo.runtime.errors, where they are defined."""
+"""Every error raydo raises, in one shallow tree. All are importable from `raydo`.
 
-from raydo.runtime.errors import *  # noqa: F403
-from raydo.runtime.errors import __all__ as __all__
-from raydo.runtime.errors import __doc__ as _tree
+    RaydoError
+     +-- InvalidInputError (also ValueError)    a rejected call; nothing was written
+     |    +-- InvalidIdError                    instance id / workflow name breaks the id rule
+     |    +-- InvalidDurationError              bad duration, past time, beyond 365 days
+     |    +-- InvalidStepError                  bad step name or step config (retries, timeout)
+     |    +-- InvalidEventTypeError             event type breaks the type rule
+     |    +-- PayloadError                      params / payload / result unstorable or > 1 MiB
+     +-- InstanceExistsError                    create() with an id that is taken
+     +-- InstanceNotFoundError                  get()/operation on an unknown id
+     +-- InvalidStateError                      operation not allowed in the instance's status
+     +-- WaitTimeoutError (also TimeoutError)   instance.wait(timeout) ran out
+     +-- NonRetryableError                      raised by a step to stop retries
+     +-- WorkflowStepError                      a step failed for good; raised into run()
+     |    +-- NonRetryableStepError             ... because it raised NonRetryableError (also a
+     |                                          NonRetryableError, so `except` either works)
+     +-- WaitForEventTimeoutError               wait_for_event timed out; raised into run()
+     +-- NonDeterminismError                    replay met a different step than was recorded
+     +-- StorageError                           storage cannot be used
+          +-- StorageFullError                  disk or size cap full
+          +-- SchemaVersionError                storage written by another schema version
+          +-- CorruptRecordError                a record cannot be decoded
 
-__doc__ = (__doc__ or "") + "\n\n" + (_tree or "")
+Each class declares its fields in its constructor, and pickles with them (`__reduce__`), so it
+crosses Ray actors intact (raydo unwraps Ray's RayTaskError before users see it). This module
+imports nothing of raydo: every layer may raise these.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class RaydoError(Exception):
+    """Base of all raydo errors. `str(err)` names the bad value and the rule it broke."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def _fields(self) -> tuple[Any, ...]:
+        """The constructor's arguments after `message`, in order (for pickling)."""
+        return ()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.message, *self._fields()))
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidInputError(RaydoError, ValueError):
+    """A call was rejected because of its arguments; nothing was written. `value` is a short
+    repr of the rejected value, when there is one."""
+
+    def __init__(self, message: str, value: str | None = None) -> None:
+        super().__init__(message)
+        self.value = value
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.value,)
+
+
+class InvalidIdError(InvalidInputError):
+    pass
+
+
+class InvalidDurationError(InvalidInputError):
+    pass
+
+
+class InvalidStepError(InvalidInputError):
+    pass
+
+
+class InvalidEventTypeError(InvalidInputError):
+    pass
+
+
+class PayloadError(InvalidInputError):
+    """A value cannot be stored: `what` names it ("params of instance 'a'"), `size` is its
+    encoded size when that is the problem."""
+
+    def __init__(self, message: str, what: str = "value", size: int | None = None) -> None:
+        super().__init__(message)
+        self.what, self.size = what, size
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.what, self.size)
+
+
+class _AboutInstance(RaydoError):
+    """An error about the instance `id`."""
+
+    def __init__(self, message: str, id: str) -> None:
+        super().__init__(message)
+        self.id = id
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.id,)
+
+
+class InstanceExistsError(_AboutInstance):
+    pass
+
+
+class InstanceNotFoundError(_AboutInstance):
+    pass
+
+
+class InvalidStateError(RaydoError):
+    """The operation is not allowed while the instance `id` is in `status`."""
+
+    def __init__(self, message: str, id: str, status: str) -> None:
+        super().__init__(message)
+        self.id, self.status = id, status
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.id, self.status)
+
+
+class WaitTimeoutError(RaydoError, TimeoutError):
+    def __init__(self, message: str, id: str | None = None) -> None:
+        super().__init__(message)
+        self.id = id
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.id,)
+
+
+class NonRetryableError(RaydoError):
+    """Raise inside a step to fail it at once, without further retries.
+
+    `name` becomes the error name the instance reports (default "NonRetryableError").
+    """
+
+    def __init__(self, message: str, name: str | None = None) -> None:
+        super().__init__(message)
+        self.name = name or "NonRetryableError"
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.name,)
+
+
+class WorkflowStepError(RaydoError):
+    """A step failed for good (retries exhausted or non-retryable). Raised into run().
+
+    `name` and `error_message` are the original error's, `step` and `count` the step's identity,
+    `retryable` is False when the step raised NonRetryableError (then the error is a
+    NonRetryableStepError). The same error is raised on the first run and on every replay, so
+    code that catches it behaves the same both times.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        name: str,
+        error_message: str,
+        step: str,
+        count: int,
+        retryable: bool = True,
+    ) -> None:
+        RaydoError.__init__(self, message)
+        self.name, self.error_message = name, error_message
+        self.step, self.count, self.retryable = step, count, retryable
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.name, self.error_message, self.step, self.count, self.retryable)
+
+
+class NonRetryableStepError(WorkflowStepError, NonRetryableError):
+    """A step that raised NonRetryableError: catch it as either."""
+
+
+class WaitForEventTimeoutError(RaydoError):
+    """wait_for_event reached its timeout with no event. Raised into run(); catch it to go on."""
+
+    def __init__(self, message: str, step: str, type: str | None) -> None:
+        super().__init__(message)
+        self.step, self.type = step, type
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.step, self.type)
+
+
+class NonDeterminismError(RaydoError):
+    """Replay met step (`step`, `count`) as another kind than the one recorded."""
+
+    def __init__(self, message: str, step: str, count: int) -> None:
+        super().__init__(message)
+        self.step, self.count = step, count
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.step, self.count)
+
+
+class StorageError(RaydoError):
+    pass
+
+
+class StorageFullError(StorageError):
+    """`free` is the free disk space in bytes when the disk was the cause."""
+
+    def __init__(self, message: str, free: int | None = None) -> None:
+        super().__init__(message)
+        self.free = free
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.free,)
+
+
+class SchemaVersionError(StorageError):
+    def __init__(self, message: str, found: int, expected: int) -> None:
+        super().__init__(message)
+        self.found, self.expected = found, expected
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.found, self.expected)
+
+
+class CorruptRecordError(StorageError):
+    """`what` names the record that could not be decoded."""
+
+    def __init__(self, message: str, what: str | None = None) -> None:
+        super().__init__(message)
+        self.what = what
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.what,)
+
+
+__all__ = [
+    "CorruptRecordError",
+    "InstanceExistsError",
+    "InstanceNotFoundError",
+    "InvalidDurationError",
+    "InvalidEventTypeError",
+    "InvalidIdError",
+    "InvalidInputError",
+    "InvalidStateError",
+    "InvalidStepError",
+    "NonDeterminismError",
+    "NonRetryableError",
+    "NonRetryableStepError",
+    "PayloadError",
+    "RaydoError",
+    "SchemaVersionError",
+    "StorageError",
+    "StorageFullError",
+    "WaitForEventTimeoutError",
+    "WaitTimeoutError",
+    "WorkflowStepError",
+]

@@ -21,19 +21,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from raydo.runtime.clock import Clock
-from raydo.runtime.errors import (
+from ..errors import (
     CorruptRecordError,
     NonDeterminismError,
     NonRetryableError,
     PayloadError,
     WorkflowStepError,
 )
-from raydo.runtime.model import Env, WorkflowEntrypoint, WorkflowEvent
-from raydo.runtime.rules import check_step_name
-from raydo.runtime.step import WorkflowStep
-from raydo.storage.codec import decode, encode
-from raydo.storage.instances import Fenced, InstanceRecord, InstanceStore, StepRecord
+from ..storage.codec import decode, encode
+from ..storage.instances import Fenced, InstanceRecord, InstanceStore, StepRecord
+from .clock import Clock
+from .model import Env, WorkflowEntrypoint, WorkflowEvent
+from .rules import check_step_name
+from .step import WorkflowStep
 
 log = logging.getLogger("raydo")
 

@@ -7,12 +7,12 @@ import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from raydo.runtime.clock import Clock
-from raydo.runtime.engine import HIBERNATE_AFTER, Activation, BatchResult, Outcome
-from raydo.runtime.errors import CorruptRecordError
-from raydo.runtime.model import Env, WorkflowEntrypoint
-from raydo.storage.codec import register_models
-from raydo.storage.instances import InstanceStore
+from ..errors import CorruptRecordError
+from ..storage.codec import register_models
+from ..storage.instances import InstanceStore
+from .clock import Clock
+from .engine import HIBERNATE_AFTER, Activation, BatchResult, Outcome
+from .model import Env, WorkflowEntrypoint
 
 BATCH_BUDGET = 0.1
 

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
-from raydo.runtime.rules import StepConfig
+from .rules import StepConfig
 
 if TYPE_CHECKING:
-    from raydo.runtime.step import WorkflowStep
+    from .step import WorkflowStep
 
 
 class InstanceStatus(enum.StrEnum):

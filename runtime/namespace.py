@@ -13,15 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from raydo.runtime.clock import Clock
-from raydo.runtime.engine import BatchResult, Outcome
-from raydo.runtime.errors import (
+from ..errors import (
     InvalidStateError,
     InvalidStepError,
     StorageError,
     WaitTimeoutError,
 )
-from raydo.storage.instances import InstanceRecord, InstanceStore, StepRecord
+from ..storage.instances import InstanceRecord, InstanceStore, StepRecord
+from .clock import Clock
+from .engine import BatchResult, Outcome
 
 log = logging.getLogger("raydo")
 
@@ -419,8 +419,7 @@ class Namespace:
         if step is None:
             raise InvalidStepError(
                 f"restart from step {name!r} #{count}: instance {iid!r} has no such step",
-                step=name,
-                count=count,
+                value=repr((name, count)),
             )
         return step.seq
 

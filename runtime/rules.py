@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
-from raydo.runtime.errors import (
+from ..errors import (
     InvalidDurationError,
     InvalidEventTypeError,
     InvalidIdError,

@@ -15,16 +15,19 @@ from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from raydo.runtime.errors import (
+from ..errors import (
     InvalidDurationError,
     InvalidStepError,
     NonRetryableError,
+    NonRetryableStepError,
     PayloadError,
     WaitForEventTimeoutError,
     WorkflowStepError,
 )
-from raydo.runtime.model import ReceivedEvent, StepContext, StepIdentity
-from raydo.runtime.rules import (
+from ..storage.codec import decode, encode_read_back, unpack
+from ..storage.instances import StepRecord
+from .model import ReceivedEvent, StepContext, StepIdentity
+from .rules import (
     MAX_SLEEP,
     MIN_EVENT_TIMEOUT,
     Duration,
@@ -34,11 +37,9 @@ from raydo.runtime.rules import (
     show,
     step_config,
 )
-from raydo.storage.codec import decode, encode_read_back, unpack
-from raydo.storage.instances import StepRecord
 
 if TYPE_CHECKING:
-    from raydo.runtime.engine import Activation
+    from .engine import Activation
 
 T = TypeVar("T")
 StepFn = Callable[..., Any]
@@ -323,13 +324,15 @@ def _error_info(exc: BaseException, retryable: bool) -> dict[str, Any]:
 
 def _replayed(sid: tuple[str, int], rec: StepRecord) -> Any:
     if rec.error is not None:
-        raise WorkflowStepError(
+        retryable = rec.error.get("retryable", True)
+        cls = WorkflowStepError if retryable else NonRetryableStepError
+        raise cls(
             f"step {sid[0]!r} failed: {rec.error['name']}: {rec.error['message']}",
             name=rec.error["name"],
             error_message=rec.error["message"],
             step=sid[0],
             count=sid[1],
-            retryable=rec.error.get("retryable", True),
+            retryable=retryable,
         )
     assert rec.value is not None
     return decode(rec.value)

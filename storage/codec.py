@@ -16,7 +16,7 @@ from typing import Any
 import msgpack
 from pydantic import BaseModel
 
-from raydo.runtime.errors import CorruptRecordError, PayloadError
+from ..errors import CorruptRecordError, PayloadError
 
 MAX_VALUE_BYTES = 1 << 20
 _EXT_DATETIME = 1

@@ -13,15 +13,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from raydo.runtime.errors import (
+from ..errors import (
     CorruptRecordError,
     InstanceExistsError,
     InstanceNotFoundError,
     SchemaVersionError,
 )
-from raydo.storage import keys
-from raydo.storage.codec import pack, unpack
-from raydo.storage.kv import KV, Reader, Writer
+from . import keys
+from .codec import pack, unpack
+from .kv import KV, Reader, Writer
 
 FINISHED = frozenset({"complete", "errored", "terminated"})
 

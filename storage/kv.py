@@ -16,8 +16,8 @@ from typing import Protocol, TypeVar
 
 import lmdb
 
-from raydo.runtime.errors import StorageError, StorageFullError
-from raydo.storage import keys
+from ..errors import StorageError, StorageFullError
+from . import keys
 
 T = TypeVar("T")
 

@@ -96,7 +96,7 @@ def _typed(call: Any, cls: type[RaydoError]) -> RaydoError:
         call()
     err = info.value
     assert not isinstance(err, RayError), f"a Ray wrapper reached the user: {type(err)!r}"
-    assert type(err).__module__ == "raydo.runtime.errors", type(err)
+    assert type(err).__module__ == "raydo.errors", type(err)
     return err
 
 

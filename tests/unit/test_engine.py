@@ -11,7 +11,7 @@ import pytest
 from harness import Harness
 from pydantic import BaseModel
 
-from raydo.runtime.errors import (
+from raydo.errors import (
     InstanceExistsError,
     InstanceNotFoundError,
     InvalidDurationError,

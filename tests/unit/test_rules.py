@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from raydo.runtime.errors import InvalidDurationError, InvalidIdError, InvalidStepError
+from raydo.errors import InvalidDurationError, InvalidIdError, InvalidStepError
 from raydo.runtime.rules import (
     RetryPolicy,
     bounded,

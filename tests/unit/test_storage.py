@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from raydo.runtime.errors import CorruptRecordError, PayloadError, SchemaVersionError
+from raydo.errors import CorruptRecordError, PayloadError, SchemaVersionError
 from raydo.runtime.timers import TimerQueue
 from raydo.storage import keys
 from raydo.storage.codec import decode, encode
@@ -68,7 +68,7 @@ def test_lmdb_map_grows_when_full_and_keeps_everything(tmp_path: Path) -> None:
 
 
 def test_lmdb_size_cap_raises_and_writes_nothing(tmp_path: Path) -> None:
-    from raydo.runtime.errors import StorageFullError
+    from raydo.errors import StorageFullError
 
     kv = LmdbKV(str(tmp_path / "db"), max_map_size=8 << 20)
     with pytest.raises(StorageFullError, match="size cap"):
