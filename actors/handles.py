@@ -12,6 +12,7 @@ from typing import Any
 import ray
 
 from ..runtime.model import WorkflowEntrypoint
+from ..runtime.options import WorkflowOptions
 
 RAY_NAMESPACE = "raydo"
 
@@ -29,7 +30,7 @@ def timer_name(storage: str) -> str:
 
 
 def namespace_actor(
-    storage: str, workflow: str, workflow_cls: type[WorkflowEntrypoint], options: dict[str, Any]
+    storage: str, workflow: str, workflow_cls: type[WorkflowEntrypoint], options: WorkflowOptions
 ) -> Any:
     """Get the namespace actor of `workflow`, creating it (detached, restarting) if needed."""
     from .namespace import NamespaceActor
@@ -66,12 +67,7 @@ def _detached(cls: type, name: str) -> Any:
 
 
 def new_instance_actor(
-    storage: str,
-    workflow: str,
-    workflow_cls: type[WorkflowEntrypoint],
-    env: dict[str, Any],
-    hibernate_after: float,
-    block_limit: float,
+    storage: str, workflow: str, workflow_cls: type[WorkflowEntrypoint], options: WorkflowOptions
 ) -> Any:
     """A pooled InstanceActor. Owned by (and dying with) the namespace actor that creates it."""
     from .instance import InstanceActor
@@ -79,7 +75,7 @@ def new_instance_actor(
     return (
         ray.remote(InstanceActor)
         .options(max_restarts=0, max_concurrency=1000, num_cpus=0)
-        .remote(storage, workflow, workflow_cls, env, hibernate_after, block_limit)
+        .remote(storage, workflow, workflow_cls, options)
     )
 
 

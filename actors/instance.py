@@ -8,12 +8,12 @@ import logging
 import os
 import threading
 import time
-from typing import Any
 
 from ..runtime.clock import SystemClock
 from ..runtime.engine import BatchResult, Outcome
 from ..runtime.local import InstanceRunner
 from ..runtime.model import Env, WorkflowEntrypoint
+from ..runtime.options import WorkflowOptions
 from ..storage.instances import InstanceStore
 from ..storage.kv import open_lmdb
 
@@ -30,15 +30,13 @@ class InstanceActor:
         storage: str,
         workflow: str,
         workflow_cls: type[WorkflowEntrypoint],
-        env: dict[str, Any],
-        hibernate_after: float,
-        block_limit: float = 60.0,
+        options: WorkflowOptions,
     ) -> None:
         store = InstanceStore(open_lmdb(storage), workflow)
         self.runner = InstanceRunner(
-            store, workflow_cls, SystemClock(), Env(dict(env)), hibernate_after
+            store, workflow_cls, SystemClock(), Env(dict(options.env)), options.hibernate_after
         )
-        self.block_limit = block_limit
+        self.block_limit = options.block_limit
         self._beat = time.monotonic()
         asyncio.get_running_loop().call_soon(self._heartbeat)
         threading.Thread(target=self._watch, name="raydo-watchdog", daemon=True).start()

@@ -8,6 +8,7 @@ from typing import Any
 from ..runtime.clock import SystemClock
 from ..runtime.model import WorkflowEntrypoint
 from ..runtime.namespace import Namespace, Snapshot
+from ..runtime.options import WorkflowOptions
 from ..storage.instances import InstanceStore, check_schema
 from ..storage.kv import open_lmdb
 from . import handles
@@ -20,32 +21,23 @@ class NamespaceActor:
         storage: str,
         workflow: str,
         workflow_cls: type[WorkflowEntrypoint],
-        options: dict[str, Any],
+        options: WorkflowOptions,
     ) -> None:
         kv = open_lmdb(storage)
         check_schema(kv)
         self.storage, self.workflow = storage, workflow
-        concurrency = int(options["concurrency"])
         self.pool = ActorPool(
-            lambda: handles.new_instance_actor(
-                storage,
-                workflow,
-                workflow_cls,
-                options["env"],
-                options["hibernate_after"],
-                options["block_limit"],
-            ),
-            max_size=concurrency,
-            warm=int(options["warm"]),
+            lambda: handles.new_instance_actor(storage, workflow, workflow_cls, options),
+            max_size=options.concurrency,
+            warm=options.warm,
         )
         self.ns = Namespace(
             InstanceStore(kv, workflow),
             self.pool,
             SystemClock(),
             self._schedule,
-            concurrency,
-            # covers dispatch + replay (a few ms); an instance woken early holds its actor
-            wake_lead=min(0.02, float(options["hibernate_after"]) / 2),
+            options.concurrency,
+            wake_lead=options.wake_lead,
         )
         self._timers: Any = None
         self._started = False

@@ -15,7 +15,7 @@ import ray
 from ray.exceptions import RayActorError, RayTaskError
 
 from ..runtime.engine import BatchResult, Outcome
-from ..runtime.namespace import WorkerLost
+from ..runtime.namespace import Worker, WorkerLost
 
 log = logging.getLogger("raydo")
 
@@ -78,7 +78,8 @@ class ActorPool:
             self._freed.clear()
             await self._freed.wait()
 
-    def release(self, worker: RayWorker, broken: bool = False) -> None:
+    def release(self, worker: Worker, broken: bool = False) -> None:
+        assert isinstance(worker, RayWorker)
         if broken:
             self._size -= 1
             ray.kill(worker.handle, no_restart=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +17,7 @@ from ..runtime.model import (
     WorkflowEntrypoint,
 )
 from ..runtime.namespace import Snapshot
+from ..runtime.options import HIBERNATE_AFTER, WorkflowOptions
 from ..runtime.rules import (
     check_event_type,
     check_id,
@@ -23,15 +25,14 @@ from ..runtime.rules import (
     check_step_name,
     show,
 )
-from ..storage.codec import decode, encode, unpack
-from ..storage.instances import StepRecord
+from ..storage.codec import decode, encode
+from ..storage.records import StepKind, StepRecord, unpack_event
 from . import client
 from .pending import Pending
 from .shipping import ship_by_value_if_needed
 
 MAX_BATCH = 100
 MAX_WORKFLOW_NAME = 64
-_KIND_NAMES = {"do": "do", "sleep": "sleep", "wait": "waitForEvent"}
 
 
 class Workflow:
@@ -49,11 +50,12 @@ class Workflow:
         name: str | None = None,
         *,
         concurrency: int = 4,
-        env: dict[str, Any] | None = None,
-        hibernate_after: float = 0.25,
+        env: Mapping[str, Any] | None = None,
+        hibernate_after: float = HIBERNATE_AFTER,
         block_limit: float = 60.0,
         warm: int = 1,
         storage: str | None = None,
+        options: WorkflowOptions | None = None,
     ) -> None:
         if not (isinstance(cls, type) and issubclass(cls, WorkflowEntrypoint)):
             raise InvalidInputError(f"{cls!r} is not a subclass of raydo.WorkflowEntrypoint")
@@ -62,17 +64,13 @@ class Workflow:
         self.name = check_id(cls.__name__ if name is None else name, "workflow name")
         if len(self.name) > MAX_WORKFLOW_NAME:
             raise InvalidIdError(f"workflow name {self.name!r} is longer than 64 characters")
-        if env is not None and (
-            not isinstance(env, dict) or not all(isinstance(k, str) for k in env)
-        ):
-            raise InvalidInputError(f"env {show(env)} must be a dict with str keys, or None")
-        self.options = {
-            "concurrency": _int_option("concurrency", concurrency, 1),
-            "env": dict(env or {}),
-            "hibernate_after": _seconds_option("hibernate_after", hibernate_after),
-            "block_limit": _seconds_option("block_limit", block_limit),
-            "warm": _int_option("warm", warm, 0),
-        }
+        self.options = options or WorkflowOptions(
+            concurrency=concurrency,
+            env={} if env is None else env,
+            hibernate_after=hibernate_after,
+            block_limit=block_limit,
+            warm=warm,
+        )
         self._storage = storage
         self._actor: Any = None
 
@@ -141,19 +139,6 @@ class Workflow:
         return f"Workflow({self.cls.__name__}, name={self.name!r})"
 
 
-def _int_option(what: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise InvalidInputError(f"{what} {show(value)} must be an int >= {low}")
-    return value
-
-
-def _seconds_option(what: str, value: Any) -> float:
-    seconds_ = check_seconds_arg(value, what)
-    if seconds_ is None:
-        raise InvalidInputError(f"{what} must be a number of seconds, not None")
-    return seconds_
-
-
 def _from_step(value: Any) -> str | tuple[str, int]:
     """restart(from_step=...): a step name, or (name, count) with count >= 1."""
     if isinstance(value, str):
@@ -172,11 +157,9 @@ def _from_step(value: Any) -> str | tuple[str, int]:
 
 
 def _rebuild(
-    cls: type[WorkflowEntrypoint], name: str, options: dict[str, Any], storage: str
+    cls: type[WorkflowEntrypoint], name: str, options: WorkflowOptions, storage: str
 ) -> Workflow:
-    wf = Workflow(cls, name, storage=storage)
-    wf.options = options
-    return wf
+    return Workflow(cls, name, storage=storage, options=options)
 
 
 def _batch_entry(index: int, entry: Any) -> tuple[str | None, Any]:
@@ -237,7 +220,7 @@ class WorkflowInstance:
 
 def to_status(snap: Snapshot) -> StatusInfo:
     rec = snap.record
-    status = InstanceStatus(rec.status)
+    status = rec.status
     if snap.pausing and not status.finished:
         status = InstanceStatus.WAITING_FOR_PAUSE
     return StatusInfo(
@@ -246,7 +229,7 @@ def to_status(snap: Snapshot) -> StatusInfo:
         status=status,
         output=decode(snap.output) if snap.output is not None else None,
         error=ErrorInfo(**rec.error) if rec.error else None,
-        created_at=_dt(rec.created_at),
+        created_at=datetime.fromtimestamp(rec.created_at, tz=UTC),
         started_at=_dt(rec.started_at),
         ended_at=_dt(rec.ended_at),
         wake_at=_dt(rec.wake_at),
@@ -257,16 +240,16 @@ def to_status(snap: Snapshot) -> StatusInfo:
 def _step_info(name: str, count: int, step: StepRecord) -> StepInfo:
     output = None
     if step.value is not None:
-        if step.kind == "wait":
-            body = unpack(step.value, "event")
-            output = {"type": body["y"], "payload": decode(body["p"])}
+        if step.kind is StepKind.WAIT:
+            event = unpack_event(step.value, "event")
+            output = {"type": event.type, "payload": decode(event.payload)}
         else:
             output = decode(step.value)
     error = step.error
     return StepInfo(
         name=name,
         count=count,
-        type=_KIND_NAMES[step.kind],
+        type=step.kind.display,
         state=step.state,
         attempts=step.attempts,
         output=output,

@@ -12,6 +12,9 @@ wf = raydo.workflow(Hello)
 print(wf.create(params={"name": "ana"}).result().wait().result().output)
 """
 
+from collections.abc import Mapping
+from typing import Any
+
 from raydo.bindings.client import init, shutdown
 from raydo.bindings.pending import Pending
 from raydo.bindings.workflow import Workflow, WorkflowInstance
@@ -27,15 +30,38 @@ from raydo.runtime.model import (
     WorkflowEntrypoint,
     WorkflowEvent,
 )
+from raydo.runtime.options import WorkflowOptions
+from raydo.runtime.rules import RetryPolicy
 from raydo.runtime.step import WorkflowStep
 
 
-def workflow(cls: type[WorkflowEntrypoint], name: str | None = None, **options: object) -> Workflow:
+def workflow(
+    cls: type[WorkflowEntrypoint],
+    name: str | None = None,
+    *,
+    concurrency: int = 4,
+    env: Mapping[str, Any] | None = None,
+    hibernate_after: float = 0.25,
+    block_limit: float = 60.0,
+    warm: int = 1,
+    options: WorkflowOptions | None = None,
+) -> Workflow:
     """The binding for a workflow class: `raydo.workflow(Checkout, name="checkout")`.
 
-    Options: concurrency (default 4), env (dict of bindings for `self.env`), hibernate_after.
+    The keyword options are WorkflowOptions' fields (see its docstrings): concurrency (instances
+    running at once), env (bindings for `self.env`), hibernate_after, block_limit, warm. Or pass
+    a ready `options=WorkflowOptions(...)`.
     """
-    return Workflow(cls, name, **options)
+    return Workflow(
+        cls,
+        name,
+        concurrency=concurrency,
+        env=env,
+        hibernate_after=hibernate_after,
+        block_limit=block_limit,
+        warm=warm,
+        options=options,
+    )
 
 
 __version__ = "0.1.0"
@@ -45,6 +71,7 @@ __all__ = [
     "InstanceStatus",
     "Pending",
     "ReceivedEvent",
+    "RetryPolicy",
     "StatusInfo",
     "StepContext",
     "StepInfo",
@@ -52,6 +79,7 @@ __all__ = [
     "WorkflowEntrypoint",
     "WorkflowEvent",
     "WorkflowInstance",
+    "WorkflowOptions",
     "WorkflowStep",
     "init",
     "shutdown",

@@ -1,4 +1,6 @@
-"""Time, injected: the engine reads the clock and sleeps only through a Clock."""
+"""Time, injected: the runtime reads the time, sleeps and times out only through a Clock, so every
+deadline (sleeps, retry delays, step timeouts, waits, batch budgets, timers) runs on a FakeClock in
+tests and moves only when the test advances it."""
 
 from __future__ import annotations
 
@@ -6,23 +8,40 @@ import asyncio
 import heapq
 import itertools
 import time
-from typing import Protocol
+from collections.abc import Awaitable
+from typing import Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 class Clock(Protocol):
     def now(self) -> float:
-        """Seconds since the epoch."""
+        """Seconds since the epoch (what is stored)."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back (for durations and deadlines in memory)."""
         ...
 
     async def sleep(self, seconds: float) -> None: ...
+
+    async def wait_for(self, aw: Awaitable[T], timeout: float | None) -> T:
+        """`await aw`, or cancel it and raise TimeoutError after `timeout` seconds."""
+        ...
 
 
 class SystemClock:
     def now(self) -> float:
         return time.time()
 
+    def monotonic(self) -> float:
+        return time.monotonic()
+
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds))
+
+    async def wait_for(self, aw: Awaitable[T], timeout: float | None) -> T:
+        return await asyncio.wait_for(aw, timeout)
 
 
 class FakeClock:
@@ -36,6 +55,9 @@ class FakeClock:
     def now(self) -> float:
         return self._now
 
+    def monotonic(self) -> float:
+        return self._now
+
     async def sleep(self, seconds: float) -> None:
         if seconds <= 0:
             await asyncio.sleep(0)
@@ -43,6 +65,27 @@ class FakeClock:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._sleepers, (self._now + seconds, next(self._order), fut))
         await fut
+
+    async def wait_for(self, aw: Awaitable[T], timeout: float | None) -> T:
+        task = asyncio.ensure_future(aw)
+        if timeout is None:
+            return await task
+        alarm = asyncio.ensure_future(self.sleep(timeout))
+        try:
+            await asyncio.wait({task, alarm}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            alarm.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            raise TimeoutError()
+        return task.result()
+
+    def next_deadline(self) -> float | None:
+        """When the earliest sleeper wakes (None when nobody sleeps)."""
+        while self._sleepers and self._sleepers[0][2].done():
+            heapq.heappop(self._sleepers)  # cancelled sleepers
+        return self._sleepers[0][0] if self._sleepers else None
 
     async def advance(self, seconds: float) -> None:
         """Move time forward, waking every sleeper that falls due, and let them run."""

@@ -1,6 +1,14 @@
 """One activation of one instance: replay run() from the top against storage until it finishes,
 hibernates (nothing left to do but wait), pauses or is stopped. Plain asyncio; no Ray.
 
+How an activation ends (its OutcomeKind) and what it leaves in storage:
+
+    complete   run() returned; output stored           status complete
+    errored    run() raised (or its output/records cannot be stored)   status errored
+    waiting    nothing runs, a wait is further off than hibernate_after  status waiting + wake_at
+    paused     a pause was asked and no attempt runs   status paused
+    stopped    taken away (terminate, restart, delete; lease fenced)  nothing: the taker wrote
+
 The activation keeps two counts: steps running an attempt (`busy`) and waits parked on a deadline
 or an event (`park`). When nothing is busy and the nearest deadline is further off than
 `hibernate_after`, the run() task is cancelled and the activation returns a `waiting` outcome with
@@ -12,8 +20,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import enum
 import logging
-import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor
@@ -29,22 +37,35 @@ from ..errors import (
     WorkflowStepError,
 )
 from ..storage.codec import decode, encode
-from ..storage.instances import Fenced, InstanceRecord, InstanceStore, StepRecord
+from ..storage.records import Fenced, InstanceRecord, InstanceStatus, StepKind, StepRecord
 from .clock import Clock
 from .model import Env, WorkflowEntrypoint, WorkflowEvent
+from .options import HIBERNATE_AFTER
 from .rules import check_step_name
 from .step import WorkflowStep
+from .store import Store
 
 log = logging.getLogger("raydo")
 
-HIBERNATE_AFTER = 0.25
+
+class OutcomeKind(enum.StrEnum):
+    COMPLETE = "complete"
+    ERRORED = "errored"
+    WAITING = "waiting"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+
+    @property
+    def status(self) -> InstanceStatus | None:
+        """The status the activation stored (None: stopped, it stores nothing)."""
+        return None if self is OutcomeKind.STOPPED else InstanceStatus(self.value)
 
 
 @dataclass
 class Outcome:
-    """How an activation ended. `status` is complete | errored | waiting | paused | stopped."""
+    """How an activation ended."""
 
-    status: str
+    kind: OutcomeKind
     wake_at: float | None = None
     waiting_types: list[str] = field(default_factory=list)
     recycle: bool = False
@@ -85,7 +106,7 @@ class _Fence(BaseException):
 class Activation:
     def __init__(
         self,
-        store: InstanceStore,
+        store: Store,
         workflow_cls: type[WorkflowEntrypoint],
         record: InstanceRecord,
         lease: int,
@@ -127,13 +148,13 @@ class Activation:
                 self.steps = self.store.steps(self.record.id)
                 self._params = self.store.params(self.record.id)
             except CorruptRecordError as err:
-                return self._settle(Outcome("errored"), error=_error(err))
+                return self._settle(Outcome(OutcomeKind.ERRORED), error=_error(err))
         self._seq = max((s.seq for s in self.steps.values()), default=-1) + 1
         task = asyncio.ensure_future(self._run_user())
         try:
             while not task.done():
                 if self._stopped:
-                    return Outcome("stopped")
+                    return Outcome(OutcomeKind.STOPPED)
                 hibernation = self._hibernation()
                 if hibernation is not None:
                     return hibernation
@@ -143,7 +164,7 @@ class Activation:
                 waiter.cancel()
             return self._settle_result(task)
         except _Fence:
-            return Outcome("stopped")
+            return Outcome(OutcomeKind.STOPPED)
         finally:
             if not task.done():
                 task.cancel()
@@ -171,7 +192,7 @@ class Activation:
         if self._busy:
             return None
         if self._pausing:
-            return self._settle(Outcome("paused"), paused_at=self.clock.now())
+            return self._settle(Outcome(OutcomeKind.PAUSED), paused_at=self.clock.now())
         if not self._parks:
             return None
         deadlines = [p.until for p in self._parks if p.until is not None]
@@ -179,22 +200,22 @@ class Activation:
         if wake_at is not None and wake_at - self.clock.now() <= self.hibernate_after:
             return None
         types = sorted({p.type for p in self._parks if p.type is not None})
-        return self._settle(Outcome("waiting", wake_at, types))
+        return self._settle(Outcome(OutcomeKind.WAITING, wake_at, types))
 
     def _settle_result(self, task: asyncio.Future[Any]) -> Outcome:
         exc = task.exception()
         if isinstance(exc, _Fence):
-            return Outcome("stopped")
+            return Outcome(OutcomeKind.STOPPED)
         if exc is None:
             try:
                 output = encode(task.result(), "workflow output")
             except PayloadError as err:
-                return self._settle(Outcome("errored"), error=_error(err))
-            return self._settle(Outcome("complete"), output=output)
+                return self._settle(Outcome(OutcomeKind.ERRORED), error=_error(err))
+            return self._settle(Outcome(OutcomeKind.COMPLETE), output=output)
         # SystemExit, KeyboardInterrupt & co. raised by run() end the instance like any error
         # instead of taking its worker down, again at every retry.
         log.info("instance %s errored: %r", self.record.id, exc)
-        return self._settle(Outcome("errored"), error=_error(exc))
+        return self._settle(Outcome(OutcomeKind.ERRORED), error=_error(exc))
 
     def _settle(
         self,
@@ -204,20 +225,21 @@ class Activation:
         paused_at: float | None = None,
     ) -> Outcome:
         rec = self.record
+        assert outcome.kind.status is not None
         rec.status, rec.wake_at, rec.waiting_types = (
-            outcome.status,
+            outcome.kind.status,
             outcome.wake_at,
             outcome.waiting_types,
         )
         rec.error, rec.paused_at, rec.has_output = error, paused_at, output is not None
         rec.lost = 0
-        if outcome.status in ("complete", "errored"):
+        if rec.status.finished:
             rec.ended_at = self.clock.now()
         try:
             # Not synced: every finished outcome is re-derived by replay from the (synced) steps.
             self.store.settle(rec.id, self.lease, rec, output, durable=False)
         except Fenced:
-            return Outcome("stopped")
+            return Outcome(OutcomeKind.STOPPED)
         return outcome
 
     # -- control from outside (the actor) ------------------------------------------------------
@@ -246,18 +268,18 @@ class Activation:
         self._counts[name] += 1
         return name, self._counts[name]
 
-    def lookup(self, sid: tuple[str, int], kind: str) -> StepRecord | None:
+    def lookup(self, sid: tuple[str, int], kind: StepKind) -> StepRecord | None:
         rec = self.steps.get(sid)
         if rec is not None and rec.kind != kind:
             raise NonDeterminismError(
-                f"step {sid[0]!r} #{sid[1]} was recorded as {rec.kind!r} but is now called as "
-                f"{kind!r}; check that your workflow is deterministic",
+                f"step {sid[0]!r} #{sid[1]} was recorded as {rec.kind.display!r} but is now "
+                f"called as {kind.display!r}; check that your workflow is deterministic",
                 step=sid[0],
                 count=sid[1],
             )
         return rec
 
-    def new_record(self, sid: tuple[str, int], kind: str, **fields: Any) -> StepRecord:
+    def new_record(self, sid: tuple[str, int], kind: StepKind, **fields: Any) -> StepRecord:
         rec = StepRecord(kind=kind, seq=self._seq, started_at=self.clock.now(), **fields)
         self._seq += 1
         self.steps[sid] = rec
@@ -281,7 +303,7 @@ class Activation:
         self._busy += 1
         token = id(asyncio.current_task())
         if timeout is not None:
-            self._deadlines[token] = time.monotonic() + timeout
+            self._deadlines[token] = self.clock.monotonic() + timeout
         try:
             yield
         finally:
@@ -295,7 +317,7 @@ class Activation:
         return self.executor.submit(fn, *args)
 
     def earliest_deadline(self) -> float | None:
-        """time.monotonic() by which the earliest running attempt must end, if any runs."""
+        """clock.monotonic() by which the earliest running attempt must end, if any runs."""
         return min(self._deadlines.values(), default=None)
 
     async def park(self, until: float | None, type_: str | None = None) -> None:

@@ -4,15 +4,16 @@ built from the same Activation, so the namespace logic is tested without Ray."""
 from __future__ import annotations
 
 import asyncio
-import time
+import contextlib
 from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import CorruptRecordError
 from ..storage.codec import register_models
-from ..storage.instances import InstanceStore
 from .clock import Clock
-from .engine import HIBERNATE_AFTER, Activation, BatchResult, Outcome
+from .engine import Activation, BatchResult, Outcome, OutcomeKind
 from .model import Env, WorkflowEntrypoint
+from .options import HIBERNATE_AFTER
+from .store import Store
 
 BATCH_BUDGET = 0.1
 
@@ -22,7 +23,7 @@ class InstanceRunner:
 
     def __init__(
         self,
-        store: InstanceStore,
+        store: Store,
         workflow_cls: type[WorkflowEntrypoint],
         clock: Clock,
         env: Env | None = None,
@@ -43,15 +44,19 @@ class InstanceRunner:
         further one starts; one still running then is left running for `join`, and the rest go
         back unstarted. A batch of one simply runs to its end."""
         result, budget = BatchResult(), self.batch_budget
-        start = time.monotonic()
+        start = self.clock.monotonic()
         for k, (iid, lease) in enumerate(items):
-            left = budget - (time.monotonic() - start)
+            left = budget - (self.clock.monotonic() - start)
             if k and left <= 0:
                 result.unstarted = [i for i, _ in items[k:]]
                 break
             task = asyncio.ensure_future(self.run(iid, lease))
-            done, _ = await asyncio.wait({task}, timeout=max(left, 0) if len(items) > 1 else None)
-            if not done:
+            # a timeout, or the activation's own error (read from the task below)
+            with contextlib.suppress(Exception):
+                await self.clock.wait_for(
+                    asyncio.shield(task), max(left, 0) if len(items) > 1 else None
+                )
+            if not task.done():
                 self._joinable = (iid, task)
                 result.running = iid
                 result.unstarted = [i for i, _ in items[k + 1 :]]
@@ -75,8 +80,8 @@ class InstanceRunner:
         try:
             loaded = self.store.load(iid)
             record, steps, params = loaded.record, loaded.steps, loaded.params
-            if loaded.lease != lease:
-                return Outcome("stopped")  # taken away before it started: run no user code
+            if loaded.lease != lease:  # taken away before it started: run no user code
+                return Outcome(OutcomeKind.STOPPED)
         except CorruptRecordError:  # the activation reports it as the instance's error
             record, steps, params = self.store.require(iid), None, None
         act = Activation(

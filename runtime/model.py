@@ -2,35 +2,31 @@
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
+from ..storage.records import InstanceStatus, StepState
 from .rules import StepConfig
 
 if TYPE_CHECKING:
     from .step import WorkflowStep
 
-
-class InstanceStatus(enum.StrEnum):
-    """The nine statuses, with Cloudflare's exact values."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    PAUSED = "paused"
-    ERRORED = "errored"
-    TERMINATED = "terminated"
-    COMPLETE = "complete"
-    WAITING = "waiting"
-    WAITING_FOR_PAUSE = "waitingForPause"
-    UNKNOWN = "unknown"
-
-    @property
-    def finished(self) -> bool:
-        return self in (InstanceStatus.COMPLETE, InstanceStatus.ERRORED, InstanceStatus.TERMINATED)
+__all__ = [
+    "Env",
+    "ErrorInfo",
+    "InstanceStatus",
+    "ReceivedEvent",
+    "StatusInfo",
+    "StepContext",
+    "StepIdentity",
+    "StepInfo",
+    "StepState",
+    "WorkflowEntrypoint",
+    "WorkflowEvent",
+]
 
 
 class ErrorInfo(BaseModel):
@@ -61,8 +57,8 @@ class StepInfo(BaseModel):
     model_config = ConfigDict(frozen=True)
     name: str
     count: int
-    type: str  # "do" | "sleep" | "waitForEvent"
-    state: str
+    type: str  # "do" | "sleep" | "waitForEvent" (StepKind.display)
+    state: StepState
     attempts: int
     output: Any = None
     error: ErrorInfo | None = None

@@ -1,8 +1,32 @@
 """The namespace: every instance of one workflow, routed by id. Plain asyncio; no Ray.
 
 It owns the instances that hold no actor (creating, queueing, pausing, terminating them in storage)
-and hands runnable ones to workers, at most `concurrency` at a time. Instances waking from a sleep
-or an event go ahead of new ones. A worker runs one activation and reports its Outcome.
+and hands runnable ones to workers, at most `concurrency` activations at a time. Instances waking
+from a sleep or an event go ahead of new ones. A worker runs activations and reports an Outcome
+per instance, applied by one `_apply_<kind>` method per OutcomeKind.
+
+An instance's state is its stored status plus where the namespace holds it in memory:
+
+    stored status    held in             meaning                            leaves by
+    queued           _new                created, waits for a worker        dispatch (_pump)
+    running          _wakeups            runnable: woken, resumed,          dispatch (_pump)
+                                         recovered or handed back
+    running          _active[id]         an activation runs it              its Outcome (_apply_*)
+    running          _active + _pausing   pause asked while it runs          Outcome paused/waiting
+                                         (reported as waitingForPause)
+    waiting          a timer or events   hibernated: holds no actor         wake() / send_event
+    paused           -                   frozen in storage                  resume -> _wakeups
+    complete,        -                   finished; waiters are woken        restart -> _new
+    errored,                                                                delete
+    terminated
+    (unfinished)     _faults             an activation could not even       restart, delete
+                                         write (storage full); reported
+                                         as errored
+    (any running)    _suspects           was in a batch whose worker died:  its next Outcome
+                                         runs alone next time
+
+Taking an instance away (terminate, restart, delete) bumps its lease in storage: whatever still
+runs it can write nothing more, and reports `stopped`.
 """
 
 from __future__ import annotations
@@ -19,9 +43,10 @@ from ..errors import (
     StorageError,
     WaitTimeoutError,
 )
-from ..storage.instances import InstanceRecord, InstanceStore, StepRecord
+from ..storage.records import InstanceRecord, InstanceStatus, StepRecord, StepState
 from .clock import Clock
-from .engine import BatchResult, Outcome
+from .engine import BatchResult, Outcome, OutcomeKind
+from .store import Store
 
 log = logging.getLogger("raydo")
 
@@ -63,7 +88,7 @@ class Snapshot:
 class Namespace:
     def __init__(
         self,
-        store: InstanceStore,
+        store: Store,
         pool: WorkerPool,
         clock: Clock,
         schedule_timer: Callable[[str, float], None],
@@ -72,8 +97,8 @@ class Namespace:
     ) -> None:
         self.store, self.pool, self.clock = store, pool, clock
         self.schedule_timer = schedule_timer
-        # Wake instances this much before their time: dispatch and replay happen early and the
-        # engine sleeps the rest in memory (it must be below the engine's hibernate_after).
+        # Timers fire this much before their time (the timer service applies it): dispatch and
+        # replay happen early and the engine sleeps the rest in memory.
         self.wake_lead = wake_lead
         self.concurrency = concurrency
         self._active: dict[str, Worker] = {}
@@ -94,23 +119,23 @@ class Namespace:
         """Pick up every unfinished instance found in storage. Returns how many were resumed."""
         count = 0
         for rec in sorted(self.store.records(), key=lambda r: r.created_at):
-            if not rec.finished and rec.status != "paused":
-                self._take_up(rec)
+            if not rec.finished and rec.status is not InstanceStatus.PAUSED:
+                self._continue_from_storage(rec)
                 count += 1
         self._pump()
         return count
 
-    def _take_up(self, rec: InstanceRecord) -> None:
+    def _continue_from_storage(self, rec: InstanceRecord) -> None:
         """Go on from what storage says about an instance nobody runs (recovery, or a worker that
         died before reporting). Call _pump afterwards."""
         if rec.finished:
-            self._finished(rec.id)
-        elif rec.status in ("running", "waitingForPause"):
+            self._finish(rec.id)
+        elif rec.status is InstanceStatus.RUNNING:
             self._wakeups[rec.id] = None
-        elif rec.status == "queued":
+        elif rec.status is InstanceStatus.QUEUED:
             self._new[rec.id] = None
-        elif rec.status == "waiting":
-            self._after_waiting(rec.id, rec.wake_at, rec.waiting_types)
+        elif rec.status is InstanceStatus.WAITING:
+            self._await_wake(rec.id, rec.wake_at, rec.waiting_types)
 
     # -- instance operations -------------------------------------------------------------------
 
@@ -125,7 +150,7 @@ class Namespace:
         rec = self.store.require(iid)
         fault = self._faults.get(iid)
         if fault is not None and not rec.finished:
-            rec.status, rec.error = "errored", fault
+            rec.status, rec.error = InstanceStatus.ERRORED, fault
         output = self.store.output(iid) if rec.has_output else None
         step_list = None
         if steps:
@@ -135,7 +160,7 @@ class Namespace:
 
     def pause(self, iid: str) -> None:
         rec = self._unfinished(iid, "pause")
-        if rec.status == "paused" or iid in self._pausing:
+        if rec.status is InstanceStatus.PAUSED or iid in self._pausing:
             return
         worker = self._active.get(iid)
         if worker is not None:
@@ -143,18 +168,18 @@ class Namespace:
             worker.pause(iid)
             return
         self._dequeue(iid)
-        rec.status, rec.wake_at, rec.paused_at = "paused", None, self.clock.now()
+        rec.status, rec.wake_at, rec.paused_at = InstanceStatus.PAUSED, None, self.clock.now()
         self.store.save(rec)
 
     def resume(self, iid: str) -> None:
         rec = self.store.require(iid)
-        if rec.status != "paused":
+        if rec.status is not InstanceStatus.PAUSED:
             self._pausing.discard(iid)  # a pending pause is withdrawn; otherwise no effect
             return
         now = self.clock.now()
         if rec.paused_at is not None:
             self.store.shift_pending(iid, rec.paused_at, now - rec.paused_at)
-        rec.status, rec.paused_at = "running", None
+        rec.status, rec.paused_at = InstanceStatus.RUNNING, None
         self.store.save(rec)
         self._wakeups[iid] = None
         self._pump()
@@ -162,16 +187,16 @@ class Namespace:
     def terminate(self, iid: str) -> None:
         rec = self._unfinished(iid, "terminate")
         self._take_away(iid)
-        rec.status, rec.wake_at, rec.ended_at = "terminated", None, self.clock.now()
+        rec.status, rec.wake_at, rec.ended_at = InstanceStatus.TERMINATED, None, self.clock.now()
         self.store.save(rec)
-        self._finished(iid)
+        self._finish(iid)
 
     def restart(self, iid: str, from_step: str | tuple[str, int] | None = None) -> None:
         rec = self.store.require(iid)
         from_seq = self._step_seq(iid, from_step) if from_step is not None else None
         self._take_away(iid)
         self.store.erase_steps(iid, from_seq)
-        rec.status, rec.wake_at, rec.waiting_types = "queued", None, []
+        rec.status, rec.wake_at, rec.waiting_types = InstanceStatus.QUEUED, None, []
         rec.error, rec.ended_at, rec.paused_at, rec.has_output = None, None, None, False
         self.store.save(rec)
         self._new[iid] = None
@@ -181,14 +206,14 @@ class Namespace:
         self.store.require(iid)
         self._take_away(iid)
         self.store.delete(iid)
-        self._finished(iid)
+        self._finish(iid)
 
     def send_event(self, iid: str, type_: str, payload: bytes) -> None:
         rec = self.store.add_event(iid, type_, payload, self.clock.now())
         worker = self._active.get(iid)
         if worker is not None:
             worker.event(iid, type_)
-        elif rec.status == "waiting" and type_ in rec.waiting_types:
+        elif rec.status is InstanceStatus.WAITING and type_ in rec.waiting_types:
             self._wake(iid)
 
     def wake(self, iids: list[str]) -> None:
@@ -197,7 +222,7 @@ class Namespace:
         horizon = self.clock.now() + self.wake_lead + _IMMEDIATE
         for iid in iids:
             rec = self.store.get(iid)
-            if rec is None or rec.status != "waiting" or rec.wake_at is None:
+            if rec is None or rec.status is not InstanceStatus.WAITING or rec.wake_at is None:
                 continue
             if rec.wake_at <= horizon and iid not in self._active:
                 self._wakeups[iid] = None
@@ -210,10 +235,10 @@ class Namespace:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(iid, []).append(fut)
         try:
-            await asyncio.wait_for(asyncio.shield(fut), timeout)
+            await self.clock.wait_for(asyncio.shield(fut), timeout)
         except TimeoutError:
             raise WaitTimeoutError(
-                f"instance {iid!r} did not finish within {timeout} seconds", id=iid
+                f"instance {iid!r} did not finish within {timeout:g} seconds", id=iid
             ) from None
         finally:
             waiters = self._waiters.get(iid, [])
@@ -222,10 +247,9 @@ class Namespace:
 
     async def wait_all(self, iids: list[str], timeout: float | None) -> None:
         """Wait until every instance of `iids` is finished (one deadline for all)."""
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
+        deadline = None if timeout is None else self.clock.monotonic() + timeout
         for iid in iids:
-            left = None if deadline is None else max(0.0, deadline - loop.time())
+            left = None if deadline is None else max(0.0, deadline - self.clock.monotonic())
             await self.wait(iid, left)
 
     # -- dispatch ------------------------------------------------------------------------------
@@ -260,46 +284,70 @@ class Namespace:
             for iid in leases:
                 self._active[iid] = worker
             result = await worker.run_batch(list(leases.items()))
-            self._requeue_first(self._released(result.unstarted, worker))
+            self._requeue_first(self._release_from(worker, result.unstarted))
             for iid, exc in result.failed.items():
-                self._failed(iid, exc)
-            recycle = self._settled(result.outcomes, worker)
+                self._apply_failure(iid, exc)
+            recycle = self._apply_outcomes(result.outcomes, worker)
             if result.running is not None:
                 outcome = await worker.join(result.running)
-                recycle = self._settled({result.running: outcome}, worker) or recycle
+                recycle = self._apply_outcomes({result.running: outcome}, worker) or recycle
         except WorkerLost as exc:
             lost = str(exc) or "worker process died"
         except Exception:
             log.exception("activation of %s failed", batch)
         finally:
-            orphans = self._released(list(leases), worker)
+            orphans = self._release_from(worker, list(leases))
             self.pool.release(worker, recycle or lost is not None)
             if me is not None:
                 self._tasks.discard(me)
             for iid in orphans:
-                self._orphaned(iid, lost, alone=len(leases) == 1)
+                self._recover_orphan(iid, lost, alone=len(leases) == 1)
             self._pump()
 
-    def _released(self, iids: list[str], worker: Worker) -> list[str]:
+    def _release_from(self, worker: Worker, iids: list[str]) -> list[str]:
         """Forget that `worker` runs these; returns those it still ran (not taken away)."""
         ours = [iid for iid in iids if self._active.get(iid) is worker]
         for iid in ours:
             del self._active[iid]
         return ours
 
-    def _settled(self, outcomes: dict[str, Outcome], worker: Worker) -> bool:
+    # -- outcomes: one _apply_<kind> per way an activation ends ---------------------------------
+
+    def _apply_outcomes(self, outcomes: dict[str, Outcome], worker: Worker) -> bool:
         """Apply finished activations' outcomes; True if the worker should be replaced."""
-        self._released(list(outcomes), worker)
+        self._release_from(worker, list(outcomes))
         self._suspects.difference_update(outcomes)
         for iid, outcome in outcomes.items():
-            self._after(iid, outcome)
+            pausing = iid in self._pausing
+            self._pausing.discard(iid)
+            _APPLY[outcome.kind](self, iid, outcome, pausing)
         return any(o.recycle for o in outcomes.values())
 
-    def _failed(self, iid: str, exc: Exception) -> None:
+    def _apply_complete(self, iid: str, outcome: Outcome, pausing: bool) -> None:
+        self._finish(iid)
+
+    def _apply_errored(self, iid: str, outcome: Outcome, pausing: bool) -> None:
+        self._finish(iid)
+
+    def _apply_paused(self, iid: str, outcome: Outcome, pausing: bool) -> None:
+        if not pausing:
+            self.resume(iid)  # the pause was withdrawn (resumed) while the step finished
+
+    def _apply_waiting(self, iid: str, outcome: Outcome, pausing: bool) -> None:
+        if pausing:
+            self.pause(iid)
+        else:
+            self._await_wake(iid, outcome.wake_at, outcome.waiting_types)
+
+    def _apply_stopped(self, iid: str, outcome: Outcome, pausing: bool) -> None:
+        """Taken away while it ran: whoever took it (terminate, restart, delete) wrote its state."""
+
+    def _apply_failure(self, iid: str, exc: Exception) -> None:
+        """The worker could not run the activation at all (it raised instead of an Outcome)."""
         if isinstance(exc, StorageError):
             log.error("instance %s cannot be stored: %s", iid, exc)
             self._faults[iid] = {"name": type(exc).__name__, "message": str(exc)}
-            self._finished(iid)
+            self._finish(iid)
         else:
             log.error("activation of instance %s failed: %r", iid, exc)
 
@@ -313,9 +361,9 @@ class Namespace:
         if rest:
             self._wakeups = {**dict.fromkeys(rest), **self._wakeups}
 
-    def _orphaned(self, iid: str, lost: str | None, alone: bool) -> None:
+    def _recover_orphan(self, iid: str, lost: str | None, alone: bool) -> None:
         """A worker ended (or died) without reporting on `iid`. What storage says decides: an
-        instance that settled before the death goes on from there; one still 'running' may be
+        instance that settled before the death goes on from there; one still running may be
         the one that killed the worker. Alone in its batch, that is certain and counts as a lost
         activation; in a batch it becomes a suspect and next runs alone, so others that merely
         shared the batch are never blamed."""
@@ -323,57 +371,47 @@ class Namespace:
         rec = self.store.get(iid)
         if rec is None:
             return
-        if rec.status not in ("running", "waitingForPause") or lost is None:
-            self._take_up(rec)
+        if rec.status is not InstanceStatus.RUNNING or lost is None:
+            self._continue_from_storage(rec)
         elif alone:
-            self._worker_lost(iid, lost)
+            self._count_lost_activation(iid, lost)
         else:
             self._suspects.add(iid)
             self._wakeups[iid] = None
 
-    def _worker_lost(self, iid: str, detail: str) -> None:
+    def _count_lost_activation(self, iid: str, detail: str) -> None:
         """The process running `iid` died. Resume the instance, unless that keeps happening
         outside any step: a death during a step attempt is counted by that step's retry policy."""
         rec = self.store.get(iid)
         if rec is None or rec.finished:
             return
-        in_attempt = any(s.state == "running" for s in self.store.steps(iid).values())
+        steps = self.store.steps(iid).values()
+        in_attempt = any(s.state is StepState.RUNNING for s in steps)
         rec.lost = 0 if in_attempt else rec.lost + 1
         if rec.lost < MAX_LOST_ACTIVATIONS:
             log.warning("worker running instance %s died (%d in a row); resuming", iid, rec.lost)
             self.store.save(rec, durable=False)
             self._wakeups[iid] = None
             return
-        rec.status, rec.ended_at = "errored", self.clock.now()
+        rec.status, rec.ended_at = InstanceStatus.ERRORED, self.clock.now()
         rec.error = {
             "name": "WorkerLostError",
             "message": f"the process running instance {iid!r} died {rec.lost} times in a row "
             f"without the instance reaching a wait or an end; last: {detail[:300]}",
         }
         self.store.save(rec)
-        self._finished(iid)
+        self._finish(iid)
 
-    def _after(self, iid: str, outcome: Outcome) -> None:
-        pausing = iid in self._pausing
-        self._pausing.discard(iid)
-        if outcome.status in ("complete", "errored"):
-            self._finished(iid)
-        elif outcome.status == "paused" and not pausing:
-            self.resume(iid)  # the pause was withdrawn (resumed) while the step finished
-        elif outcome.status == "waiting":
-            if pausing:
-                self.pause(iid)
-            else:
-                self._after_waiting(iid, outcome.wake_at, outcome.waiting_types)
-
-    def _after_waiting(self, iid: str, wake_at: float | None, types: list[str]) -> None:
+    def _await_wake(self, iid: str, wake_at: float | None, types: list[str]) -> None:
+        """A waiting instance: wake it now if its event is already buffered or its time is
+        (nearly) here, else arm its timer."""
         if types and self.store.has_events(iid, types):
             self._wake(iid)
         elif wake_at is not None:
             if wake_at - self.clock.now() <= self.wake_lead + _IMMEDIATE:
                 self._wake(iid)
             else:
-                self.schedule_timer(iid, wake_at - self.wake_lead)
+                self.schedule_timer(iid, wake_at)
 
     def _wake(self, iid: str) -> None:
         if iid not in self._active:
@@ -407,7 +445,8 @@ class Namespace:
         self._wakeups.pop(iid, None)
         self._new.pop(iid, None)
 
-    def _finished(self, iid: str) -> None:
+    def _finish(self, iid: str) -> None:
+        """The instance is finished (or gone): wake everyone waiting for it."""
         self._suspects.discard(iid)
         for fut in self._waiters.pop(iid, []):
             if not fut.done():
@@ -433,3 +472,13 @@ class Namespace:
 
 def _first(ordered: dict[str, None]) -> str | None:
     return next(iter(ordered), None)
+
+
+_Apply = Callable[[Namespace, str, Outcome, bool], None]
+_APPLY: dict[OutcomeKind, _Apply] = {
+    OutcomeKind.COMPLETE: Namespace._apply_complete,
+    OutcomeKind.ERRORED: Namespace._apply_errored,
+    OutcomeKind.PAUSED: Namespace._apply_paused,
+    OutcomeKind.WAITING: Namespace._apply_waiting,
+    OutcomeKind.STOPPED: Namespace._apply_stopped,
+}

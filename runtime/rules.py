@@ -7,7 +7,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from ..errors import (
     InvalidDurationError,
@@ -160,19 +160,44 @@ def check_seconds_arg(value: Any, what: str) -> float | None:
 
 @dataclass(frozen=True)
 class RetryPolicy:
+    """How a failing step is retried. Accepted by `step.do(retries=...)` as is or as a dict with
+    the same keys (missing keys take these defaults)."""
+
     limit: int = 5
-    """Retries after the first attempt: total attempts = limit + 1."""
-    delay: float = 10.0
-    """Seconds before the first retry; the base of the backoff."""
+    """Retries after the first attempt: total attempts = limit + 1 (0 to 10,000)."""
+    delay: Duration = 10.0
+    """Before the first retry: seconds, "5 seconds" or a timedelta (stored as seconds); the base
+    of the backoff."""
     backoff: Backoff = "exponential"
     """constant: delay; linear: delay * n; exponential: delay * 2**(n-1), n = failed attempts."""
 
+    def __post_init__(self) -> None:
+        limit = self.limit
+        if (
+            isinstance(limit, bool)
+            or not isinstance(limit, int)
+            or not 0 <= limit <= MAX_RETRY_LIMIT
+        ):
+            raise InvalidStepError(
+                f"retries limit {show(limit)} is invalid; it must be an int from 0 to "
+                f"{MAX_RETRY_LIMIT}",
+                value=show(limit),
+            )
+        if self.backoff not in ("constant", "linear", "exponential"):
+            raise InvalidStepError(
+                f"retries backoff {show(self.backoff)} is invalid; use 'constant', 'linear' or "
+                "'exponential'",
+                value=show(self.backoff),
+            )
+        object.__setattr__(self, "delay", seconds(self.delay, "retries delay"))
+
     def delay_after(self, failed_attempt: int) -> float:
+        delay = cast(float, self.delay)
         if self.backoff == "constant":
-            return self.delay
+            return delay
         if self.backoff == "linear":
-            return self.delay * failed_attempt
-        return self.delay * 2 ** (failed_attempt - 1)
+            return delay * failed_attempt
+        return delay * 2 ** (failed_attempt - 1)
 
     def to_dict(self) -> dict[str, Any]:
         return {"limit": self.limit, "delay": self.delay, "backoff": self.backoff}
@@ -212,22 +237,8 @@ def _retry_policy(retries: Any) -> RetryPolicy:
         return retries
     if not isinstance(retries, dict) or not set(retries) <= _RETRY_KEYS:
         raise InvalidStepError(
-            f"retries {show(retries)} is invalid; give a dict with keys from {sorted(_RETRY_KEYS)}",
+            f"retries {show(retries)} is invalid; give a RetryPolicy or a dict with keys from "
+            f"{sorted(_RETRY_KEYS)}",
             value=show(retries),
         )
-    limit = retries.get("limit", DEFAULT_CONFIG.retries.limit)
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= MAX_RETRY_LIMIT:
-        raise InvalidStepError(
-            f"retries limit {show(limit)} is invalid; it must be an int from 0 to "
-            f"{MAX_RETRY_LIMIT}",
-            value=show(limit),
-        )
-    backoff = retries.get("backoff", DEFAULT_CONFIG.retries.backoff)
-    if backoff not in ("constant", "linear", "exponential"):
-        raise InvalidStepError(
-            f"retries backoff {show(backoff)} is invalid; use 'constant', 'linear' or "
-            "'exponential'",
-            value=show(backoff),
-        )
-    delay = seconds(retries.get("delay", DEFAULT_CONFIG.retries.delay), "retries delay")
-    return RetryPolicy(limit, delay, backoff)
+    return RetryPolicy(**retries)

@@ -18,15 +18,14 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from ..errors import (
     InvalidDurationError,
     InvalidStepError,
-    NonRetryableError,
     NonRetryableStepError,
-    PayloadError,
     WaitForEventTimeoutError,
     WorkflowStepError,
 )
-from ..storage.codec import decode, encode_read_back, unpack
-from ..storage.instances import StepRecord
+from ..storage.codec import decode, encode_read_back
+from ..storage.records import StepKind, StepRecord, StepState, unpack_event
 from .model import ReceivedEvent, StepContext, StepIdentity
+from .retrying import Transition, after_failure, failure_of, lost_attempt
 from .rules import (
     MAX_SLEEP,
     MIN_EVENT_TIMEOUT,
@@ -123,35 +122,47 @@ class WorkflowStep:
 
     async def _do(self, sid: tuple[str, int], fn: StepFn, config: StepConfig) -> Any:
         act = self._act
-        rec = act.lookup(sid, "do")
+        rec = act.lookup(sid, StepKind.DO)
         if rec is None:
-            rec = act.new_record(sid, "do", config=config.to_dict())
-        elif rec.state == "done":
+            rec = act.new_record(sid, StepKind.DO, config=config.to_dict())
+        elif rec.state is StepState.DONE:
             return _replayed(sid, rec)
         else:
             config = StepConfig.from_dict(rec.config or {})
-            if rec.state == "running":
-                _count_lost_attempt(rec, act.clock.now())
-        while True:
-            await act.pause_gate()
-            if rec.state == "done":
-                return _replayed(sid, rec)
+            if rec.state is StepState.RUNNING:
+                _apply(
+                    rec,
+                    after_failure(
+                        rec,
+                        lost_attempt(rec.attempts),
+                        config.retries,
+                        act.clock.now(),
+                        at_once=True,
+                    ),
+                )
+        while not _is_done(rec):
+            await act.pause_gate()  # the record may be done once the pause is over
+            if _is_done(rec):
+                break
             if rec.until is not None and rec.until > act.clock.now():
                 await act.park(rec.until)
                 continue
             result = await self._attempt(sid, fn, config, rec)
-            if result is not _FAILED:
+            if _is_done(rec) and rec.error is None:
                 return result
+        return _replayed(sid, rec)
 
     async def _attempt(
         self, sid: tuple[str, int], fn: StepFn, config: StepConfig, rec: StepRecord
     ) -> Any:
-        """One attempt, recorded. Returns the result as a replay would see it, or _FAILED."""
+        """One attempt, recorded. Returns the result as a replay would see it; on failure the
+        record says what follows (retrying, or done with the error) and the result is None."""
         act = self._act
         rec.attempts += 1
-        rec.state, rec.until = "running", None
+        rec.state, rec.until = StepState.RUNNING, None
         act.save(sid, rec, durable=False)
         ctx = StepContext(StepIdentity(*sid), rec.attempts, config)
+        result = None
         async with act.busy(config.timeout):
             try:
                 value = await _call(fn, ctx, config.timeout, act)
@@ -159,10 +170,9 @@ class WorkflowStep:
             except asyncio.CancelledError:
                 raise  # the activation is being stopped, not the step failing
             except BaseException as exc:  # SystemExit etc. from a step: a failed attempt
-                _record_failure(rec, exc, config, act.clock.now())
-                result = _FAILED
+                _apply(rec, after_failure(rec, failure_of(exc), config.retries, act.clock.now()))
             else:
-                rec.state, rec.value, rec.error = "done", raw, None
+                rec.state, rec.value, rec.error = StepState.DONE, raw, None
         rec.ended_at = act.clock.now()
         act.save(sid, rec, durable=True)
         return result
@@ -171,15 +181,17 @@ class WorkflowStep:
 
     async def _sleep(self, sid: tuple[str, int], secs: float) -> None:
         act = self._act
-        rec = act.lookup(sid, "sleep")
+        rec = act.lookup(sid, StepKind.SLEEP)
         if rec is None:
-            rec = act.new_record(sid, "sleep", state="pending", until=act.clock.now() + secs)
+            rec = act.new_record(
+                sid, StepKind.SLEEP, state=StepState.PENDING, until=act.clock.now() + secs
+            )
             act.save(sid, rec, durable=True)
         await self._sleep_out(sid, rec)
 
     async def _sleep_until(self, sid: tuple[str, int], until: float, when: Any) -> None:
         act = self._act
-        rec = act.lookup(sid, "sleep")
+        rec = act.lookup(sid, StepKind.SLEEP)
         if rec is None:
             now = act.clock.now()
             if until < now:
@@ -191,35 +203,39 @@ class WorkflowStep:
                 raise InvalidDurationError(
                     f"sleep_until time {when!r} is more than 365 days ahead", value=repr(when)
                 )
-            rec = act.new_record(sid, "sleep", state="pending", until=until)
+            rec = act.new_record(sid, StepKind.SLEEP, state=StepState.PENDING, until=until)
             act.save(sid, rec, durable=True)
         await self._sleep_out(sid, rec)
 
     async def _sleep_out(self, sid: tuple[str, int], rec: StepRecord) -> None:
         act = self._act
         assert rec.until is not None
-        while rec.state != "done" and act.clock.now() < rec.until:
+        while rec.state is not StepState.DONE and act.clock.now() < rec.until:
             await act.park(rec.until)
-        if rec.state != "done":
-            rec.state, rec.ended_at = "done", act.clock.now()
+        if rec.state is not StepState.DONE:
+            rec.state, rec.ended_at = StepState.DONE, act.clock.now()
             act.save(sid, rec, durable=False)
 
     # -- wait_for_event --------------------------------------------------------------------------
 
     async def _wait(self, sid: tuple[str, int], type_: str, secs: float) -> ReceivedEvent:
         act = self._act
-        rec = act.lookup(sid, "wait")
+        rec = act.lookup(sid, StepKind.WAIT)
         if rec is None:
             rec = act.new_record(
-                sid, "wait", state="pending", until=act.clock.now() + secs, type=type_
+                sid,
+                StepKind.WAIT,
+                state=StepState.PENDING,
+                until=act.clock.now() + secs,
+                type=type_,
             )
             act.save(sid, rec, durable=True)
         assert rec.until is not None
-        while rec.state != "done":
+        while rec.state is not StepState.DONE:
             if act.take_event(sid, rec):
                 break
             if act.clock.now() >= rec.until:
-                rec.state, rec.ended_at = "done", act.clock.now()
+                rec.state, rec.ended_at = StepState.DONE, act.clock.now()
                 rec.error = {"name": "WaitForEventTimeoutError", "message": _timeout_text(sid, rec)}
                 act.save(sid, rec, durable=True)
                 break
@@ -227,11 +243,8 @@ class WorkflowStep:
         if rec.error is not None:
             raise WaitForEventTimeoutError(rec.error["message"], step=sid[0], type=rec.type)
         assert rec.value is not None
-        body = unpack(rec.value, f"event of step {sid[0]!r}")
-        return ReceivedEvent(body["y"], decode(body["p"]), _utc(body["t"]))
-
-
-_FAILED = object()  # _attempt's "no result": the loop in _do decides what comes next
+        event = unpack_event(rec.value, f"event of step {sid[0]!r}")
+        return ReceivedEvent(event.type, decode(event.payload), _utc(event.timestamp))
 
 
 class _DeferredStep:
@@ -290,36 +303,12 @@ def _wants_context(fn: StepFn) -> bool:
     )
 
 
-def _record_failure(rec: StepRecord, exc: BaseException, config: StepConfig, now: float) -> None:
-    retryable = not isinstance(exc, (NonRetryableError, PayloadError))
-    rec.error = _error_info(exc, retryable)
-    if retryable and rec.attempts <= config.retries.limit:
-        rec.state, rec.until = "retrying", now + config.retries.delay_after(rec.attempts)
-    else:
-        rec.state = "done"
+def _is_done(rec: StepRecord) -> bool:
+    return rec.state is StepState.DONE
 
 
-def _count_lost_attempt(rec: StepRecord, now: float) -> None:
-    """An attempt that started but never finished (its process died) counts as a failed attempt;
-    it is retried at once, within the step's retry limit."""
-    config = StepConfig.from_dict(rec.config or {})
-    rec.error = {
-        "name": "AttemptLostError",
-        "message": f"attempt {rec.attempts} did not finish: the process running it stopped",
-        "retryable": True,
-    }
-    if rec.attempts <= config.retries.limit:
-        rec.state, rec.until = "retrying", now
-    else:
-        rec.state = "done"
-
-
-def _error_info(exc: BaseException, retryable: bool) -> dict[str, Any]:
-    if isinstance(exc, TimeoutError) and not str(exc):
-        return {"name": "TimeoutError", "message": "attempt timed out", "retryable": retryable}
-    name = getattr(exc, "name", None) if isinstance(exc, NonRetryableError) else None
-    message = exc.message if isinstance(exc, (NonRetryableError, PayloadError)) else str(exc)
-    return {"name": name or type(exc).__name__, "message": message, "retryable": retryable}
+def _apply(rec: StepRecord, transition: Transition) -> None:
+    rec.state, rec.until, rec.error = transition.state, transition.until, transition.error
 
 
 def _replayed(sid: tuple[str, int], rec: StepRecord) -> Any:

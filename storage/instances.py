@@ -8,10 +8,8 @@ lease is refused (`Fenced`): an activation that outlived its turn can never over
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from dataclasses import dataclass
 
 from ..errors import (
     CorruptRecordError,
@@ -20,81 +18,21 @@ from ..errors import (
     SchemaVersionError,
 )
 from . import keys
-from .codec import pack, unpack
 from .kv import KV, Reader, Writer
-
-FINISHED = frozenset({"complete", "errored", "terminated"})
-
-
-@dataclass
-class InstanceRecord:
-    id: str
-    workflow: str
-    status: str = "queued"
-    created_at: float = 0.0
-    started_at: float | None = None
-    ended_at: float | None = None
-    error: dict[str, str] | None = None
-    wake_at: float | None = None
-    waiting_types: list[str] = field(default_factory=list)
-    paused_at: float | None = None
-    has_output: bool = False
-    lost: int = 0  # activations in a row whose process died
-
-    @property
-    def finished(self) -> bool:
-        return self.status in FINISHED
-
-
-@dataclass
-class StepRecord:
-    kind: str  # "do" | "sleep" | "wait"
-    seq: int
-    state: str = "running"  # do: running | retrying | done; sleep/wait: pending | done
-    attempts: int = 0
-    config: dict[str, Any] | None = None
-    value: bytes | None = None
-    error: dict[str, Any] | None = None
-    until: float | None = None  # sleep end, retry time or event-wait deadline
-    type: str | None = None  # event type of a wait
-    started_at: float | None = None
-    ended_at: float | None = None
-
-
-_INSTANCE_FIELDS = tuple(f.name for f in dataclasses.fields(InstanceRecord))
-_STEP_FIELDS = tuple(f.name for f in dataclasses.fields(StepRecord))
-
-
-R = TypeVar("R", InstanceRecord, StepRecord)
-
-
-def _pack(rec: InstanceRecord | StepRecord, fields: tuple[str, ...]) -> bytes:
-    return pack({name: getattr(rec, name) for name in fields})
-
-
-def _unpack(cls: type[R], fields: tuple[str, ...], raw: bytes, what: str) -> R:
-    # Unknown fields are ignored so a record written by a newer minor version still reads.
-    data = unpack(raw, what)
-    try:
-        return cls(**{k: v for k, v in data.items() if k in fields})
-    except TypeError as exc:
-        raise CorruptRecordError(f"{what} is corrupt: {exc}", what=what) from None
-
-
-def _pack_instance(rec: InstanceRecord) -> bytes:
-    return _pack(rec, _INSTANCE_FIELDS)
-
-
-def _unpack_instance(raw: bytes, what: str) -> InstanceRecord:
-    return _unpack(InstanceRecord, _INSTANCE_FIELDS, raw, what)
-
-
-def pack_step(rec: StepRecord) -> bytes:
-    return _pack(rec, _STEP_FIELDS)
-
-
-def unpack_step(raw: bytes, what: str) -> StepRecord:
-    return _unpack(StepRecord, _STEP_FIELDS, raw, what)
+from .records import (
+    EventRecord,
+    Fenced,
+    InstanceRecord,
+    InstanceStatus,
+    StepRecord,
+    StepState,
+    pack_event,
+    pack_instance,
+    pack_step,
+    unpack_event,
+    unpack_instance,
+    unpack_step,
+)
 
 
 @dataclass
@@ -103,17 +41,6 @@ class Loaded:
     lease: int
     steps: dict[tuple[str, int], StepRecord]
     params: bytes | None
-
-
-class Fenced(Exception):
-    """Internal: a write carried a lease that is no longer the instance's current one."""
-
-
-@dataclass
-class Event:
-    type: str
-    payload: bytes
-    timestamp: float
 
 
 def set_sync_mode(kv: KV, each_commit: bool) -> None:
@@ -154,7 +81,7 @@ class InstanceStore:
 
     def _record(self, r: Reader, iid: str) -> InstanceRecord | None:
         raw = r.get(keys.instance(self.workflow, iid))
-        return None if raw is None else _unpack_instance(raw, f"instance {iid!r}")
+        return None if raw is None else unpack_instance(raw, f"instance {iid!r}")
 
     def _existing(self, r: Reader, iid: str) -> InstanceRecord:
         rec = self._record(r, iid)
@@ -178,7 +105,7 @@ class InstanceStore:
             out = []
             for key, raw in r.scan(prefix):
                 try:
-                    out.append(_unpack_instance(raw, f"instance {keys.instance_id_of(key)!r}"))
+                    out.append(unpack_instance(raw, f"instance {keys.instance_id_of(key)!r}"))
                 except CorruptRecordError:
                     continue
             return out
@@ -233,13 +160,13 @@ class InstanceStore:
         """Write a record and keep the timer index in step with its wake_at, in the same txn."""
         key = keys.instance(self.workflow, rec.id)
         old_raw = w.get(key)
-        old_wake = _unpack_instance(old_raw, rec.id).wake_at if old_raw is not None else None
+        old_wake = unpack_instance(old_raw, rec.id).wake_at if old_raw is not None else None
         if old_wake != rec.wake_at:
             if old_wake is not None:
                 w.delete(keys.timer(old_wake, self.workflow, rec.id))
             if rec.wake_at is not None:
                 w.put(keys.timer(rec.wake_at, self.workflow, rec.id), b"")
-        w.put(key, _pack_instance(rec))
+        w.put(key, pack_instance(rec))
 
     def _check_lease(self, w: Reader, iid: str, lease: int) -> None:
         if keys.decode_u64(w.get(keys.lease(self.workflow, iid))) != lease:
@@ -285,12 +212,12 @@ class InstanceStore:
             leases = {}
             for iid in iids:
                 rec = self._record(w, iid)
-                if rec is None or rec.finished or rec.status == "paused":
+                if rec is None or rec.finished or rec.status is InstanceStatus.PAUSED:
                     continue
                 lease_key = keys.lease(self.workflow, iid)
                 leases[iid] = keys.decode_u64(w.get(lease_key)) + 1
                 w.put(lease_key, keys.encode_u64(leases[iid]))
-                rec.status, rec.wake_at, rec.waiting_types = "running", None, []
+                rec.status, rec.wake_at, rec.waiting_types = InstanceStatus.RUNNING, None, []
                 rec.started_at = rec.started_at or now
                 self._put_record(w, rec)
             return leases
@@ -313,7 +240,10 @@ class InstanceStore:
             seq_key = keys.event_seq(self.workflow, iid)
             seq = keys.decode_u64(w.get(seq_key))
             w.put(seq_key, keys.encode_u64(seq + 1))
-            w.put(keys.event(self.workflow, iid, type_, seq), pack({"p": payload, "t": now}))
+            w.put(
+                keys.event(self.workflow, iid, type_, seq),
+                pack_event(EventRecord(type_, payload, now)),
+            )
             return rec
 
         return self.kv.write(apply)
@@ -325,7 +255,11 @@ class InstanceStore:
         def apply(w: Writer) -> None:
             for key, raw in list(w.scan(prefix)):
                 step = unpack_step(raw, "step")
-                if step.state != "done" and step.until is not None and step.until > since:
+                if (
+                    step.state is not StepState.DONE
+                    and step.until is not None
+                    and step.until > since
+                ):
                     step.until += delta
                     w.put(key, pack_step(step))
 
@@ -370,20 +304,19 @@ class InstanceStore:
 
     def take_event(
         self, iid: str, lease: int, step_id: tuple[str, int], step: StepRecord
-    ) -> Event | None:
+    ) -> EventRecord | None:
         """Consume the oldest buffered event of `step.type` and record it as the wait's result, in
         one txn, so an event is delivered once and never again."""
         assert step.type is not None
-        prefix = keys.events_of(self.workflow, iid, step.type)
+        type_ = step.type
+        prefix = keys.events_of(self.workflow, iid, type_)
 
-        def apply(w: Writer) -> Event | None:
+        def apply(w: Writer) -> EventRecord | None:
             self._check_lease(w, iid, lease)
             for key, raw in w.scan(prefix):
-                body = unpack(raw, "event")
-                event = Event(step.type or "", body["p"], body["t"])
+                event = unpack_event(raw, f"event of instance {iid!r}", type_)
                 w.delete(key)
-                step.value = pack({"p": event.payload, "t": event.timestamp, "y": event.type})
-                step.state = "done"
+                step.value, step.state = pack_event(event), StepState.DONE
                 w.put(keys.step(self.workflow, iid, *step_id), pack_step(step))
                 return event
             return None
@@ -404,16 +337,23 @@ class InstanceStore:
         self.kv.write(apply, durable)
 
 
-def due_timers(kv: KV, until: float) -> list[tuple[float, str, str]]:
-    """Timers due at or before `until`, earliest first: (due, workflow, id)."""
-    limit = keys.timer(until, "", "")
+class TimerIndex:
+    """The durable timer index of a storage (every workflow's wake-ups), kept with the records."""
 
-    def apply(r: Reader) -> list[tuple[float, str, str]]:
-        out = []
-        for key, _ in r.scan(keys.TIMERS):
-            if key[:10] > limit[:10]:
-                break
-            out.append(keys.timer_of(key))
-        return out
+    def __init__(self, kv: KV) -> None:
+        self.kv = kv
 
-    return kv.read(apply)
+    def due(self, until: float) -> list[tuple[float, str, str]]:
+        """Timers due at or before `until`, earliest first: (due, workflow, id). Reads only those:
+        the cost follows the number due, not the number waiting."""
+        limit = keys.timer(until, "", "")
+
+        def apply(r: Reader) -> list[tuple[float, str, str]]:
+            out = []
+            for key, _ in r.scan(keys.TIMERS):
+                if key[:10] > limit[:10]:
+                    break
+                out.append(keys.timer_of(key))
+            return out
+
+        return self.kv.read(apply)

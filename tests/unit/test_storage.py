@@ -10,7 +10,7 @@ from raydo.errors import CorruptRecordError, PayloadError, SchemaVersionError
 from raydo.runtime.timers import TimerQueue
 from raydo.storage import keys
 from raydo.storage.codec import decode, encode
-from raydo.storage.instances import InstanceStore, check_schema, due_timers
+from raydo.storage.instances import InstanceStore, TimerIndex, check_schema
 from raydo.storage.kv import LmdbKV, MemoryKV
 
 
@@ -93,13 +93,13 @@ def test_timer_index_follows_the_record() -> None:
     (rec,) = store.create([("a", encode(None))], now=0.0, skip_existing=False)
     rec.wake_at = 100.0
     store.save(rec)
-    assert due_timers(kv, 150.0) == [(100.0, "wf", "a")]
-    assert due_timers(kv, 50.0) == []
+    assert TimerIndex(kv).due(150.0) == [(100.0, "wf", "a")]
+    assert TimerIndex(kv).due(50.0) == []
     rec.wake_at = 300.0
     store.save(rec)
-    assert due_timers(kv, 1e9) == [(300.0, "wf", "a")]
+    assert TimerIndex(kv).due(1e9) == [(300.0, "wf", "a")]
     store.delete("a")
-    assert due_timers(kv, 1e9) == []
+    assert TimerIndex(kv).due(1e9) == []
 
 
 def test_corrupt_record_is_reported_for_that_instance_only() -> None:

@@ -1,0 +1,57 @@
+"""The options of a workflow, in one frozen dataclass that travels from `raydo.workflow(...)` to
+the namespace and instance actors."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import InvalidInputError
+from .rules import check_seconds_arg, show
+
+HIBERNATE_AFTER = 0.25
+
+
+@dataclass(frozen=True)
+class WorkflowOptions:
+    concurrency: int = 4
+    """Instances of this workflow running at once, each holding one actor; the rest are queued."""
+
+    env: Mapping[str, Any] = field(default_factory=dict)
+    """Bindings the workflow sees as `self.env` (e.g. other Workflows), by attribute or key."""
+
+    hibernate_after: float = HIBERNATE_AFTER
+    """Seconds: a wait (sleep, retry delay, event) longer than this gives the actor back."""
+
+    block_limit: float = 60.0
+    """Seconds run() code outside steps may block the event loop before its worker is replaced
+    (a step may block for its own timeout)."""
+
+    warm: int = 1
+    """Instance actors started ahead of need (at most `concurrency`)."""
+
+    def __post_init__(self) -> None:
+        _check_int("concurrency", self.concurrency, 1)
+        _check_int("warm", self.warm, 0)
+        if not isinstance(self.env, Mapping) or not all(isinstance(k, str) for k in self.env):
+            raise InvalidInputError(
+                f"env {show(self.env)} must be a dict with str keys, or None", value=show(self.env)
+            )
+        object.__setattr__(self, "env", dict(self.env))
+        for name in ("hibernate_after", "block_limit"):
+            seconds = check_seconds_arg(getattr(self, name), name)
+            if seconds is None:
+                raise InvalidInputError(f"{name} must be a number of seconds, not None")
+            object.__setattr__(self, name, seconds)
+
+    @property
+    def wake_lead(self) -> float:
+        """Timers fire this much early so dispatch and replay happen before the due time; the
+        engine sleeps the rest in memory (so it must stay below hibernate_after)."""
+        return min(0.02, self.hibernate_after / 2)
+
+
+def _check_int(what: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise InvalidInputError(f"{what} {show(value)} must be an int >= {low}", value=show(value))

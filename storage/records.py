@@ -1,0 +1,173 @@
+"""What storage holds about an instance, as typed records, and the states they can be in.
+
+The enum values are what is written to LMDB: renaming a member is free, changing a value is a
+schema change.
+
+Step states, per kind:
+
+    do     running --(attempt fails, retries left)--> retrying --(delay over)--> running
+           running --(attempt succeeds, or fails for good)--> done (value or error)
+    sleep  pending --(until reached)--> done
+    wait   pending --(event taken, or timeout)--> done (event value, or timeout error)
+
+A `do` step found `running` on replay lost its attempt (the process died): that counts as a failed
+attempt (runtime/retrying.py decides what follows).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from ..errors import CorruptRecordError
+from .codec import pack, unpack
+
+
+class InstanceStatus(enum.StrEnum):
+    """The nine statuses, with Cloudflare's exact values. `waitingForPause` and `unknown` are
+    only ever reported, never stored."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    PAUSED = "paused"
+    ERRORED = "errored"
+    TERMINATED = "terminated"
+    COMPLETE = "complete"
+    WAITING = "waiting"
+    WAITING_FOR_PAUSE = "waitingForPause"
+    UNKNOWN = "unknown"
+
+    @property
+    def finished(self) -> bool:
+        return self in _FINISHED
+
+
+_FINISHED = frozenset({InstanceStatus.COMPLETE, InstanceStatus.ERRORED, InstanceStatus.TERMINATED})
+
+
+class StepKind(enum.StrEnum):
+    DO = "do"
+    SLEEP = "sleep"
+    WAIT = "wait"
+
+    @property
+    def display(self) -> str:
+        """The type name Cloudflare shows: step / sleep / waitForEvent."""
+        return {"do": "do", "sleep": "sleep", "wait": "waitForEvent"}[self.value]
+
+
+class StepState(enum.StrEnum):
+    RUNNING = "running"
+    RETRYING = "retrying"
+    PENDING = "pending"
+    DONE = "done"
+
+
+@dataclass
+class InstanceRecord:
+    id: str
+    workflow: str
+    status: InstanceStatus = InstanceStatus.QUEUED
+    created_at: float = 0.0
+    started_at: float | None = None
+    ended_at: float | None = None
+    error: dict[str, str] | None = None
+    wake_at: float | None = None
+    waiting_types: list[str] = field(default_factory=list)
+    paused_at: float | None = None
+    has_output: bool = False
+    lost: int = 0  # activations in a row whose process died
+
+    def __post_init__(self) -> None:
+        self.status = InstanceStatus(self.status)
+
+    @property
+    def finished(self) -> bool:
+        return self.status.finished
+
+
+@dataclass
+class StepRecord:
+    kind: StepKind
+    seq: int
+    state: StepState = StepState.RUNNING
+    attempts: int = 0
+    config: dict[str, Any] | None = None
+    value: bytes | None = None
+    error: dict[str, Any] | None = None
+    until: float | None = None  # sleep end, retry time or event-wait deadline
+    type: str | None = None  # event type of a wait
+    started_at: float | None = None
+    ended_at: float | None = None
+
+    def __post_init__(self) -> None:
+        self.kind, self.state = StepKind(self.kind), StepState(self.state)
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """An event: buffered for an instance, or taken by a wait step (then its value)."""
+
+    type: str
+    payload: bytes  # the user's payload, encoded by codec.encode
+    timestamp: float
+
+
+class Fenced(Exception):
+    """A write carried a lease that is no longer the instance's current one: the activation that
+    made it was taken away (terminated, restarted, deleted) and must stop."""
+
+
+_INSTANCE_FIELDS = tuple(f.name for f in dataclasses.fields(InstanceRecord))
+_STEP_FIELDS = tuple(f.name for f in dataclasses.fields(StepRecord))
+
+R = TypeVar("R", InstanceRecord, StepRecord)
+
+
+def _pack(rec: InstanceRecord | StepRecord, fields: tuple[str, ...]) -> bytes:
+    # StrEnum members are str: msgpack writes their value.
+    return pack({name: getattr(rec, name) for name in fields})
+
+
+def _unpack(cls: type[R], fields: tuple[str, ...], raw: bytes, what: str) -> R:
+    # Unknown fields are ignored so a record written by a newer minor version still reads.
+    data = unpack(raw, what)
+    try:
+        return cls(**{k: v for k, v in data.items() if k in fields})
+    except (TypeError, ValueError) as exc:
+        raise CorruptRecordError(f"{what} is corrupt: {exc}", what=what) from None
+
+
+def pack_instance(rec: InstanceRecord) -> bytes:
+    return _pack(rec, _INSTANCE_FIELDS)
+
+
+def unpack_instance(raw: bytes, what: str) -> InstanceRecord:
+    return _unpack(InstanceRecord, _INSTANCE_FIELDS, raw, what)
+
+
+def pack_step(rec: StepRecord) -> bytes:
+    return _pack(rec, _STEP_FIELDS)
+
+
+def unpack_step(raw: bytes, what: str) -> StepRecord:
+    return _unpack(StepRecord, _STEP_FIELDS, raw, what)
+
+
+# An event is stored with one-letter keys (it is written once per event): p payload, t time,
+# y type. Only this module reads or writes that shape.
+
+
+def pack_event(event: EventRecord) -> bytes:
+    return pack({"p": event.payload, "t": event.timestamp, "y": event.type})
+
+
+def unpack_event(raw: bytes, what: str, type_: str | None = None) -> EventRecord:
+    """`type_` is given for a buffered event, whose type is in its key rather than its body."""
+    body = unpack(raw, what)
+    try:
+        return EventRecord(str(body.get("y", type_)), body["p"], float(body["t"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CorruptRecordError(f"{what} is corrupt: {exc}", what=what) from None
