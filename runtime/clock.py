@@ -41,7 +41,10 @@ class SystemClock:
         await asyncio.sleep(max(0.0, seconds))
 
     async def wait_for(self, aw: Awaitable[T], timeout: float | None) -> T:
-        return await asyncio.wait_for(aw, timeout)
+        # asyncio.timeout runs `aw` in the calling task (asyncio.wait_for makes a new one): this
+        # is on the path of every step.
+        async with asyncio.timeout(timeout):
+            return await aw
 
 
 class FakeClock:
@@ -67,19 +70,30 @@ class FakeClock:
         await fut
 
     async def wait_for(self, aw: Awaitable[T], timeout: float | None) -> T:
-        task = asyncio.ensure_future(aw)
+        # Like asyncio.timeout: `aw` runs in the calling task, which a fake-time alarm cancels.
         if timeout is None:
-            return await task
+            return await aw
+        task = asyncio.current_task()
+        assert task is not None
+        fired = False
+
+        def ring(alarm: asyncio.Future[None]) -> None:
+            nonlocal fired
+            if not alarm.cancelled():
+                fired = True
+                task.cancel()
+
         alarm = asyncio.ensure_future(self.sleep(timeout))
+        alarm.add_done_callback(ring)
         try:
-            await asyncio.wait({task, alarm}, return_when=asyncio.FIRST_COMPLETED)
+            return await aw
+        except asyncio.CancelledError:
+            if fired and task.uncancel() == 0:
+                raise TimeoutError() from None
+            raise
         finally:
+            alarm.remove_done_callback(ring)
             alarm.cancel()
-        if not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            raise TimeoutError()
-        return task.result()
 
     def next_deadline(self) -> float | None:
         """When the earliest sleeper wakes (None when nobody sleeps)."""
@@ -88,7 +102,10 @@ class FakeClock:
         return self._sleepers[0][0] if self._sleepers else None
 
     async def advance(self, seconds: float) -> None:
-        """Move time forward, waking every sleeper that falls due, and let them run."""
+        """Let ready tasks run (so sleepers about to start are counted), then move time forward,
+        waking every sleeper that falls due, and let them run."""
+        for _ in range(5):
+            await asyncio.sleep(0)
         target = self._now + seconds
         while self._sleepers and self._sleepers[0][0] <= target:
             due, _, fut = heapq.heappop(self._sleepers)

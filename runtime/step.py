@@ -262,20 +262,18 @@ async def _call(fn: StepFn, ctx: StepContext, timeout: float, act: Activation) -
     if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
         getattr(fn, "__call__", None)  # noqa: B004 - async callable objects
     ):
-        async with asyncio.timeout(timeout):
-            return await fn(*args)
+        return await act.clock.wait_for(fn(*args), timeout)
     # Sync code runs in a thread so it never blocks the instance's loop. A thread cannot be
     # stopped: one still running at its timeout is a stray, and its worker gets replaced.
     running = act.submit(fn, *args)
     try:
-        result = await asyncio.wait_for(asyncio.wrap_future(running), timeout)
+        result = await act.clock.wait_for(asyncio.wrap_future(running), timeout)
     except TimeoutError:
         if not running.done():
             act.strays.append(running)
         raise
     if inspect.isawaitable(result):
-        async with asyncio.timeout(timeout):
-            return await result
+        return await act.clock.wait_for(result, timeout)
     return result
 
 

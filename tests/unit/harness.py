@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from raydo.runtime.clock import FakeClock
@@ -37,16 +38,40 @@ class Harness:
     def _schedule(self, iid: str, due: float) -> None:
         self.timers[iid] = due
 
+    async def idle(self, rounds: int = 50) -> None:
+        """Let every ready task run (no time passes on any clock)."""
+        for _ in range(rounds):
+            await asyncio.sleep(0)
+
+    async def until(self, condition: Callable[[], bool], limit: float = 5.0) -> None:
+        """Run the loop until `condition()` holds; `limit` real seconds bound it (for steps that
+        run in threads)."""
+        loop = asyncio.get_running_loop()
+        deadline, spins = loop.time() + limit, 0
+        while not condition():
+            if loop.time() > deadline:
+                raise AssertionError(f"condition not reached within {limit} s")
+            spins += 1
+            await asyncio.sleep(0 if spins < 1000 else 0.001)
+
     async def settle(self, limit: float = 5.0) -> None:
-        """Let the namespace run until no activation is in flight (or `limit` real seconds)."""
+        """Run until no activation is in flight, waiting on the activations themselves. One parked
+        on the fake clock stays in flight: advance the clock instead. `limit` real seconds bound
+        the wait (for sync steps, which run in threads)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + limit
-        await asyncio.sleep(0.005)
+        await self.idle()
         while self.ns._tasks and loop.time() < deadline:
-            await asyncio.sleep(0.005)
+            await asyncio.wait(
+                set(self.ns._tasks),
+                timeout=deadline - loop.time(),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            await self.idle()
 
     async def advance(self, seconds: float) -> None:
         """Move the fake clock, firing the timers that fall due like the timer actor would."""
+        await self.idle()  # sleepers about to start are registered first
         await self.clock.advance(seconds)
         for iid, due in sorted(self.timers.items(), key=lambda kv: kv[1]):
             if due <= self.clock.now():

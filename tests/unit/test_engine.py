@@ -20,6 +20,7 @@ from raydo.errors import (
     WaitForEventTimeoutError,
     WorkflowStepError,
 )
+from raydo.runtime.clock import FakeClock
 from raydo.runtime.model import WorkflowEntrypoint
 from raydo.storage.codec import encode
 
@@ -174,8 +175,8 @@ class Slow(WorkflowEntrypoint):
 async def test_timed_out_attempt_is_a_failed_attempt() -> None:
     h = Harness(Slow)
     h.create("i")
-    await h.settle()
-    await asyncio.sleep(0.2)
+    await h.until(lambda: calls == [1])
+    await h.advance(0.05)  # the attempt's timeout, on the fake clock
     await h.settle()
     assert calls == [1, 2]
     assert h.output("i") == "ok"
@@ -198,7 +199,6 @@ class Gathered(WorkflowEntrypoint):
 async def test_concurrent_steps_run_together_and_replay() -> None:
     h = Harness(Gathered)
     h.create("i")
-    await asyncio.sleep(0.1)
     await h.settle()
     assert sorted(calls) == [0, 1, 2]
     assert h.status("i") == "waiting"
@@ -386,7 +386,7 @@ class LongStep(WorkflowEntrypoint):
 async def test_pause_waits_for_the_running_step_then_resume_continues() -> None:
     h = Harness(LongStep)
     h.create("i")
-    await asyncio.sleep(0.05)
+    await h.until(lambda: "slow start" in calls)
     h.ns.pause("i")
     assert h.ns.snapshot("i").pausing  # reported as waitingForPause
     await h.settle()
@@ -428,25 +428,40 @@ async def test_base_exceptions_from_steps_are_failed_attempts() -> None:
     assert steps[("sync", 1)].attempts == 2
 
 
+CLOCK = FakeClock()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """The fake clock of the test's harness, also the one SlowFirst's steps sleep on."""
+    global CLOCK
+    CLOCK = FakeClock()
+    return CLOCK
+
+
 class SlowFirst(WorkflowEntrypoint):
     async def run(self, event: Any, step: Any) -> Any:
         calls.append(("start", event.instance_id))
 
         async def work() -> str:
-            await asyncio.sleep(event.payload)
+            await CLOCK.sleep(event.payload)
             return event.instance_id
 
         return await step.do("work", work)
 
 
-async def test_batches_hand_back_unstarted_work_when_one_activation_runs_long() -> None:
-    h = Harness(SlowFirst, workers=1)
+async def test_batches_hand_back_unstarted_work_when_one_activation_runs_long(
+    clock: FakeClock,
+) -> None:
+    h = Harness(SlowFirst, workers=1, clock=clock)
     # one create call: the first batch is [long, short0..3]; "long" runs past the 0.1 s budget,
     # is left running for join(), and the shorts go back to the queue unstarted
     items = [("long", encode(0.3))] + [(f"short{n}", encode(0.0)) for n in range(4)]
     h.ns.create(items, skip_existing=False)
-    await asyncio.sleep(0.15)
+    await h.until(lambda: len(calls) == 1)
+    await h.advance(0.15)
     assert [iid for _, iid in calls] == ["long"]
+    await h.advance(0.2)
     await h.settle()
     assert {h.status(i) for i in ["long", *(f"short{n}" for n in range(4))]} == {"complete"}
     assert h.output("long") == "long"
@@ -454,12 +469,13 @@ async def test_batches_hand_back_unstarted_work_when_one_activation_runs_long() 
     assert sorted(started) == sorted(["long", *(f"short{n}" for n in range(4))])  # each once
 
 
-async def test_instance_taken_away_while_queued_in_a_batch_never_runs() -> None:
-    h = Harness(SlowFirst, workers=1, batch_budget=10.0)
+async def test_instance_taken_away_while_queued_in_a_batch_never_runs(clock: FakeClock) -> None:
+    h = Harness(SlowFirst, workers=1, batch_budget=10.0, clock=clock)
     items = [("long", encode(0.3)), ("victim", encode(0.0)), ("other", encode(0.0))]
     h.ns.create(items, skip_existing=False)
-    await asyncio.sleep(0.05)  # the batch [long, victim, other] is with the worker
+    await h.until(lambda: len(calls) == 1)  # the batch [long, victim, other] is with the worker
     h.ns.terminate("victim")
+    await h.advance(0.3)
     await h.settle()
     assert h.status("victim") == "terminated"
     assert ("start", "victim") not in calls
@@ -495,12 +511,13 @@ async def test_waiters_of_instances_finished_in_a_lost_batch_are_woken() -> None
     assert h.output("a") == "done a" and h.output("b") == "done b"
 
 
-async def test_pause_of_an_instance_waiting_its_turn_in_a_batch() -> None:
-    h = Harness(SlowFirst, workers=1, batch_budget=10.0)
+async def test_pause_of_an_instance_waiting_its_turn_in_a_batch(clock: FakeClock) -> None:
+    h = Harness(SlowFirst, workers=1, batch_budget=10.0, clock=clock)
     items = [("long", encode(0.3)), ("held", encode(0.0)), ("other", encode(0.0))]
     h.ns.create(items, skip_existing=False)
-    await asyncio.sleep(0.05)  # [long, held, other] is with the worker; "held" has not started
+    await h.until(lambda: len(calls) == 1)  # [long, held, other] is with the worker
     h.ns.pause("held")
+    await h.advance(0.3)
     await h.settle()
     assert h.status("held") == "paused"
     assert "work" not in {n for n, _ in h.store.steps("held")}  # its step never ran
@@ -510,12 +527,14 @@ async def test_pause_of_an_instance_waiting_its_turn_in_a_batch() -> None:
     assert h.output("held") == "held"
 
 
-async def test_pause_of_an_instance_handed_back_unstarted() -> None:
-    h = Harness(SlowFirst, workers=1)  # 0.1 s budget: "long" is joined, the rest handed back
+async def test_pause_of_an_instance_handed_back_unstarted(clock: FakeClock) -> None:
+    h = Harness(SlowFirst, workers=1, clock=clock)  # 0.1 s budget: "long" joined, rest back
     items = [("long", encode(0.3)), ("held", encode(0.0))]
     h.ns.create(items, skip_existing=False)
-    await asyncio.sleep(0.05)
+    await h.until(lambda: len(calls) == 1)
     h.ns.pause("held")
+    await h.advance(0.15)
+    await h.advance(0.2)
     await h.settle()
     assert h.status("held") == "paused"
     assert h.output("long") == "long"
