@@ -139,20 +139,31 @@ class Workflow:
         return f"Workflow({self.cls.__name__}, name={self.name!r})"
 
 
-def _from_step(value: Any) -> str | tuple[str, int]:
-    """restart(from_step=...): a step name, or (name, count) with count >= 1."""
+_STEP_TYPES = ("do", "sleep", "waitForEvent")
+
+
+def _from_step(value: Any) -> tuple[str, int, str | None]:
+    """restart(from_step=...): a step name, (name, count), (name, count, type), or a dict with
+    keys name, count, type (Cloudflare's `from`). Count is per type and name, from 1; type is
+    "do", "sleep" or "waitForEvent" (not given: the do-step, or the one type with that name)."""
+    if isinstance(value, dict) and set(value) <= {"name", "count", "type"} and "name" in value:
+        value = (value["name"], value.get("count", 1), value.get("type"))
     if isinstance(value, str):
-        return check_step_name(value)
-    if (
-        isinstance(value, (tuple, list))
-        and len(value) == 2
-        and isinstance(value[1], int)
-        and not isinstance(value[1], bool)
-        and value[1] >= 1
-    ):
-        return check_step_name(value[0]), value[1]
+        value = (value, 1)
+    if isinstance(value, (tuple, list)) and len(value) in (2, 3):
+        name, count, type_ = (*value, None)[:3]
+        if (
+            isinstance(count, int)
+            and not isinstance(count, bool)
+            and count >= 1
+            and (type_ is None or type_ in _STEP_TYPES)
+        ):
+            return check_step_name(name), count, type_
     raise InvalidStepError(
-        f"from_step {show(value)} is invalid; give a step name or (name, count) with count >= 1"
+        f"from_step {show(value)} is invalid; give a step name, (name, count[, type]) or "
+        "{'name': ..., 'count': n, 'type': t} with count >= 1 and type 'do', 'sleep' or "
+        "'waitForEvent'",
+        value=show(value),
     )
 
 
@@ -195,8 +206,14 @@ class WorkflowInstance:
     def terminate(self) -> Pending[None]:
         return Pending(self._actor.terminate.remote(self.id))
 
-    def restart(self, from_step: str | tuple[str, int] | None = None) -> Pending[None]:
-        """Run again from scratch, or keep the steps before `from_step` (name or (name, count))."""
+    def restart(
+        self,
+        from_step: str | tuple[str, int] | tuple[str, int, str] | dict[str, Any] | None = None,
+    ) -> Pending[None]:
+        """Run again from scratch, or keep the steps that ran before `from_step`: a name,
+        (name, count), (name, count, type) or {"name", "count", "type"}; count is per type and
+        name (from 1), type "do", "sleep" or "waitForEvent" (default: the do-step of that name,
+        else the one type that has it)."""
         step = None if from_step is None else _from_step(from_step)
         return Pending(self._actor.restart.remote(self.id, step))
 

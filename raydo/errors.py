@@ -16,6 +16,8 @@
      |    +-- NonRetryableStepError             ... because it raised NonRetryableError (also a
      |                                          NonRetryableError, so `except` either works)
      +-- WaitForEventTimeoutError               wait_for_event timed out; raised into run()
+     +-- StepCancelledError                     ctx.check_cancelled() in an abandoned attempt
+     +-- UnawaitedStepError                     run() called a step and never awaited it
      +-- NonDeterminismError                    replay met a different step than was recorded
      +-- StorageError                           storage cannot be used
           +-- StorageFullError                  disk or size cap full
@@ -184,6 +186,30 @@ class WaitForEventTimeoutError(RaydoError):
         return (self.step, self.type)
 
 
+class StepCancelledError(RaydoError):
+    """Raised by `ctx.check_cancelled()` when the attempt was abandoned (the instance was
+    terminated, restarted or deleted, or the attempt timed out): its result would be discarded."""
+
+    def __init__(self, message: str, step: str, attempt: int) -> None:
+        super().__init__(message)
+        self.step, self.attempt = step, attempt
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.step, self.attempt)
+
+
+class UnawaitedStepError(RaydoError):
+    """run() called step.do / sleep / wait_for_event without awaiting it: the step never ran.
+    The instance ends errored with this error, naming the steps."""
+
+    def __init__(self, message: str, steps: list[str]) -> None:
+        super().__init__(message)
+        self.steps = steps
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.steps,)
+
+
 class NonDeterminismError(RaydoError):
     """Replay met step (`step`, `count`) as another kind than the one recorded."""
 
@@ -246,8 +272,10 @@ __all__ = [
     "PayloadError",
     "RaydoError",
     "SchemaVersionError",
+    "StepCancelledError",
     "StorageError",
     "StorageFullError",
+    "UnawaitedStepError",
     "WaitForEventTimeoutError",
     "WaitTimeoutError",
     "WorkflowStepError",

@@ -21,19 +21,21 @@ import asyncio
 import concurrent.futures
 import contextlib
 import enum
+import inspect
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import (
     CorruptRecordError,
     NonDeterminismError,
     NonRetryableError,
     PayloadError,
+    UnawaitedStepError,
     WorkflowStepError,
 )
 from ..storage.codec import decode, encode
@@ -46,6 +48,7 @@ from .step import WorkflowStep
 from .store import Store
 
 log = logging.getLogger("raydo")
+T = TypeVar("T")
 
 
 class OutcomeKind(enum.StrEnum):
@@ -130,6 +133,7 @@ class Activation:
         self._changed = asyncio.Event()
         self._preloaded: tuple[dict[tuple[str, int], StepRecord], bytes | None] | None = None
         self._params: bytes | None = None
+        self._calls: list[tuple[tuple[str, int], Coroutine[Any, Any, Any]]] = []
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -184,9 +188,34 @@ class Activation:
             workflow_name=self.record.workflow,
         )
         try:
-            return await instance.run(event, WorkflowStep(self))
+            result = await instance.run(event, WorkflowStep(self))
         except (SystemExit, KeyboardInterrupt) as exc:
             raise _Escaped(exc) from exc
+        finally:
+            forgotten = self._close_unawaited()
+        if forgotten:
+            names = ", ".join(f"{name!r} #{count}" for name, count in forgotten)
+            raise UnawaitedStepError(
+                f"run() called step {names} but never awaited it, so it never ran; write "
+                "`await step.do(...)` (or pass the call to asyncio.gather)",
+                steps=[name for name, _ in forgotten],
+            )
+        return result
+
+    def track(self, sid: tuple[str, int], coro: Coroutine[Any, Any, T]) -> Coroutine[Any, Any, T]:
+        """Remember a step call, to report it if run() never awaits it."""
+        self._calls.append((sid, coro))
+        if len(self._calls) > 1000:  # long loops: forget the calls already started
+            self._calls = [(i, c) for i, c in self._calls if _never_started(c)]
+        return coro
+
+    def _close_unawaited(self) -> list[tuple[str, int]]:
+        forgotten = [sid for sid, coro in self._calls if _never_started(coro)]
+        for _, coro in self._calls:
+            if _never_started(coro):
+                coro.close()  # no "never awaited" RuntimeWarning: it is reported instead
+        self._calls.clear()
+        return forgotten
 
     def _hibernation(self) -> Outcome | None:
         if self._busy:
@@ -346,6 +375,10 @@ class Activation:
 
     def _poke(self) -> None:
         self._changed.set()
+
+
+def _never_started(coro: Coroutine[Any, Any, Any]) -> bool:
+    return inspect.getcoroutinestate(coro) == inspect.CORO_CREATED
 
 
 def _error(exc: BaseException) -> dict[str, str]:

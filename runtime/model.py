@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
+from ..errors import StepCancelledError
 from ..storage.records import InstanceStatus, StepState
 from .rules import StepConfig
 
@@ -102,6 +104,28 @@ class StepContext:
     step: StepIdentity
     attempt: int
     config: StepConfig
+    _abandoned: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once this attempt's result can no longer be used: the instance was terminated,
+        restarted or deleted, or the attempt timed out. A sync step runs in a thread that cannot
+        be killed: a long one should check this (or call `check_cancelled`) and stop early."""
+        return self._abandoned.is_set()
+
+    def check_cancelled(self) -> None:
+        """Raise StepCancelledError if `cancelled`."""
+        if self._abandoned.is_set():
+            raise StepCancelledError(
+                f"attempt {self.attempt} of step {self.step.name!r} was abandoned; its result "
+                "would be discarded",
+                step=self.step.name,
+                attempt=self.attempt,
+            )
+
+    def abandon(self) -> None:
+        """Internal: the engine marks the attempt over (any result is discarded from now on)."""
+        self._abandoned.set()
 
 
 @dataclass

@@ -43,7 +43,7 @@ from ..errors import (
     StorageError,
     WaitTimeoutError,
 )
-from ..storage.records import InstanceRecord, InstanceStatus, StepRecord, StepState
+from ..storage.records import InstanceRecord, InstanceStatus, StepKind, StepRecord, StepState
 from .clock import Clock
 from .engine import BatchResult, Outcome, OutcomeKind
 from .store import Store
@@ -191,7 +191,11 @@ class Namespace:
         self.store.save(rec)
         self._finish(iid)
 
-    def restart(self, iid: str, from_step: str | tuple[str, int] | None = None) -> None:
+    def restart(self, iid: str, from_step: RestartPoint | None = None) -> None:
+        """Run again from scratch, or keep the steps that ran before `from_step`: a name, or
+        (name, count) or (name, count, type): the count-th step of that type and name, counted
+        per type as Cloudflare does. Type "do", "sleep" or "waitForEvent"; when not given, the
+        do-step of that name, or the one type that has the name."""
         rec = self.store.require(iid)
         from_seq = self._step_seq(iid, from_step) if from_step is not None else None
         self._take_away(iid)
@@ -209,6 +213,7 @@ class Namespace:
         self._finish(iid)
 
     def send_event(self, iid: str, type_: str, payload: bytes) -> None:
+        self._unfinished(iid, "send an event to")
         rec = self.store.add_event(iid, type_, payload, self.clock.now())
         worker = self._active.get(iid)
         if worker is not None:
@@ -452,15 +457,20 @@ class Namespace:
             if not fut.done():
                 fut.set_result(None)
 
-    def _step_seq(self, iid: str, from_step: str | tuple[str, int]) -> int:
-        name, count = (from_step, 1) if isinstance(from_step, str) else from_step
-        step = self.store.steps(iid).get((name, count))
-        if step is None:
+    def _step_seq(self, iid: str, from_step: RestartPoint) -> int:
+        name, count, kind = _restart_point(from_step)
+        found = self.store.steps(iid)
+        if kind is None:  # no type given: the do-step of that name, else the one kind it has
+            kinds = {s.kind for (n, _), s in found.items() if n == name}
+            kind = StepKind.DO if StepKind.DO in kinds or len(kinds) != 1 else kinds.pop()
+        same = sorted((s.seq for (n, _), s in found.items() if n == name and s.kind is kind))
+        if not 1 <= count <= len(same):
             raise InvalidStepError(
-                f"restart from step {name!r} #{count}: instance {iid!r} has no such step",
-                value=repr((name, count)),
+                f"restart from {kind.display} step {name!r} #{count}: instance {iid!r} has no "
+                "such step",
+                value=repr((name, count, kind.display)),
             )
-        return step.seq
+        return same[count - 1]
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -468,6 +478,26 @@ class Namespace:
             "queued": len(self._new),
             "waking": len(self._wakeups),
         }
+
+
+RestartPoint = str | tuple[str, int] | tuple[str, int, str | None]
+_KINDS = {kind.display: kind for kind in StepKind}
+
+
+def _restart_point(point: RestartPoint) -> tuple[str, int, StepKind | None]:
+    name, count, type_ = (point, 1, None) if isinstance(point, str) else (*point, None)[:3]
+    if (
+        isinstance(count, bool)
+        or not isinstance(count, int)
+        or count < 1
+        or (type_ is not None and type_ not in _KINDS)
+    ):
+        raise InvalidStepError(
+            f"restart from step {name!r} #{count!r}: no such step can exist (the count is an "
+            f"int >= 1, the type one of {sorted(_KINDS)})",
+            value=repr(point),
+        )
+    return name, count, None if type_ is None else _KINDS[type_]
 
 
 def _first(ordered: dict[str, None]) -> str | None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from ..errors import (
     InvalidDurationError,
     InvalidStepError,
+    NonRetryableError,
     NonRetryableStepError,
     WaitForEventTimeoutError,
     WorkflowStepError,
@@ -97,17 +98,20 @@ class WorkflowStep:
         config = step_config(retries, timeout)
         if fn is None:
             return lambda f: _DeferredStep(self, name, _callable(name, f), config)
-        return self._do(self._act.next_id(name), _callable(name, fn), config)
+        sid = self._act.next_id(name)
+        return self._act.track(sid, self._do(sid, _callable(name, fn), config))
 
     def sleep(self, name: str, duration: Duration) -> Awaitable[None]:
         """Sleep durably for `duration` ("2 days", timedelta, or seconds), at most 365 days."""
         secs = bounded(duration, "sleep duration", 0.0, MAX_SLEEP)
-        return self._sleep(self._act.next_id(name), secs)
+        sid = self._act.next_id(name)
+        return self._act.track(sid, self._sleep(sid, secs))
 
     def sleep_until(self, name: str, when: datetime | float) -> Awaitable[None]:
         """Sleep durably until `when` (an aware datetime; naive means UTC; or epoch seconds)."""
         until = _epoch(when)
-        return self._sleep_until(self._act.next_id(name), until, when)
+        sid = self._act.next_id(name)
+        return self._act.track(sid, self._sleep_until(sid, until, when))
 
     def wait_for_event(
         self, name: str, *, type: str, timeout: Duration = "24 hours"
@@ -116,7 +120,8 @@ class WorkflowStep:
         buffered and delivered first in, first out. Raises WaitForEventTimeoutError on timeout."""
         check_event_type(type)
         secs = bounded(timeout, "wait_for_event timeout", MIN_EVENT_TIMEOUT, MAX_SLEEP)
-        return self._wait(self._act.next_id(name), type, secs)
+        sid = self._act.next_id(name)
+        return self._act.track(sid, self._wait(sid, type, secs))
 
     # -- do --------------------------------------------------------------------------------------
 
@@ -173,6 +178,8 @@ class WorkflowStep:
                 _apply(rec, after_failure(rec, failure_of(exc), config.retries, act.clock.now()))
             else:
                 rec.state, rec.value, rec.error = StepState.DONE, raw, None
+            finally:
+                ctx.abandon()  # a thread still running it (timed out, or stopped) can tell
         rec.ended_at = act.clock.now()
         act.save(sid, rec, durable=True)
         return result
@@ -254,11 +261,13 @@ class _DeferredStep:
         self._step, self._name, self._fn, self._config = step, name, fn, config
 
     def __call__(self) -> Awaitable[Any]:
-        return self._step._do(self._step._act.next_id(self._name), self._fn, self._config)
+        act = self._step._act
+        sid = act.next_id(self._name)
+        return act.track(sid, self._step._do(sid, self._fn, self._config))
 
 
 async def _call(fn: StepFn, ctx: StepContext, timeout: float, act: Activation) -> Any:
-    args = (ctx,) if _wants_context(fn) else ()
+    args = _arguments(fn, ctx)
     if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
         getattr(fn, "__call__", None)  # noqa: B004 - async callable objects
     ):
@@ -286,19 +295,49 @@ def _callable(name: str, fn: Any) -> StepFn:
     return fn
 
 
-def _wants_context(fn: StepFn) -> bool:
-    """True when `fn` has a required positional parameter (the context)."""
-    code = getattr(fn, "__code__", None)
-    if code is not None and not getattr(fn, "__self__", None):
-        return code.co_argcount > len(getattr(fn, "__defaults__", None) or ())
+def _arguments(fn: StepFn, ctx: StepContext) -> tuple[Any, ...]:
+    """What to call `fn` with: nothing, or the context when it requires one positional argument.
+    Any other signature fails the step at once (a retry cannot fix it)."""
+    required = _required(fn)
+    if required is None or required == (0, 0):
+        return ()
+    if required == (1, 0):
+        return (ctx,)
+    raise NonRetryableError(
+        f"step {ctx.step.name!r}: {_signature(fn)} cannot be called; a step function takes no "
+        "argument or one positional argument (ctx), and no required keyword-only argument",
+        name="InvalidStepError",
+    )
+
+
+def _required(fn: StepFn) -> tuple[int, int] | None:
+    """(required positional, required keyword-only) parameters; None when not introspectable.
+    Plain functions are read from their code object: this runs for every step."""
+    target, bound = (fn.__func__, 1) if inspect.ismethod(fn) else (fn, 0)
+    code = getattr(target, "__code__", None)
+    if code is not None:
+        positional = code.co_argcount - len(getattr(target, "__defaults__", None) or ()) - bound
+        keyword = code.co_kwonlyargcount - len(getattr(target, "__kwdefaults__", None) or {})
+        return max(positional, 0), keyword
     try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
-        return False
-    return any(
-        p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+        return None
+    empty = inspect.Parameter.empty
+    positional = sum(
+        p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is empty
         for p in params
     )
+    keyword = sum(p.kind is p.KEYWORD_ONLY and p.default is empty for p in params)
+    return positional, keyword
+
+
+def _signature(fn: StepFn) -> str:
+    name = getattr(fn, "__qualname__", type(fn).__name__)
+    try:
+        return f"{name}{inspect.signature(fn)}"
+    except (TypeError, ValueError):
+        return name
 
 
 def _is_done(rec: StepRecord) -> bool:
