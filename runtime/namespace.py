@@ -22,6 +22,7 @@ from ..errors import (
 from ..storage.instances import InstanceRecord, InstanceStore, StepRecord
 from .clock import Clock
 from .engine import BatchResult, Outcome
+from .rules import brief
 
 log = logging.getLogger("raydo")
 
@@ -269,8 +270,9 @@ class Namespace:
                 recycle = self._settled({result.running: outcome}, worker) or recycle
         except WorkerLost as exc:
             lost = str(exc) or "worker process died"
-        except Exception:
-            log.exception("activation of %s failed", batch)
+        except Exception as exc:
+            log.error("activation of %s failed: %s", batch, brief(exc))
+            log.debug("activation of %s failed", batch, exc_info=True)
         finally:
             orphans = self._released(list(leases), worker)
             self.pool.release(worker, recycle or lost is not None)
@@ -301,7 +303,7 @@ class Namespace:
             self._faults[iid] = {"name": type(exc).__name__, "message": str(exc)}
             self._finished(iid)
         else:
-            log.error("activation of instance %s failed: %r", iid, exc)
+            log.error("activation of instance %s failed: %s", iid, brief(exc))
 
     def _requeue_first(self, iids: list[str]) -> None:
         """Handed back unstarted: back to the front of the queue (or paused, if asked to)."""
