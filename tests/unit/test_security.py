@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import pickle
+import shutil
 import stat
 import sys
 import uuid
@@ -159,6 +160,16 @@ def test_identity_is_random_made_once_and_kept(tmp_path: Path) -> None:
     assert storage_identity(reopened) == first
     reopened.close()
     b.close()
+
+
+def test_identity_is_not_a_function_of_the_path(tmp_path: Path) -> None:
+    kv = _open(tmp_path / "s")
+    first = storage_identity(kv)
+    kv.close()
+    shutil.rmtree(tmp_path / "s")
+    kv = _open(tmp_path / "s")
+    assert storage_identity(kv) != first
+    kv.close()
 
 
 def test_schema_mismatch_writes_no_identity() -> None:
