@@ -32,12 +32,13 @@ from raydo.actors import handles
 
 pytestmark = pytest.mark.ray
 
-TAP_DIR = tempfile.mkdtemp(prefix="raydo-logtap-")
+TAP_DIR = os.path.join(tempfile.gettempdir(), f"raydo-logtap-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 TAP_READY = "raydo log tap installed"
 
 
 def _install_tap(folder: str) -> _LogTap:
     """Runs where the workflow class is unpickled: every INFO+ record of this process to a file."""
+    os.makedirs(folder, exist_ok=True)
     root = logging.getLogger()
     if not any(getattr(h, "raydo_tap", False) for h in root.handlers):
         handler = logging.FileHandler(os.path.join(folder, f"{os.getpid()}.log"))
