@@ -1,7 +1,10 @@
 """Creating and finding raydo's Ray actors. Every actor name and option is set here.
 
-Names carry a short hash of the storage path, so two storages on one Ray cluster (two test runs,
-two apps) never share actors. All raydo actors live in the Ray namespace "raydo".
+Names carry a hash of the storage's secret identity (a random key made with the storage, see
+storage.instances.storage_identity), so two storages on one Ray cluster (two test runs, two apps)
+never share actors, and a process that cannot read a storage cannot compute its actors' names from
+its path. Ray itself lists every named actor to anyone connected (`ray.util.list_named_actors`):
+names are unguessable, not hidden (SECURITY.md). All raydo actors live in the Ray namespace "raydo".
 """
 
 from __future__ import annotations
@@ -13,12 +16,15 @@ import ray
 
 from ..runtime.model import WorkflowEntrypoint
 from ..runtime.options import WorkflowOptions
+from ..storage.instances import storage_identity
+from ..storage.kv import open_lmdb
 
 RAY_NAMESPACE = "raydo"
 
 
 def storage_key(storage: str) -> str:
-    return hashlib.sha1(storage.encode()).hexdigest()[:12]
+    secret = storage_identity(open_lmdb(storage))
+    return hashlib.sha256(b"raydo actor names\x00" + secret).hexdigest()[:24]
 
 
 def namespace_name(storage: str, workflow: str) -> str:

@@ -10,6 +10,7 @@ import ray
 
 from ..storage.instances import check_schema, set_sync_mode
 from ..storage.kv import open_lmdb
+from .shipping import check_installed, installed_only_from_env
 
 DEFAULT_STORAGE = ".raydo"
 
@@ -18,6 +19,7 @@ DEFAULT_STORAGE = ".raydo"
 class Context:
     storage: str
     started_ray: bool
+    allow_shipped_code: bool = True
 
 
 _context: Context | None = None
@@ -29,22 +31,32 @@ def init(
     address: str | None = None,
     num_cpus: int | None = None,
     sync_commits: bool | None = None,
+    allow_shipped_code: bool = True,
 ) -> Context:
     """Start raydo; optional and idempotent (first use calls it).
 
     storage: the LMDB folder (argument, else $RAYDO_STORAGE, else ./.raydo).
     sync_commits: fsync every step result (default, survives power loss) or, when False, flush
     every 50 ms (survives any process crash; an OS crash may lose the last 50 ms of steps).
+    allow_shipped_code: False accepts installed workflow classes only (as does
+    $RAYDO_INSTALLED_CLASSES_ONLY=1, which an argument cannot lift): a class whose code would
+    travel by value to the cluster raises ShippedCodeError (SECURITY.md).
     Joins the Ray cluster at `address` / $RAY_ADDRESS or one already running here; otherwise starts
     a quiet local Ray that `shutdown()` stops again.
     """
     global _context
     path = os.path.abspath(os.fspath(storage or os.environ.get("RAYDO_STORAGE") or DEFAULT_STORAGE))
+    allow = allow_shipped_code and not installed_only_from_env()
     if _context is not None:
         if storage is not None and path != _context.storage:
             raise RuntimeError(
                 f"raydo is already initialized with storage {_context.storage!r}; call "
                 f"raydo.shutdown() before init with {path!r}"
+            )
+        if allow != _context.allow_shipped_code and not allow_shipped_code:
+            raise RuntimeError(
+                "raydo is already initialized accepting shipped workflow code; call "
+                "raydo.shutdown() before init with allow_shipped_code=False"
             )
         return _context
     kv = open_lmdb(path)
@@ -70,12 +82,20 @@ def init(
         finally:
             auth_log.setLevel(level)
         started = address in (None, "local")
-    _context = Context(path, started)
+    _context = Context(path, started, allow)
     return _context
 
 
 def context() -> Context:
     return _context if _context is not None else init()
+
+
+def check_code_policy(cls: type) -> None:
+    """Refuse a workflow class that would ship by value when only installed ones are accepted
+    (by init, or by the environment where init has not run, e.g. inside raydo's actors)."""
+    allowed = _context.allow_shipped_code if _context is not None else not installed_only_from_env()
+    if not allowed:
+        check_installed(cls)
 
 
 def shutdown(*, kill_actors: bool = False) -> None:

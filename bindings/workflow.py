@@ -59,6 +59,7 @@ class Workflow:
     ) -> None:
         if not (isinstance(cls, type) and issubclass(cls, WorkflowEntrypoint)):
             raise InvalidInputError(f"{cls!r} is not a subclass of raydo.WorkflowEntrypoint")
+        client.check_code_policy(cls)
         ship_by_value_if_needed(cls)
         self.cls = cls
         self.name = check_id(cls.__name__ if name is None else name, "workflow name")
@@ -89,6 +90,7 @@ class Workflow:
         if self._actor is None:
             if self._storage is None:
                 client.context()
+            client.check_code_policy(self.cls)  # init may have come after the binding
             self._actor = handles.namespace_actor(self.storage, self.name, self.cls, self.options)
         return self._actor
 
@@ -175,8 +177,14 @@ def _rebuild(
 
 def _batch_entry(index: int, entry: Any) -> tuple[str | None, Any]:
     if not isinstance(entry, dict) or not set(entry) <= {"id", "params"}:
+        # Its type and keys, never its content: the item may hold params.
+        shape = (
+            f"a dict with keys {show(sorted(map(str, entry)))}"
+            if isinstance(entry, dict)
+            else (f"a {type(entry).__name__}")
+        )
         raise InvalidInputError(
-            f"create_batch item {index} is {entry!r}; each item is a dict with optional keys "
+            f"create_batch item {index} is {shape}; each item is a dict with optional keys "
             "'id' and 'params'"
         )
     return entry.get("id"), entry.get("params")

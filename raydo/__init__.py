@@ -44,13 +44,15 @@ def workflow(
     hibernate_after: float = 0.25,
     block_limit: float = 60.0,
     warm: int = 1,
+    storage: str | None = None,
     options: WorkflowOptions | None = None,
 ) -> Workflow:
     """The binding for a workflow class: `raydo.workflow(Checkout, name="checkout")`.
 
     The keyword options are WorkflowOptions' fields (see its docstrings): concurrency (instances
     running at once), env (bindings for `self.env`), hibernate_after, block_limit, warm. Or pass
-    a ready `options=WorkflowOptions(...)`.
+    a ready `options=WorkflowOptions(...)`. storage: the storage folder this binding uses
+    (default: the one `raydo.init` chose).
     """
     return Workflow(
         cls,
@@ -60,6 +62,7 @@ def workflow(
         hibernate_after=hibernate_after,
         block_limit=block_limit,
         warm=warm,
+        storage=storage,
         options=options,
     )
 

@@ -19,10 +19,15 @@
      +-- StepCancelledError                     ctx.check_cancelled() in an abandoned attempt
      +-- UnawaitedStepError                     run() called a step and never awaited it
      +-- NonDeterminismError                    replay met a different step than was recorded
+     +-- ShippedCodeError                       a workflow class would ship by value where only
+     |                                          installed classes are accepted
      +-- StorageError                           storage cannot be used
           +-- StorageFullError                  disk or size cap full
           +-- SchemaVersionError                storage written by another schema version
           +-- CorruptRecordError                a record cannot be decoded
+          +-- StoragePermissionError            storage folder writable by other users
+
+StoragePermissionWarning (a UserWarning, not an error): the storage folder is readable by others.
 
 Each class declares its fields in its constructor, and pickles with them (`__reduce__`), so it
 crosses Ray actors intact (raydo unwraps Ray's RayTaskError before users see it). This module
@@ -256,6 +261,35 @@ class CorruptRecordError(StorageError):
         return (self.what,)
 
 
+class StoragePermissionError(StorageError):
+    """The storage folder `path` has mode `mode`, which lets other users write it: they could
+    replace raydo's files, so it is refused (as ssh refuses a writable key folder)."""
+
+    def __init__(self, message: str, path: str, mode: int) -> None:
+        super().__init__(message)
+        self.path, self.mode = path, mode
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.path, self.mode)
+
+
+class StoragePermissionWarning(UserWarning):
+    """The storage folder is readable by other users; raydo still opens it."""
+
+
+class ShippedCodeError(RaydoError):
+    """Installed workflow classes only (`raydo.init(allow_shipped_code=False)` or
+    RAYDO_INSTALLED_CLASSES_ONLY=1), and `workflow_class` (from `module`) is not one: its code
+    would travel by value from this process to the cluster."""
+
+    def __init__(self, message: str, workflow_class: str, module: str) -> None:
+        super().__init__(message)
+        self.workflow_class, self.module = workflow_class, module
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.workflow_class, self.module)
+
+
 __all__ = [
     "CorruptRecordError",
     "InstanceExistsError",
@@ -272,9 +306,12 @@ __all__ = [
     "PayloadError",
     "RaydoError",
     "SchemaVersionError",
+    "ShippedCodeError",
     "StepCancelledError",
     "StorageError",
     "StorageFullError",
+    "StoragePermissionError",
+    "StoragePermissionWarning",
     "UnawaitedStepError",
     "WaitForEventTimeoutError",
     "WaitTimeoutError",

@@ -243,7 +243,8 @@ class Activation:
             return self._settle(Outcome(OutcomeKind.COMPLETE), output=output)
         # SystemExit, KeyboardInterrupt & co. raised by run() end the instance like any error
         # instead of taking its worker down, again at every retry.
-        log.info("instance %s errored: %r", self.record.id, exc)
+        # The error's type only: its message may quote params or results (SECURITY.md).
+        log.info("instance %s errored: %s", self.record.id, type(exc).__name__)
         return self._settle(Outcome(OutcomeKind.ERRORED), error=_error(exc))
 
     def _settle(

@@ -46,6 +46,7 @@ from ..errors import (
 from ..storage.records import InstanceRecord, InstanceStatus, StepKind, StepRecord, StepState
 from .clock import Clock
 from .engine import BatchResult, Outcome, OutcomeKind
+from .rules import brief
 from .store import Store
 
 log = logging.getLogger("raydo")
@@ -298,8 +299,9 @@ class Namespace:
                 recycle = self._apply_outcomes({result.running: outcome}, worker) or recycle
         except WorkerLost as exc:
             lost = str(exc) or "worker process died"
-        except Exception:
-            log.exception("activation of %s failed", batch)
+        except Exception as exc:
+            log.error("activation of %s failed: %s", batch, brief(exc))
+            log.debug("activation of %s failed", batch, exc_info=True)
         finally:
             orphans = self._release_from(worker, list(leases))
             self.pool.release(worker, recycle or lost is not None)
@@ -354,7 +356,7 @@ class Namespace:
             self._faults[iid] = {"name": type(exc).__name__, "message": str(exc)}
             self._finish(iid)
         else:
-            log.error("activation of instance %s failed: %r", iid, exc)
+            log.error("activation of instance %s failed: %s", iid, brief(exc))
 
     def _requeue_first(self, iids: list[str]) -> None:
         """Handed back unstarted: back to the front of the queue (or paused, if asked to)."""

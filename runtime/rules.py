@@ -15,6 +15,9 @@ from ..errors import (
     InvalidIdError,
     InvalidInputError,
     InvalidStepError,
+    NonRetryableError,
+    RaydoError,
+    WorkflowStepError,
 )
 
 Duration = str | int | float | timedelta
@@ -25,7 +28,9 @@ MIN_EVENT_TIMEOUT = 1.0
 MAX_RETRY_LIMIT = 10_000
 MAX_STEP_NAME = 256
 MAX_ID = 100
-SHOW_LIMIT = 3000  # error messages quote at most this much of a bad value
+# Error messages quote at most this much of a bad value: bad values can be params, tokens or
+# personal data, and messages end up in logs (SECURITY.md).
+SHOW_LIMIT = 200
 
 _UNITS = {
     "second": 1.0,
@@ -74,9 +79,9 @@ def _parse(text: str, what: str) -> float:
     unit = _UNITS.get(match.group(2)) if match else None
     if match is None or unit is None:
         raise InvalidDurationError(
-            f"{what} {text!r} is not a duration; write '<number> <unit>' with unit second, "
+            f"{what} {show(text)} is not a duration; write '<number> <unit>' with unit second, "
             "minute, hour, day, week, month or year (singular or plural)",
-            value=text,
+            value=show(text),
         )
     return float(match.group(1)) * unit
 
@@ -93,12 +98,24 @@ def bounded(value: Duration, what: str, low: float, high: float) -> float:
 
 
 def show(value: Any) -> str:
-    """repr() for error messages, safe for objects whose __repr__ fails or is huge."""
+    """repr() for error messages, safe for objects whose __repr__ fails or is huge: at most
+    SHOW_LIMIT characters, then the full length."""
     try:
         text = repr(value)
     except Exception:
         return f"<{type(value).__name__} object>"
-    return text if len(text) <= SHOW_LIMIT else text[:SHOW_LIMIT] + "..."
+    if len(text) <= SHOW_LIMIT:
+        return text
+    return f"{text[:SHOW_LIMIT]}... ({len(text)} characters)"
+
+
+def brief(exc: BaseException) -> str:
+    """An error as a log line at INFO and above may show it. raydo's own messages quote values
+    only as short previews; any other message (user code, a library) may quote params or step
+    results, so only its type is shown."""
+    if isinstance(exc, RaydoError) and not isinstance(exc, (NonRetryableError, WorkflowStepError)):
+        return f"{type(exc).__name__}: {exc}"
+    return type(exc).__name__
 
 
 def check_id(

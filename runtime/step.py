@@ -203,12 +203,12 @@ class WorkflowStep:
             now = act.clock.now()
             if until < now:
                 raise InvalidDurationError(
-                    f"sleep_until time {when!r} is in the past; it must be a future time",
-                    value=repr(when),
+                    f"sleep_until time {show(when)} is in the past; it must be a future time",
+                    value=show(when),
                 )
             if until - now > MAX_SLEEP:
                 raise InvalidDurationError(
-                    f"sleep_until time {when!r} is more than 365 days ahead", value=repr(when)
+                    f"sleep_until time {show(when)} is more than 365 days ahead", value=show(when)
                 )
             rec = act.new_record(sid, StepKind.SLEEP, state=StepState.PENDING, until=until)
             act.save(sid, rec, durable=True)

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from ..errors import CorruptRecordError, PayloadError
 
 MAX_VALUE_BYTES = 1 << 20
+_PREVIEW = 200
 _EXT_DATETIME = 1
 _EXT_MODEL = 2
 
@@ -80,20 +81,24 @@ def encode_read_back(
     value: Any, what: str = "value", limit: int = MAX_VALUE_BYTES
 ) -> tuple[bytes, Any]:
     """Encode a user value and return it as it will read back from storage: what a replay will
-    see, so the first run can return the same thing without decoding it again."""
+    see, so the first run can return the same thing without decoding it again. Errors name the
+    value's type and size, never its content (it may be personal data or a secret)."""
+    kind = type(value).__name__
     try:
         raw: bytes = msgpack.packb(value, default=_default, use_bin_type=True, datetime=False)
     except (TypeError, ValueError, OverflowError) as exc:
         raise PayloadError(
-            f"{what} is not serializable: {exc}; allowed are None, bool, int (64-bit), float, str, "
-            "bytes, list, dict, datetime and pydantic models",
+            f"{what} ({kind}) is not serializable: {_preview(exc)}; allowed are None, bool, int "
+            "(64-bit), float, str, bytes, list, dict, datetime and pydantic models",
             what=what,
         ) from None
     except RecursionError:
-        raise PayloadError(f"{what} is nested too deeply to serialize", what=what) from None
+        raise PayloadError(
+            f"{what} ({kind}) is nested too deeply to serialize", what=what
+        ) from None
     if len(raw) > limit:
         raise PayloadError(
-            f"{what} is {len(raw)} bytes serialized; the limit is {limit} bytes (1 MiB)",
+            f"{what} ({kind}) is {len(raw)} bytes serialized; the limit is {limit} bytes (1 MiB)",
             what=what,
             size=len(raw),
         )
@@ -101,11 +106,17 @@ def encode_read_back(
         back = msgpack.unpackb(raw, ext_hook=_ext_hook, raw=False, strict_map_key=False)
     except Exception as exc:  # e.g. tuple keys: stored as lists, which cannot key a dict
         raise PayloadError(
-            f"{what} cannot be stored so that it reads back ({type(exc).__name__}: {exc}); "
-            "use str or int dict keys and plain data",
+            f"{what} ({kind}, {len(raw)} bytes) cannot be stored so that it reads back "
+            f"({type(exc).__name__}: {_preview(exc)}); use str or int dict keys and plain data",
             what=what,
         ) from None
     return raw, back
+
+
+def _preview(exc: BaseException) -> str:
+    """A library's error text, cut short: it may quote part of the value."""
+    text = str(exc)
+    return text if len(text) <= _PREVIEW else text[:_PREVIEW] + "..."
 
 
 def decode(raw: bytes) -> Any:

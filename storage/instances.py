@@ -8,6 +8,7 @@ lease is refused (`Fenced`): an activation that outlived its turn can never over
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -51,9 +52,12 @@ def set_sync_mode(kv: KV, each_commit: bool) -> None:
 
 
 def check_schema(kv: KV) -> None:
-    """Stamp an empty store with our schema version; refuse one written by another version."""
+    """Stamp an empty store with our schema version and a secret identity; refuse one written by
+    another version."""
 
     def apply(w: Writer) -> None:
+        if w.get(keys.IDENTITY_KEY) is None:
+            w.put(keys.IDENTITY_KEY, secrets.token_bytes(32))
         raw = w.get(keys.SCHEMA_KEY)
         if raw is None:
             w.put(keys.SCHEMA_KEY, keys.encode_u64(keys.SCHEMA_VERSION))
@@ -68,6 +72,17 @@ def check_schema(kv: KV) -> None:
             )
 
     kv.write(apply)
+
+
+def storage_identity(kv: KV) -> bytes:
+    """The storage's secret identity: random, made once with the storage, readable only by who
+    can read the storage. Actor names derive from it, so a path alone does not find them."""
+    raw = kv.read(lambda r: r.get(keys.IDENTITY_KEY))
+    if raw is None:
+        check_schema(kv)
+        raw = kv.read(lambda r: r.get(keys.IDENTITY_KEY))
+    assert raw is not None
+    return raw
 
 
 class InstanceStore:

@@ -6,6 +6,7 @@ keys sort in logical order and a timer queue or an event FIFO is a prefix scan.
 
     meta/schema                              -> schema version
     meta/sync                                -> durability mode of this storage
+    meta/identity                            -> random secret made with the storage (actor names)
     I  wf  id                                -> instance record          (one per instance)
     N  wf  id  P                             -> params                   \
     N  wf  id  O                             -> output                    |
@@ -23,6 +24,7 @@ import struct
 SCHEMA_KEY = b"meta\x00schema"
 SCHEMA_VERSION = 1
 SYNC_KEY = b"meta\x00sync"  # u64: 1 = fsync every durable commit, 0 = fsync on an interval
+IDENTITY_KEY = b"meta\x00identity"  # 32 random bytes, written once
 
 _SEP = b"\x00"
 _U32 = struct.Struct(">I")

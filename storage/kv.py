@@ -17,7 +17,7 @@ from typing import Protocol, TypeVar
 import lmdb
 
 from ..errors import StorageError, StorageFullError
-from . import keys
+from . import keys, permissions
 
 T = TypeVar("T")
 
@@ -79,11 +79,16 @@ class LmdbKV:
     def __init__(self, path: str, max_map_size: int = _DEFAULT_MAX_MAP_SIZE) -> None:
         self._path = os.path.abspath(path)
         self._max_map_size = max_map_size
-        os.makedirs(self._path, exist_ok=True)
+        try:
+            permissions.secure_folder(self._path)  # 0700; refuses a folder others can write
+            permissions.secure_files(self._path)
+        except OSError as exc:
+            raise StorageError(f"cannot prepare storage at {self._path!r}: {exc}") from exc
         try:
             self._env = lmdb.open(
                 self._path,
                 map_size=min(_INITIAL_MAP_SIZE, max_map_size),
+                mode=permissions.FILE_MODE,
                 sync=False,
                 metasync=False,
                 max_readers=1024,

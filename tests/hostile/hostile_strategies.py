@@ -17,6 +17,18 @@ from hypothesis import strategies as st
 
 # -- the documented rules ----------------------------------------------------------------------
 
+SHOW_LIMIT = 200  # error messages quote at most this many characters of a bad value (SECURITY.md)
+
+
+def quotes(text: str, value: Any) -> bool:
+    """An error message names `value`: its repr, or the first SHOW_LIMIT characters of a longer
+    one (values may be secrets; messages end up in logs)."""
+    shown = repr(value)
+    if len(shown) > SHOW_LIMIT:
+        return shown[:SHOW_LIMIT] in text and len(text) < len(shown) + 400
+    return shown in text or (isinstance(value, str) and value in text)
+
+
 ID_FIRST = string.ascii_letters + string.digits + "_"
 ID_REST = ID_FIRST + "-"
 ID_RULE = "^[a-zA-Z0-9_][a-zA-Z0-9-_]*$"

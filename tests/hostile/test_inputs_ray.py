@@ -101,7 +101,7 @@ def _typed(call: Any, cls: type[RaydoError]) -> RaydoError:
 
 
 def _names(err: BaseException, value: Any) -> None:
-    assert repr(value) in str(err), f"{str(err)!r} does not name {value!r}"
+    assert hs.quotes(str(err), value), f"{str(err)!r} does not name {value!r}"
 
 
 def _ids(wf: raydo.Workflow) -> set[str]:
