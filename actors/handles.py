@@ -36,13 +36,17 @@ def timer_name(storage: str) -> str:
 
 
 def namespace_actor(
-    storage: str, workflow: str, workflow_cls: type[WorkflowEntrypoint], options: WorkflowOptions
+    storage: str,
+    workflow: str,
+    workflow_cls: type[WorkflowEntrypoint],
+    options: WorkflowOptions,
+    code: str | None = None,
 ) -> Any:
     """Get the namespace actor of `workflow`, creating it (detached, restarting) if needed."""
     from .namespace import NamespaceActor
 
     return _detached(NamespaceActor, namespace_name(storage, workflow)).remote(
-        storage, workflow, workflow_cls, options
+        storage, workflow, workflow_cls, options, code
     )
 
 
@@ -73,7 +77,11 @@ def _detached(cls: type, name: str) -> Any:
 
 
 def new_instance_actor(
-    storage: str, workflow: str, workflow_cls: type[WorkflowEntrypoint], options: WorkflowOptions
+    storage: str,
+    workflow: str,
+    workflow_cls: type[WorkflowEntrypoint],
+    options: WorkflowOptions,
+    code: str | None = None,
 ) -> Any:
     """A pooled InstanceActor. Owned by (and dying with) the namespace actor that creates it."""
     from .instance import InstanceActor
@@ -81,7 +89,7 @@ def new_instance_actor(
     return (
         ray.remote(InstanceActor)
         .options(max_restarts=0, max_concurrency=1000, num_cpus=0)
-        .remote(storage, workflow, workflow_cls, options)
+        .remote(storage, workflow, workflow_cls, options, code)
     )
 
 

@@ -31,10 +31,16 @@ class InstanceActor:
         workflow: str,
         workflow_cls: type[WorkflowEntrypoint],
         options: WorkflowOptions,
+        code: str | None = None,
     ) -> None:
         store = InstanceStore(open_lmdb(storage), workflow)
         self.runner = InstanceRunner(
-            store, workflow_cls, SystemClock(), Env(dict(options.env)), options.hibernate_after
+            store,
+            workflow_cls,
+            SystemClock(),
+            Env(dict(options.env)),
+            options.hibernate_after,
+            code=code,
         )
         self.block_limit = options.block_limit
         self._beat = time.monotonic()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from ..runtime.clock import SystemClock
@@ -14,6 +15,8 @@ from ..storage.kv import open_lmdb
 from . import handles
 from .pool import ActorPool
 
+log = logging.getLogger("raydo")
+
 
 class NamespaceActor:
     def __init__(
@@ -22,12 +25,14 @@ class NamespaceActor:
         workflow: str,
         workflow_cls: type[WorkflowEntrypoint],
         options: WorkflowOptions,
+        code: str | None = None,
     ) -> None:
         kv = open_lmdb(storage)
         check_schema(kv)
         self.storage, self.workflow = storage, workflow
+        self.cls, self.code = workflow_cls, code
         self.pool = ActorPool(
-            lambda: handles.new_instance_actor(storage, workflow, workflow_cls, options),
+            lambda: handles.new_instance_actor(storage, workflow, self.cls, options, self.code),
             max_size=options.concurrency,
             warm=options.warm,
         )
@@ -55,6 +60,16 @@ class NamespaceActor:
         if self._timers is None:
             self._timers = handles.timer_actor(self.storage)
         self._timers.schedule.remote(self.workflow, iid, due)
+
+    async def use_code(self, workflow_cls: type[WorkflowEntrypoint], code: str) -> str | None:
+        """A binding with this class was made: new activations run it from now on (workers of
+        the old class are retired). Returns the code it replaced, if it changed."""
+        if code == self.code:
+            return None
+        old, self.cls, self.code = self.code, workflow_cls, code
+        log.info("workflow %s now runs new code %s (was %s)", self.workflow, code, old)
+        self.pool.retire_workers()
+        return old
 
     async def create(self, items: list[tuple[str, bytes]], skip_existing: bool) -> list[str]:
         self._start()

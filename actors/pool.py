@@ -23,8 +23,9 @@ log = logging.getLogger("raydo")
 class RayWorker:
     """The namespace's view of one InstanceActor."""
 
-    def __init__(self, handle: Any) -> None:
+    def __init__(self, handle: Any, generation: int = 0) -> None:
         self.handle = handle
+        self.generation = generation  # the pool's generation (workflow code) it was made for
 
     async def run_batch(self, items: list[tuple[str, int]]) -> BatchResult:
         result: BatchResult = await self._call(self.handle.run_batch.remote(items))
@@ -60,6 +61,7 @@ class ActorPool:
         self._idle: list[RayWorker] = []
         self._size = 0
         self._freed = asyncio.Event()
+        self._generation = 0
 
     def prestart(self) -> None:
         while self._size < self._warm:
@@ -67,7 +69,16 @@ class ActorPool:
 
     def _spawn(self) -> RayWorker:
         self._size += 1
-        return RayWorker(self._factory())
+        return RayWorker(self._factory(), self._generation)
+
+    def retire_workers(self) -> None:
+        """The workflow's code changed: idle workers are replaced now, busy ones when they
+        come back, so every new activation runs the new code."""
+        self._generation += 1
+        idle, self._idle = self._idle, []
+        for worker in idle:
+            self._discard(worker)
+        self.prestart()
 
     async def acquire(self) -> RayWorker:
         while True:
@@ -80,13 +91,16 @@ class ActorPool:
 
     def release(self, worker: Worker, broken: bool = False) -> None:
         assert isinstance(worker, RayWorker)
-        if broken:
-            self._size -= 1
-            ray.kill(worker.handle, no_restart=True)
+        if broken or worker.generation != self._generation:
+            self._discard(worker)
             self.prestart()
         else:
             self._idle.append(worker)
         self._freed.set()
+
+    def _discard(self, worker: RayWorker) -> None:
+        self._size -= 1
+        ray.kill(worker.handle, no_restart=True)
 
     @property
     def size(self) -> int:

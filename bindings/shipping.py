@@ -12,6 +12,7 @@ is sent (SECURITY.md says what this guards against and what it cannot).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import sysconfig
@@ -87,3 +88,14 @@ def _resolve(module: object, qualname: str) -> object:
     for part in qualname.split("."):
         obj = getattr(obj, part, None)
     return obj
+
+
+def fingerprint(cls: type) -> str:
+    """A short hash of the code a class runs: its pickled form (which holds the code itself for a
+    class shipped by value) plus, for a class that travels by reference, its module's source."""
+    digest = hashlib.sha256(cloudpickle.dumps(cls))
+    path = getattr(sys.modules.get(cls.__module__), "__file__", None)
+    if path is not None and os.path.exists(path):
+        with open(path, "rb") as source:
+            digest.update(source.read())
+    return digest.hexdigest()[:12]

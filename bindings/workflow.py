@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -9,6 +10,7 @@ from typing import Any
 
 from ..actors import handles
 from ..errors import InvalidIdError, InvalidInputError, InvalidStepError
+from ..runtime.engine import stop_if_running
 from ..runtime.model import (
     ErrorInfo,
     InstanceStatus,
@@ -29,7 +31,9 @@ from ..storage.codec import decode, encode
 from ..storage.records import StepKind, StepRecord, unpack_event
 from . import client
 from .pending import Pending
-from .shipping import ship_by_value_if_needed
+from .shipping import fingerprint, ship_by_value_if_needed
+
+log = logging.getLogger("raydo")
 
 MAX_BATCH = 100
 MAX_WORKFLOW_NAME = 64
@@ -56,6 +60,7 @@ class Workflow:
         warm: int = 1,
         storage: str | None = None,
         options: WorkflowOptions | None = None,
+        code: str | None = None,
     ) -> None:
         if not (isinstance(cls, type) and issubclass(cls, WorkflowEntrypoint)):
             raise InvalidInputError(f"{cls!r} is not a subclass of raydo.WorkflowEntrypoint")
@@ -74,10 +79,13 @@ class Workflow:
         )
         self._storage = storage
         self._actor: Any = None
+        self.code = code or fingerprint(cls)
+        """A short fingerprint of the class's code; `status().code` says which code ran."""
+        self._registered = code is not None  # a copy of a binding that already registered
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Crossing into an actor: carry the resolved storage, never a live handle.
-        return (_rebuild, (self.cls, self.name, self.options, self.storage))
+        return (_rebuild, (self.cls, self.name, self.options, self.storage, self.code))
 
     @property
     def storage(self) -> str:
@@ -91,8 +99,21 @@ class Workflow:
             if self._storage is None:
                 client.context()
             client.check_code_policy(self.cls)  # init may have come after the binding
-            self._actor = handles.namespace_actor(self.storage, self.name, self.cls, self.options)
+            actor = handles.namespace_actor(
+                self.storage, self.name, self.cls, self.options, self.code
+            )
+            if not self._registered:
+                self._register_code(actor)
+            self._actor = actor
         return self._actor
+
+    def _register_code(self, actor: Any) -> None:
+        """The newest binding's class is what new activations run (a notebook cell run again,
+        a redeploy). Waited for, because Ray does not order calls to an async actor."""
+        replaced: str | None = Pending(actor.use_code.remote(self.cls, self.code)).result()
+        if replaced is not None:
+            log.info("workflow %r now runs new code %s (was %s)", self.name, self.code, replaced)
+        self._registered = True
 
     def create(self, id: str | None = None, params: Any = None) -> Pending[WorkflowInstance]:
         """Start a new instance. `id` defaults to a uuid4; a taken id raises InstanceExistsError."""
@@ -170,9 +191,9 @@ def _from_step(value: Any) -> tuple[str, int, str | None]:
 
 
 def _rebuild(
-    cls: type[WorkflowEntrypoint], name: str, options: WorkflowOptions, storage: str
+    cls: type[WorkflowEntrypoint], name: str, options: WorkflowOptions, storage: str, code: str
 ) -> Workflow:
-    return Workflow(cls, name, storage=storage, options=options)
+    return Workflow(cls, name, storage=storage, options=options, code=code)
 
 
 def _batch_entry(index: int, entry: Any) -> tuple[str | None, Any]:
@@ -212,7 +233,7 @@ class WorkflowInstance:
         return Pending(self._actor.resume.remote(self.id))
 
     def terminate(self) -> Pending[None]:
-        return Pending(self._actor.terminate.remote(self.id))
+        return Pending(self._actor.terminate.remote(self.id), self._stop_if_self)
 
     def restart(
         self,
@@ -223,10 +244,15 @@ class WorkflowInstance:
         name (from 1), type "do", "sleep" or "waitForEvent" (default: the do-step of that name,
         else the one type that has it)."""
         step = None if from_step is None else _from_step(from_step)
-        return Pending(self._actor.restart.remote(self.id, step))
+        return Pending(self._actor.restart.remote(self.id, step), self._stop_if_self)
 
     def delete(self) -> Pending[None]:
-        return Pending(self._actor.delete.remote(self.id))
+        """Remove the instance and everything stored for it. Called by the instance on itself
+        (from run()), its activation stops right there."""
+        return Pending(self._actor.delete.remote(self.id), self._stop_if_self)
+
+    def _stop_if_self(self, _: Any) -> None:
+        stop_if_running(self.workflow.name, self.id)
 
     def send_event(self, *, type: str, payload: Any = None) -> Pending[None]:
         check_event_type(type)
@@ -258,6 +284,7 @@ def to_status(snap: Snapshot) -> StatusInfo:
         started_at=_dt(rec.started_at),
         ended_at=_dt(rec.ended_at),
         wake_at=_dt(rec.wake_at),
+        code=rec.code,
         steps=[_step_info(n, c, s) for n, c, s in snap.steps or []],
     )
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import enum
 import inspect
 import logging
@@ -106,6 +107,21 @@ class _Fence(BaseException):
     `except Exception` cannot swallow it."""
 
 
+_RUNNING: contextvars.ContextVar[Activation | None] = contextvars.ContextVar(
+    "raydo_activation", default=None
+)
+
+
+def stop_if_running(workflow: str, iid: str) -> None:
+    """After an operation that took an instance away (delete, terminate, restart): when the
+    calling task is that instance's own run(), stop it right there, before more of its code
+    runs (its next write would be fenced, but plain code in between would still run)."""
+    act = _RUNNING.get()
+    if act is not None and (act.record.workflow, act.record.id) == (workflow, iid):
+        act.stop()
+        raise _Fence()
+
+
 class Activation:
     def __init__(
         self,
@@ -117,8 +133,10 @@ class Activation:
         env: Env | None = None,
         executor: Executor | None = None,
         hibernate_after: float = HIBERNATE_AFTER,
+        code: str | None = None,
     ) -> None:
         self.store, self.cls, self.record, self.lease = store, workflow_cls, record, lease
+        self.code = code  # the class's fingerprint, recorded with the instance
         self.clock, self.env, self.executor = clock, env or Env(), executor
         self.hibernate_after = hibernate_after
         self.steps: dict[tuple[str, int], StepRecord] = {}
@@ -178,6 +196,7 @@ class Activation:
                 park.future.cancel()
 
     async def _run_user(self) -> Any:
+        _RUNNING.set(self)  # this task's context only
         instance = self.cls()
         instance.env = self.env
         payload = self._params
@@ -262,7 +281,7 @@ class Activation:
             outcome.waiting_types,
         )
         rec.error, rec.paused_at, rec.has_output = error, paused_at, output is not None
-        rec.lost = 0
+        rec.lost, rec.code = 0, self.code or rec.code
         if rec.status.finished:
             rec.ended_at = self.clock.now()
         try:

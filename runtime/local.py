@@ -29,8 +29,10 @@ class InstanceRunner:
         env: Env | None = None,
         hibernate_after: float = HIBERNATE_AFTER,
         batch_budget: float = BATCH_BUDGET,
+        code: str | None = None,
     ) -> None:
         self.store, self.cls, self.clock, self.env = store, workflow_cls, clock, env
+        self.code = code
         self.batch_budget = batch_budget
         register_models(getattr(workflow_cls.run, "__globals__", {}))
         self.hibernate_after = hibernate_after
@@ -93,6 +95,7 @@ class InstanceRunner:
             self.env,
             self.executor,
             self.hibernate_after,
+            self.code,
         )
         act.preload(steps, params)
         if iid in self._pause_at_start:

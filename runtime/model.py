@@ -50,6 +50,9 @@ class StatusInfo(BaseModel):
     started_at: datetime | None = None
     ended_at: datetime | None = None
     wake_at: datetime | None = None
+    code: str | None = None
+    """Fingerprint of the workflow class the instance's last activation ran (see the binding's
+    `code`): after a class is redefined, new activations run the new code."""
     steps: list[StepInfo] = []
 
 

@@ -79,6 +79,7 @@ class InstanceRecord:
     paused_at: float | None = None
     has_output: bool = False
     lost: int = 0  # activations in a row whose process died
+    code: str | None = None  # fingerprint of the workflow class its last activation ran
 
     def __post_init__(self) -> None:
         self.status = InstanceStatus(self.status)
