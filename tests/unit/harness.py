@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from raydo.runtime.clock import FakeClock
@@ -33,6 +35,9 @@ class Harness:
         runners = [
             runner(self.store, cls, self.clock, batch_budget=batch_budget) for _ in range(workers)
         ]
+        self.threads = CountingExecutor()
+        for each in runners:
+            each.executor = self.threads
         self.ns = Namespace(self.store, LocalPool(runners), self.clock, self._schedule, workers)
 
     def _schedule(self, iid: str, due: float) -> None:
@@ -55,16 +60,20 @@ class Harness:
             await asyncio.sleep(0 if spins < 1000 else 0.001)
 
     async def settle(self, limit: float = 5.0) -> None:
-        """Run until no activation is in flight, waiting on the activations themselves. One parked
-        on the fake clock stays in flight: advance the clock instead. `limit` real seconds bound
-        the wait (for sync steps, which run in threads)."""
+        """Run until nothing can move without the fake clock: no activation in flight, or those
+        in flight wait on fake time (advance it) and no step runs in a thread. `limit` real
+        seconds bound the wait for steps in threads."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + limit
         await self.idle()
         while self.ns._tasks and loop.time() < deadline:
+            if self.threads.busy == 0:
+                await self.idle()  # a thread that just ended delivers its result
+                if self.threads.busy == 0:
+                    return
             await asyncio.wait(
                 set(self.ns._tasks),
-                timeout=deadline - loop.time(),
+                timeout=min(0.01, max(0.0, deadline - loop.time())),
                 return_when=asyncio.FIRST_COMPLETED,
             )
             await self.idle()
@@ -91,6 +100,27 @@ class Harness:
 
     def error(self, iid: str) -> dict[str, str] | None:
         return self.ns.snapshot(iid).record.error
+
+
+class CountingExecutor(ThreadPoolExecutor):
+    """Runs sync steps and counts those still running, so `settle` knows when only fake time
+    can move things on."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=8, thread_name_prefix="raydo-step")
+        self.busy = 0
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        with self._lock:
+            self.busy += 1
+        future = super().submit(fn, *args, **kwargs)
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, _: Future[Any]) -> None:
+        with self._lock:
+            self.busy -= 1
 
 
 class DyingRunner(InstanceRunner):

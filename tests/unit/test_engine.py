@@ -182,11 +182,22 @@ async def test_timed_out_attempt_is_a_failed_attempt() -> None:
     assert h.output("i") == "ok"
 
 
+CLOCK = FakeClock()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """The fake clock of the test's harness, also the one SlowFirst's steps sleep on."""
+    global CLOCK
+    CLOCK = FakeClock()
+    return CLOCK
+
+
 class Gathered(WorkflowEntrypoint):
     async def run(self, event: Any, step: Any) -> Any:
         async def work(n: int) -> int:
             calls.append(n)
-            await asyncio.sleep(0.01 * (3 - n))
+            await CLOCK.sleep(0.01 * (3 - n))  # finish in the reverse order of their start
             return n * 10
 
         results = await asyncio.gather(
@@ -196,9 +207,10 @@ class Gathered(WorkflowEntrypoint):
         return results[:3]
 
 
-async def test_concurrent_steps_run_together_and_replay() -> None:
-    h = Harness(Gathered)
+async def test_concurrent_steps_run_together_and_replay(clock: FakeClock) -> None:
+    h = Harness(Gathered, clock=clock)
     h.create("i")
+    await h.advance(0.03)
     await h.settle()
     assert sorted(calls) == [0, 1, 2]
     assert h.status("i") == "waiting"
@@ -374,7 +386,7 @@ class LongStep(WorkflowEntrypoint):
     async def run(self, event: Any, step: Any) -> Any:
         async def slow() -> str:
             calls.append("slow start")
-            await asyncio.sleep(0.2)
+            await CLOCK.sleep(0.2)
             calls.append("slow end")
             return "x"
 
@@ -383,12 +395,13 @@ class LongStep(WorkflowEntrypoint):
         return "ok"
 
 
-async def test_pause_waits_for_the_running_step_then_resume_continues() -> None:
-    h = Harness(LongStep)
+async def test_pause_waits_for_the_running_step_then_resume_continues(clock: FakeClock) -> None:
+    h = Harness(LongStep, clock=clock)
     h.create("i")
     await h.until(lambda: "slow start" in calls)
     h.ns.pause("i")
     assert h.ns.snapshot("i").pausing  # reported as waitingForPause
+    await h.advance(0.2)
     await h.settle()
     assert calls == ["slow start", "slow end"]
     assert h.status("i") == "paused"
@@ -426,17 +439,6 @@ async def test_base_exceptions_from_steps_are_failed_attempts() -> None:
     assert calls == [("sync", 1), ("sync", 2), ("async", 1), ("async", 2)]
     steps = h.store.steps("i")
     assert steps[("sync", 1)].attempts == 2
-
-
-CLOCK = FakeClock()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    """The fake clock of the test's harness, also the one SlowFirst's steps sleep on."""
-    global CLOCK
-    CLOCK = FakeClock()
-    return CLOCK
 
 
 class SlowFirst(WorkflowEntrypoint):
