@@ -148,7 +148,7 @@ class LmdbKV:
                     self._env.sync(True)
                 except lmdb.Error as exc:
                     raise self._write_failed(exc) from exc
-            elif durable:
+            elif durable and not self._dirty.is_set():
                 self._dirty.set()
             return result
 
