@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import ray
 
+from ..errors import StorageMismatchError
 from ..storage.instances import check_schema, set_sync_mode
 from ..storage.kv import open_lmdb
 
@@ -40,13 +41,16 @@ def init(
     """
     global _context
     path = os.path.abspath(os.fspath(storage or os.environ.get("RAYDO_STORAGE") or DEFAULT_STORAGE))
-    if _context is not None:
-        if storage is not None and path != _context.storage:
-            raise RuntimeError(
-                f"raydo is already initialized with storage {_context.storage!r}; call "
-                f"raydo.shutdown() before init with {path!r}"
+    current_ = current()
+    if current_ is not None:
+        if storage is not None and path != current_.storage:
+            raise StorageMismatchError(
+                f"raydo is already initialized with storage {current_.storage!r}; call "
+                f"raydo.shutdown() before init with {path!r}",
+                storage=path,
+                current=current_.storage,
             )
-        return _context
+        return current_
     kv = open_lmdb(path)
     check_schema(kv)
     if sync_commits is not None:
@@ -75,7 +79,16 @@ def init(
 
 
 def context() -> Context:
-    return _context if _context is not None else init()
+    return current() or init()
+
+
+def current() -> Context | None:
+    """The context raydo is initialized with, if any. One whose Ray was shut down under it
+    (`ray.shutdown()` called directly) is over: the next use initializes raydo again."""
+    global _context
+    if _context is not None and not ray.is_initialized():
+        _context = None
+    return _context
 
 
 def shutdown(*, kill_actors: bool = False) -> None:

@@ -13,6 +13,7 @@ print(wf.create(params={"name": "ana"}).result().wait().result().output)
 """
 
 from raydo.bindings.client import init, shutdown
+from raydo.bindings.display import InstanceDescription
 from raydo.bindings.pending import Pending
 from raydo.bindings.workflow import Workflow, WorkflowInstance
 from raydo.errors import *  # noqa: F403 - the whole error tree is public
@@ -33,7 +34,8 @@ from raydo.runtime.step import WorkflowStep
 def workflow(cls: type[WorkflowEntrypoint], name: str | None = None, **options: object) -> Workflow:
     """The binding for a workflow class: `raydo.workflow(Checkout, name="checkout")`.
 
-    Options: concurrency (default 4), env (dict of bindings for `self.env`), hibernate_after.
+    Options: concurrency (default 4), env (dict of bindings for `self.env`), hibernate_after
+    (0.25 s), block_limit (60 s), warm (1), storage (default: the initialized one); see Workflow.
     """
     return Workflow(cls, name, **options)
 
@@ -42,6 +44,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ErrorInfo",
+    "InstanceDescription",
     "InstanceStatus",
     "Pending",
     "ReceivedEvent",

@@ -7,6 +7,7 @@
      |    +-- InvalidStepError                  bad step name or step config (retries, timeout)
      |    +-- InvalidEventTypeError             event type breaks the type rule
      |    +-- PayloadError                      params / payload / result unstorable or > 1 MiB
+     |    +-- InvalidWorkflowError              the class given to raydo.workflow() cannot run
      +-- InstanceExistsError                    create() with an id that is taken
      +-- InstanceNotFoundError                  get()/operation on an unknown id
      +-- InvalidStateError                      operation not allowed in the instance's status
@@ -17,13 +18,17 @@
      |                                          NonRetryableError, so `except` either works)
      +-- WaitForEventTimeoutError               wait_for_event timed out; raised into run()
      +-- NonDeterminismError                    replay met a different step than was recorded
+     +-- ClusterError                           Ray could not carry a call (actor or cluster gone)
      +-- StorageError                           storage cannot be used
           +-- StorageFullError                  disk or size cap full
           +-- SchemaVersionError                storage written by another schema version
           +-- CorruptRecordError                a record cannot be decoded
+          +-- StorageMismatchError (also        a binding or init() names a storage other than
+              RuntimeError)                     the one raydo is initialized with
 
 Each class declares its fields in its constructor, and pickles with them (`__reduce__`), so it
-crosses Ray actors intact (raydo unwraps Ray's RayTaskError before users see it). This module
+crosses Ray actors intact (raydo unwraps Ray's RayTaskError before users see it, and turns Ray's
+own failures into ClusterError with Ray's error chained as `__cause__`). This module
 imports nothing of raydo: every layer may raise these.
 """
 
@@ -88,6 +93,18 @@ class PayloadError(InvalidInputError):
 
     def _fields(self) -> tuple[Any, ...]:
         return (self.what, self.size)
+
+
+class InvalidWorkflowError(InvalidInputError):
+    """`raydo.workflow(cls)` was given a class that cannot run as a workflow (not a
+    WorkflowEntrypoint, or its run() is not `async def`). `workflow` names the class."""
+
+    def __init__(self, message: str, workflow: str) -> None:
+        super().__init__(message)
+        self.workflow = workflow
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.workflow,)
 
 
 class _AboutInstance(RaydoError):
@@ -195,6 +212,19 @@ class NonDeterminismError(RaydoError):
         return (self.step, self.count)
 
 
+class ClusterError(RaydoError):
+    """Ray could not carry a call to raydo's actors or bring its answer back (an actor died, the
+    cluster went away). `cause` names Ray's error class; the original is chained as `__cause__`.
+    Nothing is known about whether the call took effect: check the instance's status."""
+
+    def __init__(self, message: str, cause: str | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.cause,)
+
+
 class StorageError(RaydoError):
     pass
 
@@ -219,6 +249,19 @@ class SchemaVersionError(StorageError):
         return (self.found, self.expected)
 
 
+class StorageMismatchError(StorageError, RuntimeError):
+    """A call names storage `storage` while raydo is initialized with `current` (a binding made
+    before `raydo.shutdown()` used after `raydo.init()` of another storage, or `init()` of a
+    second storage without `shutdown()`)."""
+
+    def __init__(self, message: str, storage: str, current: str) -> None:
+        super().__init__(message)
+        self.storage, self.current = storage, current
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.storage, self.current)
+
+
 class CorruptRecordError(StorageError):
     """`what` names the record that could not be decoded."""
 
@@ -231,6 +274,7 @@ class CorruptRecordError(StorageError):
 
 
 __all__ = [
+    "ClusterError",
     "CorruptRecordError",
     "InstanceExistsError",
     "InstanceNotFoundError",
@@ -240,6 +284,7 @@ __all__ = [
     "InvalidInputError",
     "InvalidStateError",
     "InvalidStepError",
+    "InvalidWorkflowError",
     "NonDeterminismError",
     "NonRetryableError",
     "NonRetryableStepError",
@@ -248,6 +293,7 @@ __all__ = [
     "SchemaVersionError",
     "StorageError",
     "StorageFullError",
+    "StorageMismatchError",
     "WaitForEventTimeoutError",
     "WaitTimeoutError",
     "WorkflowStepError",

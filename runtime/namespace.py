@@ -22,6 +22,7 @@ from ..errors import (
 from ..storage.instances import InstanceRecord, InstanceStore, StepRecord
 from .clock import Clock
 from .engine import BatchResult, Outcome
+from .rules import show_seconds
 
 log = logging.getLogger("raydo")
 
@@ -213,7 +214,8 @@ class Namespace:
             await asyncio.wait_for(asyncio.shield(fut), timeout)
         except TimeoutError:
             raise WaitTimeoutError(
-                f"instance {iid!r} did not finish within {timeout} seconds", id=iid
+                f"instance {iid!r} did not finish within {show_seconds(timeout or 0.0)} seconds",
+                id=iid,
             ) from None
         finally:
             waiters = self._waiters.get(iid, [])
