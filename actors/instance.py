@@ -16,6 +16,7 @@ from ..runtime.local import InstanceRunner
 from ..runtime.model import Env, WorkflowEntrypoint
 from ..storage.instances import InstanceStore
 from ..storage.kv import open_lmdb
+from .logs import forward_logs
 
 log = logging.getLogger("raydo")
 
@@ -34,6 +35,7 @@ class InstanceActor:
         hibernate_after: float,
         block_limit: float = 60.0,
     ) -> None:
+        forward_logs()
         store = InstanceStore(open_lmdb(storage), workflow)
         self.runner = InstanceRunner(
             store, workflow_cls, SystemClock(), Env(dict(env)), hibernate_after

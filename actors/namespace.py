@@ -11,6 +11,7 @@ from ..runtime.namespace import Namespace, Snapshot
 from ..storage.instances import InstanceStore, check_schema
 from ..storage.kv import open_lmdb
 from . import handles
+from .logs import forward_logs
 from .pool import ActorPool
 
 
@@ -22,6 +23,7 @@ class NamespaceActor:
         workflow_cls: type[WorkflowEntrypoint],
         options: dict[str, Any],
     ) -> None:
+        forward_logs()
         kv = open_lmdb(storage)
         check_schema(kv)
         self.storage, self.workflow = storage, workflow

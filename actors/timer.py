@@ -18,6 +18,7 @@ from ..runtime.timers import TimerQueue
 from ..storage.instances import due_timers
 from ..storage.kv import open_lmdb
 from . import handles
+from .logs import forward_logs
 
 log = logging.getLogger("raydo")
 
@@ -26,6 +27,7 @@ _RESCAN_EVERY = 10.0
 
 class TimerActor:
     def __init__(self, storage: str) -> None:
+        forward_logs()
         self.storage = storage
         self.kv = open_lmdb(storage)
         self.queue = TimerQueue()

@@ -6,11 +6,14 @@ import logging
 import os
 from dataclasses import dataclass
 
-import ray
-
 from ..errors import StorageMismatchError
 from ..storage.instances import check_schema, set_sync_mode
 from ..storage.kv import open_lmdb
+from . import logs
+
+logs.quiet_ray_imports()  # before Ray's first import, which may log a notebook hint
+
+import ray  # noqa: E402
 
 DEFAULT_STORAGE = ".raydo"
 
@@ -59,23 +62,31 @@ def init(
     started = False
     if not ray.is_initialized():
         address = address or os.environ.get("RAY_ADDRESS")
-        # Quiet: Ray announces its default token auth on every local start.
-        auth_log = logging.getLogger("ray._private.authentication.authentication_token_setup")
-        level = auth_log.level
-        auth_log.setLevel(logging.ERROR)
-        try:
-            ray.init(
-                address=address,
-                num_cpus=None if address else num_cpus,
-                include_dashboard=False,
-                logging_level=logging.WARNING,
-                configure_logging=True,
-            )
-        finally:
-            auth_log.setLevel(level)
+        _start_ray(address, num_cpus)
         started = address in (None, "local")
+    logs.configure_driver_logging(owns_ray=started)
     _context = Context(path, started)
     return _context
+
+
+def _start_ray(address: str | None, num_cpus: int | None) -> None:
+    """Start or join Ray quietly (RAYDO_LOG=debug: as Ray would on its own)."""
+    loud = logs.showing_everything()
+    # Ray announces its default token auth on every local start.
+    auth_log = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    level = auth_log.level
+    if not loud:
+        auth_log.setLevel(logging.ERROR)
+    try:
+        ray.init(
+            address=address,
+            num_cpus=None if address else num_cpus,
+            include_dashboard=False,
+            logging_level=logging.INFO if loud else logging.WARNING,
+            configure_logging=True,
+        )
+    finally:
+        auth_log.setLevel(level)
 
 
 def context() -> Context:

@@ -201,7 +201,7 @@ def _check_workflow_class(cls: Any) -> None:
             f"{show(cls)} is not a subclass of raydo.WorkflowEntrypoint",
             workflow=getattr(cls, "__name__", show(cls)),
         )
-    run = getattr(cls, "run", None)
+    run: Any = getattr(cls, "run", None)
     if run is WorkflowEntrypoint.run:
         problem = "does not define run()"
     elif inspect.isasyncgenfunction(run):

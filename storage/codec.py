@@ -133,7 +133,7 @@ def encode_read_back(
         raw = _pack_value(value)
     except (TypeError, ValueError, OverflowError) as exc:
         raise PayloadError(
-            f"{what} is not serializable: {exc}; supported are {supported_types()}",
+            f"{what} is not serializable: {exc}; allowed are {supported_types()}",
             what=what,
         ) from None
     except RecursionError:
