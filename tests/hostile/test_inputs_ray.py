@@ -250,7 +250,8 @@ def test_hostile_barrage_creates_nothing_and_kills_nothing(raydo_env: Path) -> N
 
     _typed(lambda: wf.create(id="sentinel", params=1).result(timeout=60), InstanceExistsError)
     _typed(lambda: wf.create_batch([{"id": None}] * 101).result(timeout=60), InvalidInputError)
-    assert wf.create_batch([{"id": "sentinel"}, {"id": "mailbox"}]).result(60) == []
+    existing = wf.create_batch([{"id": "sentinel"}, {"id": "mailbox"}]).result(60)
+    assert [inst.id for inst in existing] == ["sentinel", "mailbox"]
     assert _ids(wf) == expected
 
     async def unwrapped_when_awaited() -> None:
