@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
-from ..actors.logs import DEFAULT_LEVEL, MARK, level
+from ..actors.logs import MARK, level
 
 log = logging.getLogger("raydo")
 
@@ -52,7 +53,7 @@ def quiet_ray_imports() -> None:
 def configure_driver_logging(owns_ray: bool) -> None:
     """Route the output of raydo's actors through the `raydo` logger (see the module doc)."""
     _State.owns_ray = owns_ray
-    if level() < DEFAULT_LEVEL:
+    if os.environ.get("RAYDO_LOG"):
         log.setLevel(level())
     if not log.handlers and not logging.getLogger().handlers:
         # Nobody configured logging: show raydo's records plainly, as Python's last resort
