@@ -16,6 +16,7 @@ from ..runtime.model import Env, WorkflowEntrypoint
 from ..runtime.options import WorkflowOptions
 from ..storage.instances import InstanceStore
 from ..storage.kv import open_lmdb
+from .logs import forward_logs
 
 log = logging.getLogger("raydo")
 
@@ -33,6 +34,7 @@ class InstanceActor:
         options: WorkflowOptions,
         code: str | None = None,
     ) -> None:
+        forward_logs()
         store = InstanceStore(open_lmdb(storage), workflow)
         self.runner = InstanceRunner(
             store,

@@ -13,6 +13,7 @@ from ..runtime.options import WorkflowOptions
 from ..storage.instances import InstanceStore, check_schema
 from ..storage.kv import open_lmdb
 from . import handles
+from .logs import forward_logs
 from .pool import ActorPool
 
 log = logging.getLogger("raydo")
@@ -27,6 +28,7 @@ class NamespaceActor:
         options: WorkflowOptions,
         code: str | None = None,
     ) -> None:
+        forward_logs()
         kv = open_lmdb(storage)
         check_schema(kv)
         self.storage, self.workflow = storage, workflow

@@ -12,10 +12,12 @@ from ..runtime.timers import TimerService
 from ..storage.instances import TimerIndex
 from ..storage.kv import open_lmdb
 from . import handles
+from .logs import forward_logs
 
 
 class TimerActor:
     def __init__(self, storage: str) -> None:
+        forward_logs()
         self.storage = storage
         self._namespaces: dict[str, Any] = {}
         self.service = TimerService(

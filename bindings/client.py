@@ -6,11 +6,15 @@ import logging
 import os
 from dataclasses import dataclass
 
-import ray
-
+from ..errors import StorageMismatchError
 from ..storage.instances import check_schema, set_sync_mode
 from ..storage.kv import open_lmdb
+from . import logs
 from .shipping import check_installed, installed_only_from_env
+
+logs.quiet_ray_imports()  # before Ray's first import, which may log a notebook hint
+
+import ray  # noqa: E402
 
 DEFAULT_STORAGE = ".raydo"
 
@@ -47,18 +51,21 @@ def init(
     global _context
     path = os.path.abspath(os.fspath(storage or os.environ.get("RAYDO_STORAGE") or DEFAULT_STORAGE))
     allow = allow_shipped_code and not installed_only_from_env()
-    if _context is not None:
-        if storage is not None and path != _context.storage:
-            raise RuntimeError(
-                f"raydo is already initialized with storage {_context.storage!r}; call "
-                f"raydo.shutdown() before init with {path!r}"
+    current_ = current()
+    if current_ is not None:
+        if storage is not None and path != current_.storage:
+            raise StorageMismatchError(
+                f"raydo is already initialized with storage {current_.storage!r}; call "
+                f"raydo.shutdown() before init with {path!r}",
+                storage=path,
+                current=current_.storage,
             )
-        if allow != _context.allow_shipped_code and not allow_shipped_code:
+        if allow != current_.allow_shipped_code and not allow_shipped_code:
             raise RuntimeError(
                 "raydo is already initialized accepting shipped workflow code; call "
                 "raydo.shutdown() before init with allow_shipped_code=False"
             )
-        return _context
+        return current_
     kv = open_lmdb(path)
     check_schema(kv)
     if sync_commits is not None:
@@ -67,27 +74,44 @@ def init(
     started = False
     if not ray.is_initialized():
         address = address or os.environ.get("RAY_ADDRESS")
-        # Quiet: Ray announces its default token auth on every local start.
-        auth_log = logging.getLogger("ray._private.authentication.authentication_token_setup")
-        level = auth_log.level
-        auth_log.setLevel(logging.ERROR)
-        try:
-            ray.init(
-                address=address,
-                num_cpus=None if address else num_cpus,
-                include_dashboard=False,
-                logging_level=logging.WARNING,
-                configure_logging=True,
-            )
-        finally:
-            auth_log.setLevel(level)
+        _start_ray(address, num_cpus)
         started = address in (None, "local")
+    logs.configure_driver_logging(owns_ray=started)
     _context = Context(path, started, allow)
     return _context
 
 
+def _start_ray(address: str | None, num_cpus: int | None) -> None:
+    """Start or join Ray quietly (RAYDO_LOG=debug: as Ray would on its own)."""
+    loud = logs.showing_everything()
+    # Ray announces its default token auth on every local start.
+    auth_log = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    level = auth_log.level
+    if not loud:
+        auth_log.setLevel(logging.ERROR)
+    try:
+        ray.init(
+            address=address,
+            num_cpus=None if address else num_cpus,
+            include_dashboard=False,
+            logging_level=logging.INFO if loud else logging.WARNING,
+            configure_logging=True,
+        )
+    finally:
+        auth_log.setLevel(level)
+
+
 def context() -> Context:
-    return _context if _context is not None else init()
+    return current() or init()
+
+
+def current() -> Context | None:
+    """The context raydo is initialized with, if any. One whose Ray was shut down under it
+    (`ray.shutdown()` called directly) is over: the next use initializes raydo again."""
+    global _context
+    if _context is not None and not ray.is_initialized():
+        _context = None
+    return _context
 
 
 def check_code_policy(cls: type) -> None:

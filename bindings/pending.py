@@ -1,15 +1,21 @@
 """`Pending`: what every binding method returns. Await it in async code or call `.result()`
-in sync code (Ray Serve's response convention). The call is sent when the method is called."""
+in sync code (Ray Serve's response convention). The call is sent when the method is called.
+
+No Ray exception reaches a user from here: an error raised by raydo's actors arrives as itself
+(unwrapped from Ray's RayTaskError), and Ray's own failures (an actor died, the cluster is gone)
+arrive as ClusterError with Ray's error chained as `__cause__`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NoReturn, TypeVar
 
 import ray
-from ray.exceptions import GetTimeoutError, RayTaskError
+from ray.exceptions import GetTimeoutError, RayError, RayTaskError
 
-from ..errors import WaitTimeoutError
+from ..errors import ClusterError, RaydoError, WaitTimeoutError
+from ..runtime.rules import show_seconds
 
 T = TypeVar("T")
 
@@ -19,6 +25,36 @@ def unwrap(exc: BaseException) -> BaseException:
     while isinstance(exc, RayTaskError) and exc.cause is not None:
         exc = exc.cause
     return exc
+
+
+def raise_user_error(exc: BaseException) -> NoReturn:
+    """Raise what the user sees for an error from Ray: the original error of raydo's actor, or
+    a ClusterError chained to Ray's error when Ray itself failed."""
+    original = unwrap(exc)
+    if isinstance(original, RayError) or not isinstance(original, Exception):
+        raise cluster_error(original) from original
+    raise original from None
+
+
+def cluster_error(exc: BaseException) -> ClusterError:
+    name = type(exc).__name__
+    first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+    return ClusterError(
+        f"Ray could not complete a call to raydo's actors ({name}: {first_line}); it may or may "
+        "not have taken effect: check the instance's status",
+        cause=name,
+    )
+
+
+def submit(send: Callable[..., Any], *args: Any) -> Any:
+    """`send(*args)` (an actor method's `.remote`, or making an actor handle), with Ray's failure
+    to send (e.g. to an actor of a cluster that is gone) raised as ClusterError."""
+    try:
+        return send(*args)
+    except RaydoError:
+        raise
+    except Exception as exc:  # Ray raises a bare Exception when it cannot submit
+        raise cluster_error(exc) from exc
 
 
 class Pending(Generic[T]):
@@ -32,16 +68,18 @@ class Pending(Generic[T]):
     async def _await(self) -> T:
         try:
             value = await self._ref
-        except RayTaskError as exc:
-            raise unwrap(exc) from None
+        except RayError as exc:
+            raise_user_error(exc)
         return self._transform(value)
 
     def result(self, timeout: float | None = None) -> T:
         """Block until done (at most `timeout` seconds) and return the value or raise the error."""
         try:
             value = ray.get(self._ref, timeout=timeout)
-        except RayTaskError as exc:
-            raise unwrap(exc) from None
         except GetTimeoutError:
-            raise WaitTimeoutError(f"no result within {timeout} seconds") from None
+            raise WaitTimeoutError(
+                f"no result within {show_seconds(timeout or 0.0)} seconds"
+            ) from None
+        except RayError as exc:
+            raise_user_error(exc)
         return self._transform(value)

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from ..actors import handles
-from ..errors import InvalidIdError, InvalidInputError, InvalidStepError
+from ..errors import (
+    InvalidIdError,
+    InvalidInputError,
+    InvalidStepError,
+    InvalidWorkflowError,
+    StorageMismatchError,
+)
 from ..runtime.engine import stop_if_running
 from ..runtime.model import (
     ErrorInfo,
@@ -30,7 +37,8 @@ from ..runtime.rules import (
 from ..storage.codec import decode, encode
 from ..storage.records import StepKind, StepRecord, unpack_event
 from . import client
-from .pending import Pending
+from .display import InstanceDescription, ProgressWait, print_line
+from .pending import Pending, submit
 from .shipping import fingerprint, ship_by_value_if_needed
 
 log = logging.getLogger("raydo")
@@ -46,6 +54,12 @@ class Workflow:
     `queued`. env: bindings the workflow sees as `self.env` (e.g. other Workflows). hibernate_after:
     waits longer than this many seconds give the actor back. block_limit: seconds run() code
     outside steps may block the event loop before its worker is replaced (steps: their timeout).
+    warm: instance actors kept started and idle (at most `concurrency`). storage: the storage this
+    binding belongs to (default: the one raydo is initialized with, or starts with).
+
+    A binding and its instance handles belong to one storage. After `raydo.shutdown()` and
+    `raydo.init()` of the same storage they reconnect; while raydo is initialized with another
+    storage, using them raises StorageMismatchError (make the binding again for that storage).
     """
 
     def __init__(
@@ -62,8 +76,7 @@ class Workflow:
         options: WorkflowOptions | None = None,
         code: str | None = None,
     ) -> None:
-        if not (isinstance(cls, type) and issubclass(cls, WorkflowEntrypoint)):
-            raise InvalidInputError(f"{cls!r} is not a subclass of raydo.WorkflowEntrypoint")
+        _check_workflow_class(cls)
         client.check_code_policy(cls)
         ship_by_value_if_needed(cls)
         self.cls = cls
@@ -77,8 +90,12 @@ class Workflow:
             block_limit=block_limit,
             warm=warm,
         )
-        self._storage = storage
+        self._storage = None if storage is None else str(storage)
         self._actor: Any = None
+        # The raydo context the actor handle was made under; None when the binding does not
+        # follow a context (rebuilt inside an actor, where there is no raydo.init).
+        self._context: client.Context | None = None
+        self._in_actor = False
         self.code = code or fingerprint(cls)
         """A short fingerprint of the class's code; `status().code` says which code ran."""
         self._registered = code is not None  # a copy of a binding that already registered
@@ -95,47 +112,82 @@ class Workflow:
 
     @property
     def actor(self) -> Any:
-        if self._actor is None:
-            if self._storage is None:
-                client.context()
-            client.check_code_policy(self.cls)  # init may have come after the binding
-            actor = handles.namespace_actor(
-                self.storage, self.name, self.cls, self.options, self.code
-            )
-            if not self._registered:
-                self._register_code(actor)
-            self._actor = actor
+        """The namespace actor's handle, made again when raydo was initialized again."""
+        stale = self._context is not None and self._context is not client.current()
+        if self._actor is None or stale:
+            self._actor = self._connect()
         return self._actor
+
+    def _connect(self) -> Any:
+        if not self._in_actor:
+            client.check_code_policy(self.cls)  # init may have come after the binding
+            self._context = self._check_context()
+        actor = submit(
+            handles.namespace_actor, self.storage, self.name, self.cls, self.options, self.code
+        )
+        if not self._registered:
+            self._register_code(actor)
+        return actor
 
     def _register_code(self, actor: Any) -> None:
         """The newest binding's class is what new activations run (a notebook cell run again,
         a redeploy). Waited for, because Ray does not order calls to an async actor."""
-        replaced: str | None = Pending(actor.use_code.remote(self.cls, self.code)).result()
+        replaced: str | None = Pending(submit(actor.use_code.remote, self.cls, self.code)).result()
         if replaced is not None:
             log.info("workflow %r now runs new code %s (was %s)", self.name, self.code, replaced)
         self._registered = True
 
+    def _check_context(self) -> client.Context:
+        """The current raydo context, started on this binding's storage if there is none; a
+        context of another storage is a StorageMismatchError."""
+        ctx = client.current() or client.init(self._storage)
+        if self._storage is None:
+            self._storage = ctx.storage
+        elif ctx.storage != self._storage:
+            raise StorageMismatchError(
+                f"this binding of workflow {self.name!r} (and its instance handles) belongs to "
+                f"storage {self._storage!r}, which is no longer initialized: raydo is now "
+                f"initialized with {ctx.storage!r}. Make the binding again with "
+                f"raydo.workflow(...) to use the current storage, or call raydo.shutdown() and "
+                f"raydo.init({self._storage!r}) to use this one",
+                storage=self._storage,
+                current=ctx.storage,
+            )
+        return ctx
+
     def create(self, id: str | None = None, params: Any = None) -> Pending[WorkflowInstance]:
         """Start a new instance. `id` defaults to a uuid4; a taken id raises InstanceExistsError."""
         item = self._item(id, params)
-        ref = self.actor.create.remote([item], False)
+        ref = submit(self.actor.create.remote, [item], False)
         return Pending(ref, lambda ids: WorkflowInstance(self, ids[0]))
 
     def create_batch(self, items: list[dict[str, Any]]) -> Pending[list[WorkflowInstance]]:
-        """Create up to 100 instances in one durable write; ids that already exist are skipped."""
-        if not isinstance(items, list) or len(items) > MAX_BATCH:
+        """Create 1 to 100 instances in one durable write. Returns one handle per item, in the
+        order given; an item whose id already exists is not created again, and its handle is
+        the existing instance's."""
+        prepared = self._prepare_batch(items)
+        ref = submit(self.actor.create.remote, prepared, True)
+        return Pending(ref, lambda _created: [WorkflowInstance(self, iid) for iid, _ in prepared])
+
+    def _create_new(self, items: list[dict[str, Any]]) -> Pending[list[str]]:
+        """create_batch, answering the ids this call created (not those that existed): for
+        tools that must tell the two apart, e.g. the crash tests' ledger."""
+        return Pending(submit(self.actor.create.remote, self._prepare_batch(items), True))
+
+    def _prepare_batch(self, items: Any) -> list[tuple[str, bytes]]:
+        if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
+            size = f"{len(items)} items" if isinstance(items, list) else show(items)
             raise InvalidInputError(
-                f"create_batch takes a list of at most {MAX_BATCH} items, got "
-                f"{len(items) if isinstance(items, list) else type(items).__name__}"
+                f"create_batch takes a list of 1 to {MAX_BATCH} items, got {size}"
+                + (" (an empty batch)" if items == [] else ""),
+                value=show(items),
             )
-        prepared = [self._item(*_batch_entry(i, entry)) for i, entry in enumerate(items)]
-        ref = self.actor.create.remote(prepared, True)
-        return Pending(ref, lambda ids: [WorkflowInstance(self, iid) for iid in ids])
+        return [self._item(*_batch_entry(i, entry)) for i, entry in enumerate(items)]
 
     def get(self, id: str) -> Pending[WorkflowInstance]:
         """A handle to an existing instance; raises InstanceNotFoundError for an unknown id."""
         check_id(id)
-        return Pending(self.actor.exists.remote(id), lambda _: WorkflowInstance(self, id))
+        return Pending(submit(self.actor.exists.remote, id), lambda _: WorkflowInstance(self, id))
 
     def wait_all(
         self, instances: list[WorkflowInstance] | list[str], timeout: float | None = None
@@ -147,12 +199,16 @@ class Workflow:
                 f"wait_all takes a list of instances or ids, got {show(instances)}"
             )
         ids = [i.id if isinstance(i, WorkflowInstance) else check_id(i) for i in instances]
-        ref = self.actor.wait_all.remote(ids, check_seconds_arg(timeout, "wait_all timeout"))
+        ref = submit(
+            self.actor.wait_all.remote, ids, check_seconds_arg(timeout, "wait_all timeout")
+        )
         return Pending(ref, lambda snaps: [to_status(s) for s in snaps])
 
     def instances(self) -> Pending[list[StatusInfo]]:
         """The status of every instance of this workflow (without outputs)."""
-        return Pending(self.actor.instances.remote(), lambda snaps: [to_status(s) for s in snaps])
+        return Pending(
+            submit(self.actor.instances.remote), lambda snaps: [to_status(s) for s in snaps]
+        )
 
     def _item(self, id: str | None, params: Any) -> tuple[str, bytes]:
         iid = check_id(id) if id is not None else str(uuid.uuid4())
@@ -160,6 +216,30 @@ class Workflow:
 
     def __repr__(self) -> str:
         return f"Workflow({self.cls.__name__}, name={self.name!r})"
+
+
+def _check_workflow_class(cls: Any) -> None:
+    """A workflow class must subclass WorkflowEntrypoint and define `async def run`: caught
+    here, where the mistake is made, not when the first instance errors."""
+    if not isinstance(cls, type) or not issubclass(cls, WorkflowEntrypoint):
+        raise InvalidWorkflowError(
+            f"{show(cls)} is not a subclass of raydo.WorkflowEntrypoint",
+            workflow=getattr(cls, "__name__", show(cls)),
+        )
+    run: Any = getattr(cls, "run", None)
+    if run is WorkflowEntrypoint.run:
+        problem = "does not define run()"
+    elif inspect.isasyncgenfunction(run):
+        problem = "defines run() as an async generator (it yields)"
+    elif not (inspect.iscoroutinefunction(run) or inspect.iscoroutinefunction(inspect.unwrap(run))):
+        problem = "defines run() without async"
+    else:
+        return
+    raise InvalidWorkflowError(
+        f"workflow class {cls.__name__} {problem}; a workflow defines "
+        "`async def run(self, event, step)`",
+        workflow=cls.__name__,
+    )
 
 
 _STEP_TYPES = ("do", "sleep", "waitForEvent")
@@ -193,7 +273,9 @@ def _from_step(value: Any) -> tuple[str, int, str | None]:
 def _rebuild(
     cls: type[WorkflowEntrypoint], name: str, options: WorkflowOptions, storage: str, code: str
 ) -> Workflow:
-    return Workflow(cls, name, storage=storage, options=options, code=code)
+    wf = Workflow(cls, name, storage=storage, options=options, code=code)
+    wf._in_actor = True
+    return wf
 
 
 def _batch_entry(index: int, entry: Any) -> tuple[str | None, Any]:
@@ -224,16 +306,16 @@ class WorkflowInstance:
 
     def status(self, *, steps: bool = False) -> Pending[StatusInfo]:
         """Status, output and error; with `steps=True` also every step in the order it first ran."""
-        return Pending(self._actor.snapshot.remote(self.id, steps), to_status)
+        return Pending(submit(self._actor.snapshot.remote, self.id, steps), to_status)
 
     def pause(self) -> Pending[None]:
-        return Pending(self._actor.pause.remote(self.id))
+        return Pending(submit(self._actor.pause.remote, self.id))
 
     def resume(self) -> Pending[None]:
-        return Pending(self._actor.resume.remote(self.id))
+        return Pending(submit(self._actor.resume.remote, self.id))
 
     def terminate(self) -> Pending[None]:
-        return Pending(self._actor.terminate.remote(self.id), self._stop_if_self)
+        return Pending(submit(self._actor.terminate.remote, self.id), self._stop_if_self)
 
     def restart(
         self,
@@ -244,12 +326,12 @@ class WorkflowInstance:
         name (from 1), type "do", "sleep" or "waitForEvent" (default: the do-step of that name,
         else the one type that has it)."""
         step = None if from_step is None else _from_step(from_step)
-        return Pending(self._actor.restart.remote(self.id, step), self._stop_if_self)
+        return Pending(submit(self._actor.restart.remote, self.id, step), self._stop_if_self)
 
     def delete(self) -> Pending[None]:
         """Remove the instance and everything stored for it. Called by the instance on itself
         (from run()), its activation stops right there."""
-        return Pending(self._actor.delete.remote(self.id), self._stop_if_self)
+        return Pending(submit(self._actor.delete.remote, self.id), self._stop_if_self)
 
     def _stop_if_self(self, _: Any) -> None:
         stop_if_running(self.workflow.name, self.id)
@@ -257,16 +339,39 @@ class WorkflowInstance:
     def send_event(self, *, type: str, payload: Any = None) -> Pending[None]:
         check_event_type(type)
         raw = encode(payload, f"payload of event {type!r}")
-        return Pending(self._actor.send_event.remote(self.id, type, raw))
+        return Pending(submit(self._actor.send_event.remote, self.id, type, raw))
 
-    def wait(self, timeout: float | None = None, *, steps: bool = False) -> Pending[StatusInfo]:
+    def wait(
+        self,
+        timeout: float | None = None,
+        *,
+        steps: bool = False,
+        progress: bool | Callable[[str], None] = False,
+    ) -> Pending[StatusInfo]:
         """Wait until the instance is complete, errored or terminated; WaitTimeoutError if not in
-        `timeout` seconds."""
+        `timeout` seconds. `progress=True` prints a line whenever the status or the current step
+        changes (a callable receives the lines instead); the status then includes the steps."""
         seconds_ = check_seconds_arg(timeout, "wait timeout")
-        return Pending(self._actor.wait.remote(self.id, seconds_, steps), to_status)
+        if progress is not False:
+            if not (progress is True or callable(progress)):
+                raise InvalidInputError(
+                    f"progress {show(progress)} must be True, False or a callable taking a line"
+                )
+            report = print_line if progress is True else progress
+            return ProgressWait(lambda: self.status(steps=True), self.id, seconds_, report)
+        return Pending(submit(self._actor.wait.remote, self.id, seconds_, steps), to_status)
+
+    def describe(self) -> Pending[InstanceDescription]:
+        """The status and every step, for people: prints as a plain-text summary and step table
+        in a terminal, renders as an HTML table in a notebook (`.status` has the data)."""
+        return Pending(submit(self._actor.snapshot.remote, self.id, True), _describe)
 
     def __repr__(self) -> str:
         return f"WorkflowInstance({self.workflow.name!r}, {self.id!r})"
+
+
+def _describe(snap: Snapshot) -> InstanceDescription:
+    return InstanceDescription(to_status(snap))
 
 
 def to_status(snap: Snapshot) -> StatusInfo:

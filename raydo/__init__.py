@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from raydo.bindings.client import init, shutdown
+from raydo.bindings.display import InstanceDescription
 from raydo.bindings.pending import Pending
 from raydo.bindings.workflow import Workflow, WorkflowInstance
 from raydo.errors import *  # noqa: F403 - the whole error tree is public
@@ -71,6 +72,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ErrorInfo",
+    "InstanceDescription",
     "InstanceStatus",
     "Pending",
     "ReceivedEvent",

@@ -7,6 +7,7 @@
      |    +-- InvalidStepError                  bad step name or step config (retries, timeout)
      |    +-- InvalidEventTypeError             event type breaks the type rule
      |    +-- PayloadError                      params / payload / result unstorable or > 1 MiB
+     |    +-- InvalidWorkflowError              the class given to raydo.workflow() cannot run
      +-- InstanceExistsError                    create() with an id that is taken
      +-- InstanceNotFoundError                  get()/operation on an unknown id
      +-- InvalidStateError                      operation not allowed in the instance's status
@@ -21,16 +22,20 @@
      +-- NonDeterminismError                    replay met a different step than was recorded
      +-- ShippedCodeError                       a workflow class would ship by value where only
      |                                          installed classes are accepted
+     +-- ClusterError                           Ray could not carry a call (actor or cluster gone)
      +-- StorageError                           storage cannot be used
           +-- StorageFullError                  disk or size cap full
           +-- SchemaVersionError                storage written by another schema version
           +-- CorruptRecordError                a record cannot be decoded
           +-- StoragePermissionError            storage folder writable by other users
+          +-- StorageMismatchError (also        a binding or init() names a storage other than
+              RuntimeError)                     the one raydo is initialized with
 
 StoragePermissionWarning (a UserWarning, not an error): the storage folder is readable by others.
 
 Each class declares its fields in its constructor, and pickles with them (`__reduce__`), so it
-crosses Ray actors intact (raydo unwraps Ray's RayTaskError before users see it). This module
+crosses Ray actors intact (raydo unwraps Ray's RayTaskError before users see it, and turns Ray's
+own failures into ClusterError with Ray's error chained as `__cause__`). This module
 imports nothing of raydo: every layer may raise these.
 """
 
@@ -95,6 +100,18 @@ class PayloadError(InvalidInputError):
 
     def _fields(self) -> tuple[Any, ...]:
         return (self.what, self.size)
+
+
+class InvalidWorkflowError(InvalidInputError):
+    """`raydo.workflow(cls)` was given a class that cannot run as a workflow (not a
+    WorkflowEntrypoint, or its run() is not `async def`). `workflow` names the class."""
+
+    def __init__(self, message: str, workflow: str) -> None:
+        super().__init__(message)
+        self.workflow = workflow
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.workflow,)
 
 
 class _AboutInstance(RaydoError):
@@ -226,6 +243,19 @@ class NonDeterminismError(RaydoError):
         return (self.step, self.count)
 
 
+class ClusterError(RaydoError):
+    """Ray could not carry a call to raydo's actors or bring its answer back (an actor died, the
+    cluster went away). `cause` names Ray's error class; the original is chained as `__cause__`.
+    Nothing is known about whether the call took effect: check the instance's status."""
+
+    def __init__(self, message: str, cause: str | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.cause,)
+
+
 class StorageError(RaydoError):
     pass
 
@@ -248,6 +278,19 @@ class SchemaVersionError(StorageError):
 
     def _fields(self) -> tuple[Any, ...]:
         return (self.found, self.expected)
+
+
+class StorageMismatchError(StorageError, RuntimeError):
+    """A call names storage `storage` while raydo is initialized with `current` (a binding made
+    before `raydo.shutdown()` used after `raydo.init()` of another storage, or `init()` of a
+    second storage without `shutdown()`)."""
+
+    def __init__(self, message: str, storage: str, current: str) -> None:
+        super().__init__(message)
+        self.storage, self.current = storage, current
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.storage, self.current)
 
 
 class CorruptRecordError(StorageError):
@@ -291,6 +334,7 @@ class ShippedCodeError(RaydoError):
 
 
 __all__ = [
+    "ClusterError",
     "CorruptRecordError",
     "InstanceExistsError",
     "InstanceNotFoundError",
@@ -300,6 +344,7 @@ __all__ = [
     "InvalidInputError",
     "InvalidStateError",
     "InvalidStepError",
+    "InvalidWorkflowError",
     "NonDeterminismError",
     "NonRetryableError",
     "NonRetryableStepError",
@@ -310,6 +355,7 @@ __all__ = [
     "StepCancelledError",
     "StorageError",
     "StorageFullError",
+    "StorageMismatchError",
     "StoragePermissionError",
     "StoragePermissionWarning",
     "UnawaitedStepError",

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict
 
 from ..errors import StepCancelledError
+from ..storage import codec
 from ..storage.records import InstanceStatus, StepState
 from .rules import StepConfig
 
@@ -86,11 +87,20 @@ class WorkflowEvent:
 
 @dataclass(frozen=True)
 class ReceivedEvent:
-    """What `step.wait_for_event` returns."""
+    """What `step.wait_for_event` returns. Storable as a step result or output (as Cloudflare
+    stores `{type, payload, timestamp}`), and read back as a ReceivedEvent."""
 
     type: str
     payload: Any
     timestamp: datetime
+
+
+codec.register_record_type(
+    "raydo.ReceivedEvent",
+    ReceivedEvent,
+    lambda ev: {"type": ev.type, "payload": ev.payload, "timestamp": ev.timestamp},
+    lambda fields: ReceivedEvent(fields["type"], fields["payload"], fields["timestamp"]),
+)
 
 
 @dataclass(frozen=True)

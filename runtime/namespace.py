@@ -46,7 +46,7 @@ from ..errors import (
 from ..storage.records import InstanceRecord, InstanceStatus, StepKind, StepRecord, StepState
 from .clock import Clock
 from .engine import BatchResult, Outcome, OutcomeKind
-from .rules import brief
+from .rules import brief, show_seconds
 from .store import Store
 
 log = logging.getLogger("raydo")
@@ -244,7 +244,8 @@ class Namespace:
             await self.clock.wait_for(asyncio.shield(fut), timeout)
         except TimeoutError:
             raise WaitTimeoutError(
-                f"instance {iid!r} did not finish within {timeout:g} seconds", id=iid
+                f"instance {iid!r} did not finish within {show_seconds(timeout or 0.0)} seconds",
+                id=iid,
             ) from None
         finally:
             waiters = self._waiters.get(iid, [])

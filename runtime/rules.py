@@ -90,11 +90,21 @@ def bounded(value: Duration, what: str, low: float, high: float) -> float:
     result = seconds(value, what)
     if not low <= result <= high:
         raise InvalidDurationError(
-            f"{what} {show(value)} is {result:g} seconds; it must be between {low:g} and {high:g} "
-            "seconds (365 days)",
+            f"{what} {show(value)} is {show_seconds(result)} seconds; it must be between "
+            f"{show_seconds(low)} and {show_seconds(high)} seconds (365 days)",
             value=show(value),
         )
     return result
+
+
+def show_seconds(value: float) -> str:
+    """A number of seconds for a message: rounded, no float noise, no exponent ("2", "0.05",
+    "31536000"); measured times like 1.9999987 read as the round value the user gave."""
+    if not math.isfinite(value):
+        return str(value)
+    digits = 3 if abs(value) >= 0.001 else 6
+    text = f"{round(value, digits):.{digits}f}".rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
 
 
 def show(value: Any) -> str:

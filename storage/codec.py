@@ -1,15 +1,22 @@
 """msgpack encoding of user values and records. Never pickle: a storage file must not run code.
 
-User values are msgpack data plus two extension types:
+User values are msgpack data plus three extension types:
   - datetimes (ext 1), restored as timezone-aware datetimes when they had a zone;
   - pydantic models (ext 2), stored as their class path and JSON-mode data. A model is restored as
     its class only if that class is already imported in this process (replay of the same workflow
     code always has it); storage never causes an import. Otherwise it is returned as a dict.
+  - raydo's own value types (ext 3, e.g. runtime's ReceivedEvent), stored as a tag and a dict of
+    fields. The layer that owns the type registers it (`register_record_type`), so storage imports
+    nothing above it; an unregistered tag reads back as the fields dict.
+
+Tuples are msgpack arrays and read back as lists (msgpack's norm). Sets are refused rather than
+turned into lists: a set that came back as a list would change what the workflow code compares.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -22,9 +29,34 @@ MAX_VALUE_BYTES = 1 << 20
 _PREVIEW = 200
 _EXT_DATETIME = 1
 _EXT_MODEL = 2
+_EXT_RECORD = 3
+_SUPPORTED = (
+    "None, bool, int (64-bit), float, str, bytes, list, tuple (read back as a list), dict (str or "
+    "int keys), datetime, pydantic models"
+)
 
 
 _MODELS: dict[str, type[BaseModel]] = {}
+_RECORD_TYPES: dict[type, tuple[str, Callable[[Any], dict[str, Any]]]] = {}
+_RECORD_TAGS: dict[str, Callable[[dict[str, Any]], Any]] = {}
+
+
+def register_record_type(
+    tag: str,
+    cls: type,
+    to_fields: Callable[[Any], dict[str, Any]],
+    from_fields: Callable[[dict[str, Any]], Any],
+) -> None:
+    """Make instances of `cls` storable: written as `tag` and `to_fields(obj)` (user values, so
+    nested datetimes and models keep their types), read back as `from_fields(fields)`."""
+    _RECORD_TYPES[cls] = (tag, to_fields)
+    _RECORD_TAGS[tag] = from_fields
+
+
+def supported_types() -> str:
+    """Every kind of value a payload, param, step result or output may hold (for messages)."""
+    names = sorted(cls.__name__ for cls in _RECORD_TYPES)
+    return _SUPPORTED + "".join(f", {name}" for name in names)
 
 
 def register_models(names: dict[str, Any]) -> None:
@@ -47,9 +79,21 @@ def _default(obj: Any) -> Any:
         _MODELS.setdefault(_path(cls), cls)
         body = [_path(cls), obj.model_dump(mode="json")]
         return msgpack.ExtType(_EXT_MODEL, msgpack.packb(body))
-    if isinstance(obj, (set, frozenset, tuple)):
-        return list(obj)
+    record_type = _RECORD_TYPES.get(type(obj))
+    if record_type is not None:
+        tag, to_fields = record_type
+        return msgpack.ExtType(_EXT_RECORD, _pack_value([tag, to_fields(obj)]))
+    if isinstance(obj, (set, frozenset)):
+        raise TypeError(
+            f"a {type(obj).__name__} is not stored (it would read back as a list); use a list, "
+            "e.g. sorted(...)"
+        )
     raise TypeError(f"{type(obj).__name__} is not serializable")
+
+
+def _pack_value(value: Any) -> bytes:
+    raw: bytes = msgpack.packb(value, default=_default, use_bin_type=True, datetime=False)
+    return raw
 
 
 def _ext_hook(code: int, data: bytes) -> Any:
@@ -59,6 +103,10 @@ def _ext_hook(code: int, data: bytes) -> Any:
         path, body = msgpack.unpackb(data)
         cls = _loaded_model_class(path)
         return cls.model_validate(body) if cls is not None else body
+    if code == _EXT_RECORD:
+        tag, fields = msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
+        restore = _RECORD_TAGS.get(tag)
+        return restore(fields) if restore is not None else fields
     return msgpack.ExtType(code, data)
 
 
@@ -85,11 +133,11 @@ def encode_read_back(
     value's type and size, never its content (it may be personal data or a secret)."""
     kind = type(value).__name__
     try:
-        raw: bytes = msgpack.packb(value, default=_default, use_bin_type=True, datetime=False)
+        raw = _pack_value(value)
     except (TypeError, ValueError, OverflowError) as exc:
         raise PayloadError(
-            f"{what} ({kind}) is not serializable: {_preview(exc)}; allowed are None, bool, int "
-            "(64-bit), float, str, bytes, list, dict, datetime and pydantic models",
+            f"{what} ({kind}) is not serializable: {_preview(exc)}; allowed are "
+            f"{supported_types()}",
             what=what,
         ) from None
     except RecursionError:

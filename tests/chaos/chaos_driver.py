@@ -64,7 +64,7 @@ class Run:
         for b in range(0, cfg.n, cfg.batch):
             chunk = self.ids[b : b + cfg.batch]
             items = [{"id": i, "params": {"n": cl.n_of(i), "ledger": cfg.ledger}} for i in chunk]
-            created = self.wf.create_batch(items).result()
+            created = self.wf._create_new(items).result()  # only the ids this call created
             cl.ledger_write(
                 cfg.ledger,
                 "insert into batches values (?, ?, ?, ?, ?)",

@@ -250,7 +250,8 @@ def test_hostile_barrage_creates_nothing_and_kills_nothing(raydo_env: Path) -> N
 
     _typed(lambda: wf.create(id="sentinel", params=1).result(timeout=60), InstanceExistsError)
     _typed(lambda: wf.create_batch([{"id": None}] * 101).result(timeout=60), InvalidInputError)
-    assert wf.create_batch([{"id": "sentinel"}, {"id": "mailbox"}]).result(60) == []
+    existing = wf.create_batch([{"id": "sentinel"}, {"id": "mailbox"}]).result(60)
+    assert [inst.id for inst in existing] == ["sentinel", "mailbox"]
     assert _ids(wf) == expected
 
     async def unwrapped_when_awaited() -> None:
@@ -307,12 +308,11 @@ def test_allowed_hostile_values_round_trip(raydo_env: Path) -> None:
 def test_unstorable_step_results_error_naming_the_step(raydo_env: Path) -> None:
     wf = raydo.workflow(Target, name="results", concurrency=2)
     sentinel, _ = _start(wf)
-    kinds = ["object", "big-str", "custom", "huge-int"]
+    kinds = ["object", "big-str", "custom", "huge-int", "set"]
     insts = {
         what: wf.create(id=f"bad-{what}", params={KIND: "unstorable", "what": what}).result(60)
         for what in kinds
     }
-    as_set = wf.create(id="set", params={KIND: "unstorable", "what": "set"}).result(60)
     for what, inst in insts.items():
         st_ = inst.wait(timeout=60).result(timeout=90)
         assert st_.status is InstanceStatus.ERRORED, (what, st_)
@@ -320,8 +320,6 @@ def test_unstorable_step_results_error_naming_the_step(raydo_env: Path) -> None:
         assert f"result of step 'make {what}'" in st_.error.message
         steps = inst.status(steps=True).result(60).steps
         assert [(s.name, s.state, s.attempts) for s in steps] == [(f"make {what}", "done", 1)]
-    ok = as_set.wait(timeout=60).result(timeout=90)
-    assert ok.status is InstanceStatus.COMPLETE and sorted(ok.output) == ["a", "b"]
     _finish_sentinel(sentinel)
 
 

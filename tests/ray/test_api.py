@@ -113,9 +113,10 @@ def test_create_batch_skips_existing_and_wait_times_out(raydo_env: Path) -> None
     made = wf.create_batch(
         [{"id": "b0", "params": {"qty": 9}}, {"id": "b1", "params": {"qty": 2, "nap": 600}}]
     ).result()
-    assert [i.id for i in made] == ["b1"]
+    assert [i.id for i in made] == ["b0", "b1"]  # b0 existed: its handle, not a new instance
+    assert sorted(st.id for st in wf.instances().result()) == ["b0", "b1"]
     with pytest.raises(WaitTimeoutError):
-        made[0].wait(timeout=0.2).result()
+        made[1].wait(timeout=0.2).result()
 
 
 class Sleeper(WorkflowEntrypoint):

@@ -21,7 +21,7 @@ import pytest
 from ray import cloudpickle
 
 import raydo
-from raydo import InstanceExistsError, InstanceStatus
+from raydo import InstanceDescription, InstanceExistsError, InstanceStatus
 
 pytestmark = pytest.mark.ray
 
@@ -171,7 +171,7 @@ def test_image_processing_archives_when_nobody_approves(raydo_env: Path) -> None
 def test_get_started_retries_then_completes(raydo_env: Path, capsys: Any) -> None:
     wf = raydo.workflow(get_started.MyWorkflow, name="my-workflow", concurrency=2)
     inst = wf.create(params={"name": "ana", "pause": "0.5 seconds", "fail_attempts": 1}).result()
-    st = get_started.watch(inst, timeout=30)
+    st = inst.wait(timeout=30, progress=True).result()
 
     assert st.status == InstanceStatus.COMPLETE, st.error
     files = get_started.FILES
@@ -195,7 +195,8 @@ def test_get_started_retries_then_completes(raydo_env: Path, capsys: Any) -> Non
     assert "waiting" in out  # the sleep and the retry delay both hibernate the instance
     assert out.rstrip().endswith("complete")
 
-    table = get_started.step_table(st.steps).splitlines()
+    text = str(inst.describe().result()).splitlines()
+    table = text[text.index("") + 1 :]
     assert table[0].split() == ["#", "step", "type", "state", "attempts", "took", "output"]
     assert len(table) == 2 + 3
     assert table[4].split()[:6] == ["3", "process", "files", "do", "done", "2"]
@@ -207,12 +208,13 @@ def test_get_started_reports_a_step_that_keeps_failing(raydo_env: Path) -> None:
     inst = wf.create(params={"pause": 0, "fail_attempts": 99}).result()
     st = wait_for(inst, "waiting")  # the pause is 0: the only wait is the retry delay
     assert steps_of(st)[-1] == ("process files", "do", "retrying", 1)
-    assert "retry 'process files'" in get_started.describe(st)
-    assert "ConnectionError: storage API unavailable" in get_started.describe(st)
+    status_line = str(InstanceDescription(st)).splitlines()[1]
+    assert "retry 'process files'" in status_line
+    assert "ConnectionError: storage API unavailable" in status_line
     inst.terminate().result()
-    st = inst.status(steps=True).result()
-    assert st.status == InstanceStatus.TERMINATED
-    assert get_started.describe(st) == "terminated"
+    desc = inst.describe().result()
+    assert desc.status.status == InstanceStatus.TERMINATED
+    assert str(desc).splitlines()[1].split() == ["status:", "terminated"]
 
 
 def test_get_started_runs_as_a_script(tmp_path: Path) -> None:
@@ -228,8 +230,9 @@ def test_get_started_runs_as_a_script(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "complete" in proc.stdout
-    assert "final status: complete" in proc.stdout
+    assert "status:  complete" in proc.stdout
     assert "process files" in proc.stdout
+    assert "(raylet)" not in proc.stdout + proc.stderr
     assert (tmp_path / "storage").is_dir()
 
 

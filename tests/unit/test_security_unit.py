@@ -208,7 +208,8 @@ def test_payload_errors_give_type_and_size_not_content() -> None:
 
 def test_create_batch_error_names_keys_not_params() -> None:
     class Wf(WorkflowEntrypoint):
-        pass
+        async def run(self, event: Any, step: Any) -> Any:
+            return None
 
     wf = raydo.workflow(Wf, storage="/nonexistent")
     with pytest.raises(raydo.InvalidInputError) as info:
@@ -295,7 +296,8 @@ def test_installed_only_accepts_a_class_from_site_packages(
     site = tmp_path / "site-packages"
     site.mkdir()
     (site / "installed_wf.py").write_text(
-        "from raydo import WorkflowEntrypoint\n\nclass Deployed(WorkflowEntrypoint):\n    pass\n"
+        "from raydo import WorkflowEntrypoint\n\nclass Deployed(WorkflowEntrypoint):\n"
+        "    async def run(self, event, step):\n        return None\n"
     )
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.setattr(shipping, "_INSTALLED", (os.path.realpath(site),))
