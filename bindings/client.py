@@ -10,11 +10,12 @@ from ..errors import StorageMismatchError
 from ..storage.instances import check_schema, set_sync_mode
 from ..storage.kv import open_lmdb
 from . import logs
-from .shipping import check_installed, installed_only_from_env
 
 logs.quiet_ray_imports()  # before Ray's first import, which may log a notebook hint
 
 import ray  # noqa: E402
+
+from .shipping import check_installed, installed_only_from_env  # noqa: E402 (imports Ray)
 
 DEFAULT_STORAGE = ".raydo"
 
