@@ -91,6 +91,9 @@ class Workflow:
             warm=warm,
         )
         self._storage = None if storage is None else str(storage)
+        # A binding given its storage works beside raydo's current one (two apps on one Ray);
+        # one that followed the context stays with the storage it first resolved to.
+        self._explicit_storage = storage is not None
         self._actor: Any = None
         # The raydo context the actor handle was made under; None when the binding does not
         # follow a context (rebuilt inside an actor, where there is no raydo.init).
@@ -138,12 +141,13 @@ class Workflow:
         self._registered = True
 
     def _check_context(self) -> client.Context:
-        """The current raydo context, started on this binding's storage if there is none; a
-        context of another storage is a StorageMismatchError."""
+        """The current raydo context, started on this binding's storage if there is none. A
+        binding that followed the context (no `storage=`) raises StorageMismatchError under a
+        context of another storage; one given its storage works beside it."""
         ctx = client.current() or client.init(self._storage)
         if self._storage is None:
             self._storage = ctx.storage
-        elif ctx.storage != self._storage:
+        elif ctx.storage != self._storage and not self._explicit_storage:
             raise StorageMismatchError(
                 f"this binding of workflow {self.name!r} (and its instance handles) belongs to "
                 f"storage {self._storage!r}, which is no longer initialized: raydo is now "
