@@ -14,7 +14,7 @@ print(wf.create(params={"name": "ana"}).result().wait().result().output)
 
 from raydo.bindings.client import init, shutdown
 from raydo.bindings.pending import Pending
-from raydo.bindings.workflow import Workflow, WorkflowInstance
+from raydo.bindings.workflow import InstancePage, Workflow, WorkflowInstance
 from raydo.errors import *  # noqa: F403 - the whole error tree is public
 from raydo.errors import __all__ as _error_names
 from raydo.runtime.model import (
@@ -42,6 +42,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ErrorInfo",
+    "InstancePage",
     "InstanceStatus",
     "Pending",
     "ReceivedEvent",

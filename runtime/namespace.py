@@ -133,6 +133,16 @@ class Namespace:
             step_list = [(n, c, s) for (n, c), s in sorted(found.items(), key=lambda i: i[1].seq)]
         return Snapshot(rec, output, step_list, iid in self._pausing)
 
+    def summaries(self) -> list[Snapshot]:
+        """Every instance as status() reports it, without output or steps (for listings)."""
+        found = []
+        for rec in self.store.records():
+            fault = self._faults.get(rec.id)
+            if fault is not None and not rec.finished:
+                rec.status, rec.error = "errored", fault
+            found.append(Snapshot(rec, None, None, rec.id in self._pausing))
+        return found
+
     def pause(self, iid: str) -> None:
         rec = self._unfinished(iid, "pause")
         if rec.status == "paused" or iid in self._pausing:
