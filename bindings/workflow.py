@@ -315,6 +315,7 @@ def _step_info(name: str, count: int, step: StepRecord) -> StepInfo:
         started_at=_dt(step.started_at),
         ended_at=_dt(step.ended_at),
         until=_dt(step.until),
+        event_type=step.type,
     )
 
 
