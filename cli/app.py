@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -75,7 +76,12 @@ def connected() -> Iterator[Project]:
     """The project, with raydo started on its storage; stopped again when the command ends."""
     project = load_project(settings.config)
     storage = project.config.storage_path
-    address = settings.address or advertised_address(storage)
+    address = settings.address
+    served = None if address else advertised_address(storage)
+    if served is not None:
+        address = served[0]
+        if served[1] and "RAY_AUTH_MODE" not in os.environ:
+            client.enable_token_auth()
     client.init(storage, address=address)
     try:
         yield project
@@ -389,6 +395,33 @@ def _poll(inst: WorkflowInstance, deadline: float | None, as_json: bool) -> Stat
 @contextmanager
 def _nothing() -> Iterator[None]:
     yield None
+
+
+@app.command("serve")
+@handled
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind (off loopback needs a token).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 8787,
+    token: Annotated[
+        str | None, typer.Option(envvar="RAYDO_TOKEN", help="Bearer token the API requires.")
+    ] = None,
+) -> None:
+    """Run the HTTP API and the dashboard for the declared workflows (needs raydo[server])."""
+    try:
+        from ..server.run import ServeError, run_server
+    except ImportError as exc:
+        raise usage(
+            f"raydo serve needs its extra ({exc.name} is missing): pip install 'raydo[server]'",
+            False,
+        ) from None
+    try:
+        run_server(settings.config, settings.address, host, port, token)
+    except ServeError as exc:
+        raise usage(str(exc), False) from None
+    except OSError as exc:
+        raise fail(f"cannot serve on {host}:{port}: {exc}", Exit.FAILED, "failed", False) from None
 
 
 def main() -> None:

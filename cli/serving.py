@@ -30,14 +30,12 @@ def read_advertised(storage: str) -> dict[str, Any] | None:
     return info if isinstance(info.get("ray_address"), str) else None
 
 
-def advertised_address(storage: str) -> str | None:
-    """The Ray address of a server running on `storage`, with its auth mode set for joining."""
+def advertised_address(storage: str) -> tuple[str, bool] | None:
+    """The Ray address of a server running on `storage`, and whether it needs token auth."""
     info = read_advertised(storage)
     if info is None:
         return None
-    if info.get("auth_mode"):
-        os.environ.setdefault("RAY_AUTH_MODE", str(info["auth_mode"]))
-    return str(info["ray_address"])
+    return str(info["ray_address"]), info.get("auth_mode") == "token"
 
 
 def write_advertised(storage: str, info: dict[str, Any]) -> None:
