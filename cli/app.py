@@ -152,8 +152,8 @@ def workflows_describe(name: NameArg, as_json: JsonOpt = False) -> None:
         render.print_json(row)
         return
     render.out.print(render.workflows_table([row]))
-    render.out.print(f"declared in {row['config']}: {json.dumps(declared)}")
-    render.out.print(f"latest instances: {', '.join(row['latest']) or '-'}")
+    render.out.print(f"declared in {row['config']}: {json.dumps(declared)}", markup=False)
+    render.out.print(f"latest instances: {', '.join(row['latest']) or '-'}", markup=False)
 
 
 def _latest_ids(wf: Workflow) -> list[str]:
@@ -181,7 +181,7 @@ def workflows_trigger(
         if as_json:
             render.print_json({"id": inst.id, "workflow": name})
         else:
-            render.out.print(f"created instance [bold]{inst.id}[/] of workflow {name}")
+            render.out.print(f"created instance {inst.id} of workflow {name}", markup=False)
             _warn_if_embedded()
 
 
@@ -217,7 +217,7 @@ def instances_list(
         return
     render.out.print(render.instances_table(result.instances))
     if result.cursor:
-        render.out.print(f"more: --cursor {result.cursor}")
+        render.out.print(f"more: --cursor {result.cursor}", markup=False)
 
 
 @instances_app.command("describe")
@@ -263,7 +263,7 @@ def _control(name: str, id: str, verb: str, as_json: bool, **kwargs: Any) -> Non
     if as_json:
         render.print_json({"id": inst.id, "action": verb, "status": st.status.value})
     else:
-        render.out.print(f"{verb}: {inst.id} is now ", render.status_text(st.status))
+        render.out.print(f"{verb}: {inst.id} is now", render.status_text(st.status), markup=False)
 
 
 @instances_app.command("pause")
@@ -338,7 +338,7 @@ def instances_delete(
     if as_json:
         render.print_json({"deleted": ids})
     else:
-        render.out.print(f"deleted {len(ids)} instance(s): {', '.join(ids)}")
+        render.out.print(f"deleted {len(ids)} instance(s): {', '.join(ids)}", markup=False)
 
 
 @instances_app.command("wait")
@@ -379,7 +379,7 @@ def _poll(inst: WorkflowInstance, deadline: float | None, as_json: bool) -> Stat
                 if display is not None:
                     display.update(line)
                 else:
-                    render.out.print(line, highlight=False)
+                    render.out.print(line, highlight=False, markup=False)
             if st.status.finished:
                 return st
             if deadline is not None and time.monotonic() > deadline:
@@ -408,7 +408,7 @@ def serve(
         str | None, typer.Option(envvar="RAYDO_TOKEN", help="Bearer token the API requires.")
     ] = None,
 ) -> None:
-    """Run the HTTP API and the dashboard for the declared workflows (needs raydo[server])."""
+    """Run the HTTP API and the dashboard for the declared workflows (extra: raydo server)."""
     try:
         from ..server.run import ServeError, run_server
     except ImportError as exc:

@@ -63,9 +63,12 @@ def fail(message: str, code: Exit, name: str, as_json: bool) -> typer.Exit:
     if as_json:
         print(json.dumps({"error": {"code": name, "message": message}}), file=sys.stderr)
     else:
+        from rich.markup import escape
+
         from .render import err
 
-        err.print(f"[bold red]error[/]: {message}", highlight=False, markup=True)
+        # Escaped: messages quote user text and names like [tool.raydo] that are not markup.
+        err.print(f"[bold red]error[/]: {escape(message)}", highlight=False)
     return typer.Exit(int(code))
 
 

@@ -86,12 +86,18 @@ def status_text(status: InstanceStatus | str) -> Text:
     return Text(value, style=STATUS_STYLE.get(value, ""))
 
 
+def add_row(t: Table, *cells: str | Text) -> None:
+    """A row whose strings are shown as they are: user data (names, outputs, error messages)
+    must never be read as rich markup."""
+    t.add_row(*(Text(c) if isinstance(c, str) else c for c in cells))
+
+
 def workflows_table(rows: list[dict[str, Any]]) -> Table:
     t = table("workflow", "class", "concurrency", "total", *COUNT_COLUMNS)
     for row in rows:
         counts = row["counts"]
         cells = [str(counts.get(c, 0)) for c in COUNT_COLUMNS]
-        t.add_row(row["name"], row["class"], str(row["concurrency"]), str(row["total"]), *cells)
+        add_row(t, row["name"], row["class"], str(row["concurrency"]), str(row["total"]), *cells)
     return t
 
 
@@ -99,7 +105,8 @@ def instances_table(instances: list[StatusInfo]) -> Table:
     t = table("id", "status", "created", "started", "ended", "duration", "error")
     for st in instances:
         error = f"{st.error.name}: {st.error.message}" if st.error else ""
-        t.add_row(
+        add_row(
+            t,
             st.id,
             status_text(st.status),
             when(st.created_at),
@@ -131,20 +138,20 @@ def instance_header(st: StatusInfo, params: Any, limit: int) -> Table:
     t = Table.grid(padding=(0, 2))
     t.add_column(style="bold")
     t.add_column()
-    t.add_row("Workflow", st.workflow)
-    t.add_row("Instance", st.id)
-    t.add_row("Status", status_text(st.status))
-    t.add_row("Queued", when(st.created_at))
-    t.add_row("Start", when(st.started_at))
-    t.add_row("End", when(st.ended_at))
-    t.add_row("Duration", duration(st.started_at, st.ended_at))
-    t.add_row("Last successful step", last_success(st.steps))
+    add_row(t, "Workflow", st.workflow)
+    add_row(t, "Instance", st.id)
+    add_row(t, "Status", status_text(st.status))
+    add_row(t, "Queued", when(st.created_at))
+    add_row(t, "Start", when(st.started_at))
+    add_row(t, "End", when(st.ended_at))
+    add_row(t, "Duration", duration(st.started_at, st.ended_at))
+    add_row(t, "Last successful step", last_success(st.steps))
     if st.wake_at is not None and not st.status.finished:
-        t.add_row("Wakes at", when(st.wake_at))
-    t.add_row("Params", truncate(params, limit))
-    t.add_row("Error", f"{st.error.name}: {st.error.message}" if st.error else "-")
+        add_row(t, "Wakes at", when(st.wake_at))
+    add_row(t, "Params", truncate(params, limit))
+    add_row(t, "Error", f"{st.error.name}: {st.error.message}" if st.error else "-")
     if st.status is InstanceStatus.COMPLETE:
-        t.add_row("Output", truncate(st.output, limit))
+        add_row(t, "Output", truncate(st.output, limit))
     return t
 
 
@@ -152,7 +159,8 @@ def steps_table(steps: list[StepInfo], show_output: bool, limit: int) -> Table:
     columns = ["#", "step", "type", "start", "end", "duration", "success", "attempts"]
     t = table(*columns, *(["output / error"] if show_output else ["error"]), title="Steps")
     for index, s in enumerate(steps, 1):
-        t.add_row(
+        add_row(
+            t,
             str(index),
             step_label(s),
             s.type,

@@ -158,14 +158,14 @@ def test_cli_instance_is_seen_by_the_script(project: tuple[Cli, Any]) -> None:
 
 def test_human_output_describe_and_list(project: tuple[Cli, Any]) -> None:
     cli, _ = project
-    cli("workflows", "trigger", "greet", '{"name": "cy"}', "--id", "h-1", "--wait")
+    cli("workflows", "trigger", "greet", '{"name": "[b]cy[/b]"}', "--id", "h-1", "--wait")
     text = cli("instances", "describe", "greet", "h-1").stdout
-    for expected in ("Status", "complete", "Last successful step", "nap", '{"hello": "cy"}'):
-        assert expected in text
+    for expected in ("Status", "complete", "Last successful step", "nap", '"[b]cy[/b]"}'):
+        assert expected in text  # user data is shown as is, never read as markup
     rows = [line.split() for line in text.splitlines() if line.split()[:1] in (["1"], ["2"])]
     assert [r[1:3] for r in rows] == [["greet", "do"], ["nap", "sleep"]]
     no_output = cli("instances", "describe", "greet", "h-1", "--no-step-output").stdout
-    assert '"cy"' not in no_output.split("Steps")[1]
+    assert '"[b]cy[/b]"' not in no_output.split("Steps")[1]
     listing = cli("instances", "list", "greet").stdout
     assert "h-1" in listing and "complete" in listing
     assert "greet" in cli("workflows", "list").stdout

@@ -6,13 +6,12 @@ from __future__ import annotations
 import sys
 import textwrap
 import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from servekit import Served, until
 
 FLOWS = '''
 import asyncio
@@ -66,23 +65,6 @@ concurrency = 2
 class = "srvflows:Pipeline"
 concurrency = 2
 """
-
-
-@dataclass
-class Served:
-    url: str
-    project: Any
-    start: Callable[[str | None], str]  # another server on the same project, with a token
-
-
-def until(check: Callable[[], Any], what: str, limit: float = 120) -> Any:
-    deadline = time.monotonic() + limit
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Served, until
+from servekit import Served, until
 
 import raydo
 

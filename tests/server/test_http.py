@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Served, until
+from servekit import Served, until
 
 pytestmark = pytest.mark.ray
 

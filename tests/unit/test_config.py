@@ -163,3 +163,12 @@ def test_class_that_cannot_be_used(project: Path, spec: str, rule: str) -> None:
         load_project(project / "raydo.toml")
     assert err.value.key == "workflows.greet.class"
     assert rule in err.value.rule
+
+
+def test_errors_pickle_with_their_fields() -> None:
+    import pickle
+
+    err = pickle.loads(pickle.dumps(ConfigError("f: k: r", "f", "k", "r")))
+    assert (err.file, err.key, err.rule, str(err)) == ("f", "k", "r", "f: k: r")
+    missing = pickle.loads(pickle.dumps(WorkflowNotFoundError("no such workflow", "x")))
+    assert (missing.name, str(missing)) == ("x", "no such workflow")
