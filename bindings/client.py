@@ -123,6 +123,20 @@ def check_code_policy(cls: type) -> None:
         check_installed(cls)
 
 
+def enable_token_auth() -> None:
+    """Join with Ray's token auth (a local Ray started by another raydo process, e.g. `raydo
+    serve`, uses it). Ray caches its config, so it is refreshed as Ray itself does it."""
+    os.environ["RAY_AUTH_MODE"] = "token"
+    from ray._raylet import Config  # type: ignore[attr-defined]
+
+    Config.initialize("")
+
+
+def cluster_address() -> str:
+    """The address of the Ray cluster raydo is joined to (for tools that advertise it)."""
+    return str(ray.get_runtime_context().gcs_address)
+
+
 def shutdown(*, kill_actors: bool = False) -> None:
     """Stop what `init` started: the local Ray, and with it raydo's actors.
 

@@ -9,6 +9,8 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from ..actors import handles
 from ..errors import (
     InvalidIdError,
@@ -17,6 +19,7 @@ from ..errors import (
     InvalidWorkflowError,
     StorageMismatchError,
 )
+from ..runtime import listing
 from ..runtime.engine import stop_if_running
 from ..runtime.model import (
     ErrorInfo,
@@ -214,12 +217,46 @@ class Workflow:
             submit(self.actor.instances.remote), lambda snaps: [to_status(s) for s in snaps]
         )
 
+    def list_instances(
+        self,
+        *,
+        status: str | None = None,
+        limit: int = listing.DEFAULT_LIMIT,
+        cursor: str | None = None,
+        reverse: bool = False,
+    ) -> Pending[InstancePage]:
+        """One page of instances (without outputs), newest first or, with `reverse`, oldest
+        first; only those in `status` if given. Pass the page's `cursor` to get the next one."""
+        wanted = listing.check_status_filter(status)
+        listing.check_limit(limit)
+        listing.decode_cursor(cursor)
+        if not isinstance(reverse, bool):
+            raise InvalidInputError(f"reverse {show(reverse)} must be a bool")
+        ref = self.actor.list_instances.remote(wanted, limit, cursor, reverse)
+        return Pending(ref, _to_page)
+
+    def counts(self) -> Pending[dict[str, int]]:
+        """How many instances are in each of the nine statuses."""
+        return Pending(self.actor.counts.remote())
+
     def _item(self, id: str | None, params: Any) -> tuple[str, bytes]:
         iid = check_id(id) if id is not None else str(uuid.uuid4())
         return iid, encode(params, f"params of instance {iid!r}")
 
     def __repr__(self) -> str:
         return f"Workflow({self.cls.__name__}, name={self.name!r})"
+
+
+class InstancePage(BaseModel):
+    """What `list_instances` returns: the instances and the cursor of the next page (or None)."""
+
+    model_config = ConfigDict(frozen=True)
+    instances: list[StatusInfo]
+    cursor: str | None
+
+
+def _to_page(page: listing.Page) -> InstancePage:
+    return InstancePage(instances=[to_status(s) for s in page.snapshots], cursor=page.cursor)
 
 
 def _check_workflow_class(cls: Any) -> None:
@@ -311,6 +348,10 @@ class WorkflowInstance:
     def status(self, *, steps: bool = False) -> Pending[StatusInfo]:
         """Status, output and error; with `steps=True` also every step in the order it first ran."""
         return Pending(submit(self._actor.snapshot.remote, self.id, steps), to_status)
+
+    def params(self) -> Pending[Any]:
+        """The params the instance was created with."""
+        return Pending(self._actor.params.remote(self.id), _decode_params)
 
     def pause(self) -> Pending[None]:
         return Pending(submit(self._actor.pause.remote, self.id))
@@ -418,11 +459,16 @@ def _step_info(name: str, count: int, step: StepRecord) -> StepInfo:
         started_at=_dt(step.started_at),
         ended_at=_dt(step.ended_at),
         until=_dt(step.until),
+        event_type=step.type,
     )
+
+
+def _decode_params(raw: bytes | None) -> Any:
+    return None if raw is None else decode(raw)
 
 
 def _dt(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, tz=UTC)
 
 
-__all__ = ["Workflow", "WorkflowInstance"]
+__all__ = ["InstancePage", "Workflow", "WorkflowInstance"]
