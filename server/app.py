@@ -182,7 +182,9 @@ def _routes(project: Project) -> APIRouter:
     async def create_batch(name: str, body: list[CreateBody]) -> JSONResponse:
         items = [item.model_dump(exclude_unset=True) for item in body]
         made = await project.workflow(name).create_batch(items)
-        return ok([{"id": inst.id, "status": "queued"} for inst in made], status_code=201)
+        # One entry per item, in order; an item whose id existed names the existing instance
+        # (the binding's create_batch contract).
+        return ok([{"id": inst.id} for inst in made], status_code=201)
 
     @r.post("/{name}/instances/batch/delete")
     async def delete_batch(name: str, body: DeleteBody) -> JSONResponse:

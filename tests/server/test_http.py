@@ -91,7 +91,8 @@ def test_batch_create_list_pages_and_batch_delete(served: Served) -> None:
     again = httpx.post(
         f"{s.url}{API}/greet/instances/batch", json=[*items[:2], {"id": "b-9", "params": {}}]
     )
-    assert [r["id"] for r in again.json()["result"]] == ["b-9"]  # existing ids are skipped
+    # one entry per item: existing ids are not created again and name the existing instance
+    assert [r["id"] for r in again.json()["result"]] == ["b-0", "b-1", "b-9"]
     until(lambda: counts(s, "greet")["complete"] == 6, "the batch to finish")
     seen, cursor = [], None
     while True:
