@@ -6,11 +6,11 @@ import asyncio
 import logging
 from typing import Any
 
-from ..runtime.clock import SystemClock
+from ..runtime.clock import clock_for
 from ..runtime.model import WorkflowEntrypoint
 from ..runtime.namespace import Namespace, Snapshot
 from ..runtime.options import WorkflowOptions
-from ..storage.instances import InstanceStore, check_schema
+from ..storage.instances import InstanceStore, check_schema, clock_offset
 from ..storage.kv import open_lmdb
 from . import handles
 from .logs import forward_logs
@@ -41,7 +41,7 @@ class NamespaceActor:
         self.ns = Namespace(
             InstanceStore(kv, workflow),
             self.pool,
-            SystemClock(),
+            clock_for(lambda: clock_offset(kv)),  # SystemClock outside raydo.testing
             self._schedule,
             options.concurrency,
             wake_lead=options.wake_lead,
