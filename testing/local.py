@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar, cast
 
 from ..bindings.pending import Pending
+from ..bindings.shipping import fingerprint
 from ..bindings.workflow import Workflow, to_status
 from ..errors import InstanceNotFoundError, WaitTimeoutError
 from ..runtime.clock import FakeClock
@@ -107,6 +108,8 @@ class LocalEnv:
 
     def close(self) -> None:
         """Stop every instance and the loop; close the storage."""
+        if self._loop.loop.is_running():
+            self._loop.call(self._stop_all()).result(timeout=10)
         self._loop.stop()
         for ns in self._namespaces.values():
             ns.shutdown()
@@ -147,6 +150,16 @@ class LocalEnv:
             self._namespaces[binding.name] = LocalNamespace(self, binding)
         else:
             found.use_class(binding.cls)
+
+    async def _stop_all(self) -> None:
+        """No new activation starts; every task is cancelled (also those a cancelled one
+        starts on its way out)."""
+        for ns in self._namespaces.values():
+            ns.ns.concurrency = 0
+        while tasks := [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     def schedule(self, workflow: str, iid: str, due: float) -> None:
         """A hibernated instance's wake-up (what the timer actor keeps in Ray mode)."""
@@ -362,7 +375,7 @@ class LocalWorkflow(Workflow):
         name: str | None,
         options: WorkflowOptions,
     ) -> None:
-        super().__init__(cls, name, options=options)
+        super().__init__(cls, name, options=options, code=_code_of(cls))
         self.testing_backend = env
         self._handle = _Handle(env, self)
 
@@ -430,19 +443,11 @@ class _LoopThread:
         return future
 
     def stop(self) -> None:
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout=10)
         if not self.loop.is_running():
-            return
-
-        async def cancel_all() -> None:
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        asyncio.run_coroutine_threadsafe(cancel_all(), self.loop).result(timeout=10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
-        self.loop.close()
+            self.loop.close()
 
 
 class _LoopFuture(concurrent.futures.Future[T]):
@@ -460,6 +465,15 @@ class _LoopFuture(concurrent.futures.Future[T]):
                 "which would block it forever; use `await` inside run() and steps"
             )
         return super().result(timeout)
+
+
+def _code_of(cls: type) -> str:
+    """The class's code fingerprint (status().code), when it can be taken: a class written inside
+    a test function may close over things that do not pickle, and never leaves the process."""
+    try:
+        return fingerprint(cls)
+    except Exception:
+        return "local"
 
 
 def _copy_outcome(task: asyncio.Task[T], future: concurrent.futures.Future[T]) -> None:
