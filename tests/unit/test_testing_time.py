@@ -130,7 +130,7 @@ def test_advance_wakes_in_order_and_lets_each_wake_play_out() -> None:
         class Ticks(WorkflowEntrypoint):
             async def run(self, event: Any, step: Any) -> Any:
                 times = []
-                for i in range(3):
+                for _ in range(3):
                     await step.sleep("tick", "1 hour")
                     times.append(await step.do("now", lambda: env.now().isoformat()))
                 return times
