@@ -6,7 +6,8 @@ pytest run these fixtures, with no conftest.
     raydo_ray_session  the session's Ray: joins one already running, else starts a local one
                        and stops it at the end (override it to bring your own)
 
-raydo is imported only when a fixture is used, so other test runs do not pay for it.
+Loading the plugin imports the `raydo` package (whose facade imports Ray's client library, about
+a second); the testing kit itself is imported only when a fixture is used.
 """
 
 from __future__ import annotations
