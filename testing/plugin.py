@@ -6,8 +6,8 @@ pytest run these fixtures, with no conftest.
     raydo_ray_session  the session's Ray: joins one already running, else starts a local one
                        and stops it at the end (override it to bring your own)
 
-Loading the plugin imports the `raydo` package (whose facade imports Ray's client library, about
-a second); the testing kit itself is imported only when a fixture is used.
+Loading the plugin imports raydo and its testing kit (about a second, mostly Ray's client
+library, which raydo's facade imports); no Ray starts until `raydo_ray_env` is used.
 """
 
 from __future__ import annotations
