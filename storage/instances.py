@@ -324,7 +324,7 @@ class InstanceStore:
         self._put_or_delete(keys.workflow_modifiers(self.workflow), raw)
 
     def _put_or_delete(self, key: bytes, raw: bytes | None) -> None:
-        self.kv.write(lambda w: w.delete(key) if raw is None else w.put(key, raw), durable=False)
+        self.kv.write(lambda w: w.delete(key) if raw is None else w.put(key, raw))
 
     # -- writing: the running instance (fenced) -----------------------------------------------
 
