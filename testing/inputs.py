@@ -48,7 +48,14 @@ def step_keys(steps: Any, what: str) -> list[tuple[str, int]] | None:
 def error_record(error: Any) -> dict[str, Any]:
     """How a mocked error is recorded: the name and message a real one would have."""
     if isinstance(error, type) and issubclass(error, Exception):
-        error = error()
+        try:
+            error = error()
+        except Exception:
+            raise InvalidInputError(
+                f"mock_step_error error {show(error)} cannot be made without arguments; pass an "
+                "instance, e.g. KeyError('sku')",
+                value=show(error),
+            ) from None
     if not isinstance(error, Exception):
         raise InvalidInputError(
             f"mock_step_error error {show(error)} must be an exception (an instance or an "

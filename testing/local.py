@@ -89,7 +89,8 @@ class LocalEnv:
         hibernate_after: float = HIBERNATE_AFTER,
     ) -> Workflow:
         """A binding of `cls` in this env, like raydo.workflow(...). Pass the bindings its run()
-        uses as `self.env` in `env` (make them with this method too)."""
+        uses as `self.env` in `env` (make them with this method too). Another binding of the
+        same name shares the first one's workers and options, and runs `cls` from now on."""
         options = WorkflowOptions(
             concurrency=concurrency, env=env or {}, hibernate_after=hibernate_after
         )

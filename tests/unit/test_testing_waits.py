@@ -123,6 +123,7 @@ def test_a_modifier_of_the_wrong_kind_of_step_is_named(env: LocalEnv) -> None:
         (lambda i: i.mock_step_result("x", {1, 2}), PayloadError, "mocked result of step 'x'"),
         (lambda i: i.mock_step_error("x", "boom"), InvalidInputError, "'boom'"),
         (lambda i: i.mock_step_error("x", ValueError(), times=0), InvalidInputError, "0"),
+        (lambda i: i.mock_step_error("x", UnicodeDecodeError), InvalidInputError, "Unicode"),
         (lambda i: i.force_step_timeout("x", times=True), InvalidInputError, "True"),
         (lambda i: i.disable_sleeps("nap"), InvalidStepError, "'nap'"),
         (lambda i: i.disable_retry_delays([{"name": 3}]), InvalidStepError, "3"),
