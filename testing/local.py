@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import math
 import os
 import threading
 from collections.abc import Coroutine, Mapping
@@ -27,13 +28,13 @@ from typing import Any, Self, TypeVar, cast
 from ..bindings.pending import Pending
 from ..bindings.shipping import fingerprint
 from ..bindings.workflow import Workflow, to_status
-from ..errors import InstanceNotFoundError, WaitTimeoutError
+from ..errors import InstanceNotFoundError, InvalidInputError, WaitTimeoutError
 from ..runtime.clock import FakeClock
 from ..runtime.local import InstanceRunner, LocalPool
 from ..runtime.model import Env, StatusInfo, WorkflowEntrypoint
 from ..runtime.namespace import Namespace, Snapshot, WorkerPool
 from ..runtime.options import HIBERNATE_AFTER, WorkflowOptions
-from ..runtime.rules import Duration, seconds, show_seconds
+from ..runtime.rules import Duration, seconds, show, show_seconds
 from ..storage import kv as kvs
 from ..storage.instances import InstanceStore, check_schema, set_sync_mode
 from .backend import NOT_YET, Probe
@@ -68,7 +69,7 @@ class LocalEnv:
         self.path = None if storage is None else os.path.abspath(os.fspath(storage))
         self.kv = kvs.MemoryKV() if self.path is None else _open_lmdb(self.path)
         check_schema(self.kv)
-        self.clock = FakeClock(start.timestamp() if isinstance(start, datetime) else start)
+        self.clock = FakeClock(_epoch(start))
         self.auto_skip, self.limit = auto_skip, limit
         self._namespaces: dict[str, LocalNamespace] = {}
         self._timers: dict[tuple[str, str], float] = {}
@@ -484,6 +485,17 @@ def _copy_outcome(task: asyncio.Task[T], future: concurrent.futures.Future[T]) -
         future.set_exception(exc)
     else:
         future.set_result(task.result())
+
+
+def _epoch(start: Any) -> float:
+    """The clock's start: an aware datetime (naive means UTC) or epoch seconds."""
+    if isinstance(start, datetime):
+        return (start if start.tzinfo else start.replace(tzinfo=UTC)).timestamp()
+    if isinstance(start, (int, float)) and not isinstance(start, bool) and math.isfinite(start):
+        return float(start)
+    raise InvalidInputError(
+        f"start {show(start)} must be a datetime or epoch seconds", value=show(start)
+    )
 
 
 def _open_lmdb(path: str) -> kvs.LmdbKV:

@@ -147,6 +147,11 @@ def test_bad_input_is_a_typed_error_naming_the_value_and_changes_nothing(
     assert inst.get_output().result() == {"total": 3}  # the earlier modifier still holds
 
 
+def test_an_env_checks_its_start() -> None:
+    with pytest.raises(InvalidInputError, match="'tomorrow'"):
+        LocalEnv(start="tomorrow")  # type: ignore[arg-type]
+
+
 def test_introspect_checks_its_arguments(env: LocalEnv) -> None:
     orders = env.workflow(Order)
     with pytest.raises(InvalidIdError, match="'no spaces'"):
