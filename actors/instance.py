@@ -9,12 +9,12 @@ import os
 import threading
 import time
 
-from ..runtime.clock import SystemClock
+from ..runtime.clock import clock_for
 from ..runtime.engine import BatchResult, Outcome
 from ..runtime.local import InstanceRunner
 from ..runtime.model import Env, WorkflowEntrypoint
 from ..runtime.options import WorkflowOptions
-from ..storage.instances import InstanceStore
+from ..storage.instances import InstanceStore, clock_offset
 from ..storage.kv import open_lmdb
 from .logs import forward_logs
 
@@ -35,11 +35,12 @@ class InstanceActor:
         code: str | None = None,
     ) -> None:
         forward_logs()
-        store = InstanceStore(open_lmdb(storage), workflow)
+        kv = open_lmdb(storage)
+        store = InstanceStore(kv, workflow)
         self.runner = InstanceRunner(
             store,
             workflow_cls,
-            SystemClock(),
+            clock_for(lambda: clock_offset(kv)),  # SystemClock outside raydo.testing
             Env(dict(options.env)),
             options.hibernate_after,
             code=code,

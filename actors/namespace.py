@@ -7,11 +7,11 @@ import logging
 from typing import Any
 
 from ..runtime import listing
-from ..runtime.clock import SystemClock
+from ..runtime.clock import clock_for
 from ..runtime.model import InstanceStatus, WorkflowEntrypoint
 from ..runtime.namespace import Namespace, Snapshot
 from ..runtime.options import WorkflowOptions
-from ..storage.instances import InstanceStore, check_schema
+from ..storage.instances import InstanceStore, check_schema, clock_offset
 from ..storage.kv import open_lmdb
 from . import handles
 from .logs import forward_logs
@@ -42,7 +42,7 @@ class NamespaceActor:
         self.ns = Namespace(
             InstanceStore(kv, workflow),
             self.pool,
-            SystemClock(),
+            clock_for(lambda: clock_offset(kv)),  # SystemClock outside raydo.testing
             self._schedule,
             options.concurrency,
             wake_lead=options.wake_lead,

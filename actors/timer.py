@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ..runtime.clock import SystemClock
+from ..runtime.clock import clock_for
 from ..runtime.options import WorkflowOptions
 from ..runtime.timers import TimerService
-from ..storage.instances import TimerIndex
+from ..storage.instances import TimerIndex, clock_offset
 from ..storage.kv import open_lmdb
 from . import handles
 from .logs import forward_logs
@@ -20,8 +20,12 @@ class TimerActor:
         forward_logs()
         self.storage = storage
         self._namespaces: dict[str, Any] = {}
+        kv = open_lmdb(storage)
         self.service = TimerService(
-            SystemClock(), TimerIndex(open_lmdb(storage)), self._fire, WorkflowOptions().wake_lead
+            clock_for(lambda: clock_offset(kv)),  # SystemClock outside raydo.testing
+            TimerIndex(kv),
+            self._fire,
+            WorkflowOptions().wake_lead,
         )
         # Start at once, also after Ray restarts this actor (__init__ runs inside its loop).
         self._loop = asyncio.get_running_loop().create_task(self.service.run())

@@ -336,7 +336,7 @@ async def bench_engine_in_process(storage: str, n: int) -> dict[str, Any]:
             store.create([(iid, encode({"n": n}))], time.time(), False)
             lease = store.acquire([iid], time.time())[iid]
             outcome = await runner.run(iid, lease)
-            assert outcome.status == "complete", outcome
+            assert outcome.kind == "complete", outcome
             out = decode(store.output(iid))
             results.append(out["elapsed"] / n)
         runner.executor.shutdown(wait=False)

@@ -93,13 +93,29 @@ def _start_ray(address: str | None, num_cpus: int | None) -> None:
     try:
         ray.init(
             address=address,
-            num_cpus=None if address else num_cpus,
+            num_cpus=None if address not in (None, "local") else num_cpus,
             include_dashboard=False,
             logging_level=logging.INFO if loud else logging.WARNING,
             configure_logging=True,
         )
     finally:
         auth_log.setLevel(level)
+
+
+def start_local_ray(num_cpus: int | None = None) -> bool:
+    """Start a quiet local Ray in this process unless Ray is already up; True when it started
+    one (raydo.testing's pytest plugin: one Ray for a whole test session)."""
+    if ray.is_initialized():
+        return False
+    _start_ray("local", num_cpus)
+    return True
+
+
+def stop_ray() -> None:
+    """Stop the Ray `start_local_ray` started (raydo's context with it)."""
+    global _context
+    _context = None
+    ray.shutdown()
 
 
 def context() -> Context:

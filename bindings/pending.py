@@ -1,6 +1,9 @@
 """`Pending`: what every binding method returns. Await it in async code or call `.result()`
 in sync code (Ray Serve's response convention). The call is sent when the method is called.
 
+A Pending waits on a Ray ObjectRef, or on a `concurrent.futures.Future` (raydo.testing's in-process
+mode answers the same binding calls without Ray).
+
 No Ray exception reaches a user from here: an error raised by raydo's actors arrives as itself
 (unwrapped from Ray's RayTaskError), and Ray's own failures (an actor died, the cluster is gone)
 arrive as ClusterError with Ray's error chained as `__cause__`.
@@ -8,6 +11,8 @@ arrive as ClusterError with Ray's error chained as `__cause__`.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 from collections.abc import Callable, Generator
 from typing import Any, Generic, NoReturn, TypeVar
 
@@ -66,6 +71,8 @@ class Pending(Generic[T]):
         return self._await().__await__()
 
     async def _await(self) -> T:
+        if isinstance(self._ref, concurrent.futures.Future):
+            return self._transform(await asyncio.wrap_future(self._ref))
         try:
             value = await self._ref
         except RayError as exc:
@@ -74,12 +81,21 @@ class Pending(Generic[T]):
 
     def result(self, timeout: float | None = None) -> T:
         """Block until done (at most `timeout` seconds) and return the value or raise the error."""
+        if isinstance(self._ref, concurrent.futures.Future):
+            try:
+                return self._transform(self._ref.result(timeout))
+            except TimeoutError:
+                if self._ref.done():
+                    raise  # the call's own error
+                raise _no_result(timeout) from None
         try:
             value = ray.get(self._ref, timeout=timeout)
         except GetTimeoutError:
-            raise WaitTimeoutError(
-                f"no result within {show_seconds(timeout or 0.0)} seconds"
-            ) from None
+            raise _no_result(timeout) from None
         except RayError as exc:
             raise_user_error(exc)
         return self._transform(value)
+
+
+def _no_result(timeout: float | None) -> WaitTimeoutError:
+    return WaitTimeoutError(f"no result within {show_seconds(timeout or 0.0)} seconds")

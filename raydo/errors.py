@@ -25,6 +25,8 @@
      +-- ShippedCodeError                       a workflow class would ship by value where only
      |                                          installed classes are accepted
      +-- ClusterError                           Ray could not carry a call (actor or cluster gone)
+     +-- UnreachableError                       raydo.testing: a wait for a status or a step result
+     |                                          can never end well: the instance ended otherwise
      +-- StorageError                           storage cannot be used
           +-- StorageFullError                  disk or size cap full
           +-- SchemaVersionError                storage written by another schema version
@@ -281,6 +283,18 @@ class ClusterError(RaydoError):
         return (self.cause,)
 
 
+class UnreachableError(RaydoError):
+    """raydo.testing: instance `id` ended `status`, so what the test waits for (`expected`, e.g.
+    "status 'complete'" or "a result of step 'charge' #1") can never happen."""
+
+    def __init__(self, message: str, id: str, expected: str, status: str) -> None:
+        super().__init__(message)
+        self.id, self.expected, self.status = id, expected, status
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.id, self.expected, self.status)
+
+
 class StorageError(RaydoError):
     pass
 
@@ -385,6 +399,7 @@ __all__ = [
     "StoragePermissionError",
     "StoragePermissionWarning",
     "UnawaitedStepError",
+    "UnreachableError",
     "WaitForEventTimeoutError",
     "WaitTimeoutError",
     "WorkflowNotFoundError",

@@ -8,7 +8,7 @@ import asyncio
 import heapq
 import itertools
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
 T = TypeVar("T")
@@ -70,30 +70,7 @@ class FakeClock:
         await fut
 
     async def wait_for(self, aw: Awaitable[T], timeout: float | None) -> T:
-        # Like asyncio.timeout: `aw` runs in the calling task, which a fake-time alarm cancels.
-        if timeout is None:
-            return await aw
-        task = asyncio.current_task()
-        assert task is not None
-        fired = False
-
-        def ring(alarm: asyncio.Future[None]) -> None:
-            nonlocal fired
-            if not alarm.cancelled():
-                fired = True
-                task.cancel()
-
-        alarm = asyncio.ensure_future(self.sleep(timeout))
-        alarm.add_done_callback(ring)
-        try:
-            return await aw
-        except asyncio.CancelledError:
-            if fired and task.uncancel() == 0:
-                raise TimeoutError() from None
-            raise
-        finally:
-            alarm.remove_done_callback(ring)
-            alarm.cancel()
+        return await wait_with_alarm(self.sleep, aw, timeout)
 
     def next_deadline(self) -> float | None:
         """When the earliest sleeper wakes (None when nobody sleeps)."""
@@ -117,3 +94,69 @@ class FakeClock:
         self._now = target
         for _ in range(5):
             await asyncio.sleep(0)
+
+
+class SkewedClock:
+    """The system clock plus an offset that a test moves forward: raydo.testing's time skipping
+    across processes (Ray mode). The offset is read at every reading (from storage, where the
+    test writes it), so every actor on the storage sees a jump at once; sleeps and timeouts
+    poll it every `poll` seconds, so a jump also ends them. Only a storage that raydo.testing
+    prepared gets one (see `clock_for`): production processes run on SystemClock."""
+
+    def __init__(self, offset: Callable[[], float], poll: float = 0.01) -> None:
+        self._offset, self.poll = offset, poll
+
+    def now(self) -> float:
+        return time.time() + self._offset()
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self._offset()
+
+    async def sleep(self, seconds: float) -> None:
+        end = self.monotonic() + seconds
+        await asyncio.sleep(0)
+        while (left := end - self.monotonic()) > 0:
+            await asyncio.sleep(min(left, self.poll))
+
+    async def wait_for(self, aw: Awaitable[T], timeout: float | None) -> T:
+        return await wait_with_alarm(self.sleep, aw, timeout)
+
+
+def clock_for(offset: Callable[[], float | None]) -> Clock:
+    """The clock of a raydo process on a storage whose test clock offset `offset()` reads:
+    SystemClock when there is none (production: one read when the process starts, nothing
+    after), else a SkewedClock on it."""
+    if offset() is None:
+        return SystemClock()
+    return SkewedClock(lambda: offset() or 0.0)
+
+
+async def wait_with_alarm(
+    sleep: Callable[[float], Awaitable[None]], aw: Awaitable[T], timeout: float | None
+) -> T:
+    """`await aw`, cancelled with TimeoutError once `sleep(timeout)` returns: a timeout on a
+    clock asyncio does not know. Like asyncio.timeout, `aw` runs in the calling task, which the
+    alarm cancels."""
+    if timeout is None:
+        return await aw
+    task = asyncio.current_task()
+    assert task is not None
+    fired = False
+
+    def ring(alarm: asyncio.Future[None]) -> None:
+        nonlocal fired
+        if not alarm.cancelled():
+            fired = True
+            task.cancel()
+
+    alarm = asyncio.ensure_future(sleep(timeout))
+    alarm.add_done_callback(ring)
+    try:
+        return await aw
+    except asyncio.CancelledError:
+        if fired and task.uncancel() == 0:
+            raise TimeoutError() from None
+        raise
+    finally:
+        alarm.remove_done_callback(ring)
+        alarm.cancel()

@@ -43,6 +43,7 @@ from ..storage.codec import decode, encode
 from ..storage.records import Fenced, InstanceRecord, InstanceStatus, StepKind, StepRecord
 from .clock import Clock
 from .model import Env, WorkflowEntrypoint, WorkflowEvent
+from .modifiers import ModifiedStep, Modifiers
 from .options import HIBERNATE_AFTER
 from .rules import check_step_name
 from .step import WorkflowStep
@@ -151,16 +152,21 @@ class Activation:
         self._changed = asyncio.Event()
         self._preloaded: tuple[dict[tuple[str, int], StepRecord], bytes | None] | None = None
         self._params: bytes | None = None
+        self._modifiers: bytes | None = None  # raydo.testing's, read with the instance
         self._calls: list[tuple[tuple[str, int], Coroutine[Any, Any, Any]]] = []
 
     # -- the loop ------------------------------------------------------------------------------
 
     def preload(
-        self, steps: dict[tuple[str, int], StepRecord] | None, params: bytes | None
+        self,
+        steps: dict[tuple[str, int], StepRecord] | None,
+        params: bytes | None,
+        modifiers: bytes | None = None,
     ) -> None:
-        """Start from data already read (one read for record, steps and params)."""
+        """Start from data already read (one read for record, steps, params and modifiers)."""
         if steps is not None:
             self._preloaded = (steps, params)
+            self._modifiers = modifiers
 
     async def run(self) -> Outcome:
         if self._preloaded is not None:
@@ -207,7 +213,7 @@ class Activation:
             workflow_name=self.record.workflow,
         )
         try:
-            result = await instance.run(event, WorkflowStep(self))
+            result = await instance.run(event, self._step_api())
         except (SystemExit, KeyboardInterrupt) as exc:
             raise _Escaped(exc) from exc
         finally:
@@ -220,6 +226,15 @@ class Activation:
                 steps=[name for name, _ in forgotten],
             )
         return result
+
+    def _step_api(self) -> WorkflowStep:
+        """The `step` run() gets. THE hook of raydo.testing's modifiers (runtime/modifiers.py):
+        an instance that has some gets a WorkflowStep subclass applying them; every other
+        instance (all of them, outside tests) gets the plain WorkflowStep, so the step path has
+        no test code and no check on it. Chosen once per activation."""
+        if self._modifiers is None:
+            return WorkflowStep(self)
+        return ModifiedStep(self, Modifiers.unpack(self._modifiers))
 
     def track(self, sid: tuple[str, int], coro: Coroutine[Any, Any, T]) -> Coroutine[Any, Any, T]:
         """Remember a step call, to report it if run() never awaits it."""

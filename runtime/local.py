@@ -82,10 +82,11 @@ class InstanceRunner:
         try:
             loaded = self.store.load(iid)
             record, steps, params = loaded.record, loaded.steps, loaded.params
+            modifiers = loaded.modifiers
             if loaded.lease != lease:  # taken away before it started: run no user code
                 return Outcome(OutcomeKind.STOPPED)
         except CorruptRecordError:  # the activation reports it as the instance's error
-            record, steps, params = self.store.require(iid), None, None
+            record, steps, params, modifiers = self.store.require(iid), None, None, None
         act = Activation(
             self.store,
             self.cls,
@@ -97,7 +98,7 @@ class InstanceRunner:
             self.hibernate_after,
             self.code,
         )
-        act.preload(steps, params)
+        act.preload(steps, params, modifiers)
         if iid in self._pause_at_start:
             self._pause_at_start.discard(iid)
             act.request_pause()

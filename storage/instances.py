@@ -42,6 +42,7 @@ class Loaded:
     lease: int
     steps: dict[tuple[str, int], StepRecord]
     params: bytes | None
+    modifiers: bytes | None = None  # raydo.testing's modifiers for this instance, if any
 
 
 def set_sync_mode(kv: KV, each_commit: bool) -> None:
@@ -156,7 +157,8 @@ class InstanceStore:
             for key, raw in r.scan(prefix):
                 step_id = keys.step_id_of(key)
                 steps[step_id] = unpack_step(raw, f"step {step_id} of instance {iid!r}")
-            return Loaded(rec, lease, steps, r.get(keys.params(self.workflow, iid)))
+            params = r.get(keys.params(self.workflow, iid))
+            return Loaded(rec, lease, steps, params, r.get(keys.modifiers(self.workflow, iid)))
 
         return self.kv.read(apply)
 
@@ -198,6 +200,8 @@ class InstanceStore:
         def apply(w: Writer) -> list[InstanceRecord]:
             created = []
             seen: set[str] = set()
+            # raydo.testing's introspect_workflow: instances created now get its modifiers.
+            introspected = w.get(keys.workflow_modifiers(self.workflow))
             for iid, params in items:
                 if iid in seen or w.get(keys.instance(self.workflow, iid)) is not None:
                     if skip_existing:
@@ -210,6 +214,8 @@ class InstanceStore:
                 seen.add(iid)
                 rec = InstanceRecord(id=iid, workflow=self.workflow, created_at=now)
                 w.put(keys.params(self.workflow, iid), params)
+                if introspected is not None and w.get(keys.modifiers(self.workflow, iid)) is None:
+                    w.put(keys.modifiers(self.workflow, iid), introspected)
                 self._put_record(w, rec)
                 created.append(rec)
             return created
@@ -303,6 +309,23 @@ class InstanceStore:
 
         self.kv.write(apply)
 
+    # -- raydo.testing's modifiers -------------------------------------------------------------
+
+    def modifiers(self, iid: str) -> bytes | None:
+        return self.kv.read(lambda r: r.get(keys.modifiers(self.workflow, iid)))
+
+    def set_modifiers(self, iid: str, raw: bytes | None) -> None:
+        """Modifiers for instance `iid` (it may not exist yet); None removes them. Read by the
+        instance's next activation."""
+        self._put_or_delete(keys.modifiers(self.workflow, iid), raw)
+
+    def set_workflow_modifiers(self, raw: bytes | None) -> None:
+        """Modifiers every instance created from now on starts with; None stops that."""
+        self._put_or_delete(keys.workflow_modifiers(self.workflow), raw)
+
+    def _put_or_delete(self, key: bytes, raw: bytes | None) -> None:
+        self.kv.write(lambda w: w.delete(key) if raw is None else w.put(key, raw))
+
     # -- writing: the running instance (fenced) -----------------------------------------------
 
     def save_step(
@@ -350,6 +373,35 @@ class InstanceStore:
             self._put_record(w, rec)
 
         self.kv.write(apply, durable)
+
+
+def all_records(kv: KV) -> list[InstanceRecord]:
+    """Every decodable instance record of every workflow in the storage (raydo.testing reads
+    them to tell when every instance is waiting)."""
+
+    def apply(r: Reader) -> list[InstanceRecord]:
+        out = []
+        for key, raw in r.scan(keys.ALL_INSTANCES):
+            try:
+                out.append(unpack_instance(raw, f"instance {keys.instance_id_of(key)!r}"))
+            except CorruptRecordError:
+                continue
+        return out
+
+    return kv.read(apply)
+
+
+def clock_offset(kv: KV) -> float | None:
+    """Seconds raydo.testing adds to this storage's clock; None (production) when it never set
+    one."""
+    raw = kv.read(lambda r: r.get(keys.CLOCK_KEY))
+    return None if raw is None else keys.decode_f64(raw)
+
+
+def set_clock_offset(kv: KV, offset: float) -> None:
+    """Make every raydo process that opens this storage from now on run on a clock `offset`
+    seconds ahead (raydo.testing's time skipping across processes)."""
+    kv.write(lambda w: w.put(keys.CLOCK_KEY, keys.encode_f64(offset)), durable=False)
 
 
 class TimerIndex:

@@ -7,14 +7,19 @@ keys sort in logical order and a timer queue or an event FIFO is a prefix scan.
     meta/schema                              -> schema version
     meta/sync                                -> durability mode of this storage
     meta/identity                            -> random secret made with the storage (actor names)
+    meta/clock                               -> test clock offset (f64 seconds; raydo.testing only)
     I  wf  id                                -> instance record          (one per instance)
     N  wf  id  P                             -> params                   \
     N  wf  id  O                             -> output                    |
     N  wf  id  L                             -> lease (activation number) |  the instance's private
     N  wf  id  S  name  count(u32)           -> step record               |  namespace: only its
     N  wf  id  E  type  seq(u64)             -> buffered event            |  own actor (or the
-    N  wf  id  Q                             -> next event sequence      /   namespace actor while
-    T  due_ms(u64)  wf  id                   -> timer (empty value)          it holds no actor)
+    N  wf  id  Q                             -> next event sequence       |  namespace actor while
+    N  wf  id  M                             -> test modifiers           /   it holds no actor)
+    M  wf                                    -> test modifiers for instances created next
+    T  due_ms(u64)  wf  id                   -> timer (empty value)
+
+The `M` keys and meta/clock exist only where raydo.testing wrote them: production storage has none.
 """
 
 from __future__ import annotations
@@ -25,10 +30,12 @@ SCHEMA_KEY = b"meta\x00schema"
 SCHEMA_VERSION = 1
 SYNC_KEY = b"meta\x00sync"  # u64: 1 = fsync every durable commit, 0 = fsync on an interval
 IDENTITY_KEY = b"meta\x00identity"  # 32 random bytes, written once
+CLOCK_KEY = b"meta\x00clock"  # f64: seconds added to the system clock (raydo.testing)
 
 _SEP = b"\x00"
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
+_F64 = struct.Struct(">d")
 
 
 def _enc(text: str) -> bytes:
@@ -41,6 +48,9 @@ def instance(wf: str, iid: str) -> bytes:
 
 def instances_of(wf: str) -> bytes:
     return b"I" + _SEP + _enc(wf) + _SEP
+
+
+ALL_INSTANCES = b"I" + _SEP
 
 
 def instance_id_of(key: bytes) -> str:
@@ -65,6 +75,14 @@ def lease(wf: str, iid: str) -> bytes:
 
 def event_seq(wf: str, iid: str) -> bytes:
     return namespace(wf, iid) + b"Q"
+
+
+def modifiers(wf: str, iid: str) -> bytes:
+    return namespace(wf, iid) + b"M"
+
+
+def workflow_modifiers(wf: str) -> bytes:
+    return b"M" + _SEP + _enc(wf)
 
 
 def steps_of(wf: str, iid: str) -> bytes:
@@ -111,3 +129,11 @@ def encode_u64(value: int) -> bytes:
 
 def decode_u64(raw: bytes | None) -> int:
     return 0 if raw is None else _U64.unpack(raw)[0]
+
+
+def encode_f64(value: float) -> bytes:
+    return _F64.pack(value)
+
+
+def decode_f64(raw: bytes) -> float:
+    return float(_F64.unpack(raw)[0])

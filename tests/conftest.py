@@ -30,3 +30,9 @@ def raydo_env(ray_session: None, tmp_path: Path) -> Iterator[Path]:
     raydo.init(storage)
     yield storage
     raydo.shutdown(kill_actors=True)
+
+
+@pytest.fixture(scope="session")
+def raydo_ray_session(ray_session: None) -> Iterator[None]:
+    """The testing kit's Ray (raydo.testing.plugin's `raydo_ray_env`) is this session's Ray."""
+    yield

@@ -65,6 +65,7 @@ async def test_duplicate_and_unknown_ids() -> None:
         h.ns.snapshot("nope")
     created = h.ns.create([("i", encode(None)), ("j", encode({"x": 2}))], skip_existing=True)
     assert created == ["j"]
+    await h.settle()  # their first steps run in threads: not into the next test's `calls`
 
 
 class Flaky(WorkflowEntrypoint):

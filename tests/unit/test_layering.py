@@ -16,11 +16,12 @@ from raydo import errors
 
 ROOT = Path(__file__).resolve().parents[2]
 # folder -> raydo subpackages it must not import (DESIGN.md: storage <- runtime <- actors <-
-# bindings; Ray only in actors/ and bindings/)
+# bindings <- testing; Ray only in actors/ and bindings/)
 FORBIDDEN = {
     "storage": {"runtime", "actors", "bindings", "ray"},
     "runtime": {"actors", "bindings", "ray"},
     "actors": {"bindings"},
+    "testing": {"actors", "ray"},  # reaches instances through bindings and storage only
 }
 
 

@@ -1,0 +1,42 @@
+"""What an introspector needs from the mode it runs in (in-process LocalEnv, or Ray): where the
+modifiers are written, an instance's status, and a wait that lets time skip."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from ..bindings.pending import Pending
+from ..bindings.workflow import Workflow
+from ..runtime.model import StatusInfo
+from ..storage.instances import InstanceStore
+
+
+class NotYet:
+    """What a probe returns to keep waiting."""
+
+    def __repr__(self) -> str:
+        return "NOT_YET"
+
+
+NOT_YET = NotYet()
+
+Probe = Callable[[], Any]
+"""Called repeatedly by `Backend.poll`: returns the wait's value, NOT_YET, or raises."""
+
+
+class Backend(Protocol):
+    def store(self, workflow: str) -> InstanceStore:
+        """The workflow's instances in the storage the instances run on (modifiers go there)."""
+        ...
+
+    def status(self, workflow: Workflow, iid: str) -> StatusInfo | None:
+        """The instance's status with its steps; None while it does not exist. Called by
+        probes, wherever `poll` runs them."""
+        ...
+
+    def poll(self, probe: Probe, timeout: float | None) -> Pending[Any]:
+        """Run `probe` until it returns something else than NOT_YET (or raises), letting the
+        instances run, and skipping time when every instance waits on it (if the mode skips).
+        WaitTimeoutError after `timeout` real seconds."""
+        ...
