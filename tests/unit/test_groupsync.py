@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import threading
 from pathlib import Path
+from typing import Any
 
 from raydo.storage.groupsync import GroupSync
 from raydo.storage.kv import LmdbKV
@@ -90,3 +93,43 @@ def test_lmdb_durable_writes_go_through_the_group(tmp_path: Path) -> None:
     assert kv.read(lambda r: r.get(b"k4")) == b"v"
     assert (tmp_path / "store" / "sync.state").stat().st_mode & 0o777 == 0o600
     kv.close()
+
+
+def _committer(folder: str, rounds: int, barrier: Any, out: Any) -> None:
+    """One process: each round, commit, wait until every process has, then ask for durability."""
+    import lmdb
+
+    env = lmdb.open(folder, sync=False, metasync=False, max_readers=64)
+    syncs = [0]
+
+    def sync() -> None:
+        syncs[0] += 1
+        env.sync(True)
+
+    group = GroupSync(folder, sync, lambda: int(env.info()["last_txnid"]), 0o600)
+    for n in range(rounds):
+        with env.begin(write=True) as txn:
+            txn.put(f"{os.getpid()}-{n}".encode(), b"x")
+            txnid = txn.id()
+        barrier.wait()
+        group.wait_durable(txnid)
+        assert group.covered() >= txnid
+        barrier.wait()
+    out.put(syncs[0])
+
+
+def test_processes_committing_together_share_one_fsync_per_round(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    procs, rounds = 4, 5
+    barrier, out = ctx.Barrier(procs), ctx.Queue()
+    workers = [
+        ctx.Process(target=_committer, args=(str(tmp_path), rounds, barrier, out))
+        for _ in range(procs)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+        assert worker.exitcode == 0
+    total = sum(out.get(timeout=10) for _ in workers)
+    assert total == rounds  # 20 durable commits, 5 fsyncs: one per round, shared by all four
