@@ -37,7 +37,7 @@ def _in(ts: datetime | None) -> str:
 
 def _current(st: StatusInfo) -> StepInfo | None:
     """The step the instance is on: the last one not done yet."""
-    return next((s for s in reversed(st.steps) if s.state != "done"), None)
+    return next((s for s in reversed(st.steps) if s.state is not StepState.DONE), None)
 
 
 def progress_line(st: StatusInfo) -> str:
@@ -54,15 +54,12 @@ def progress_line(st: StatusInfo) -> str:
         return f"{status} sleep {current.name!r} until {_clock(until)} (in {_in(until)})"
     if current.type == "waitForEvent":
         return f"{status} wait_for_event {current.name!r}, timeout at {_clock(current.until)}"
-    retrying = current.state is StepState.RETRYING and st.status is InstanceStatus.WAITING
-    if retrying and current.error is not None:
-        return (
-            f"{status} retry {current.name!r} in {_in(current.until)}; attempt "
-            f"{current.attempts} failed: {current.error.name}: {current.error.message}"
-        )
-    # Running: a retrying step is about to start its next attempt.
-    attempt = current.attempts + (current.state == "retrying")
-    return f"{status} step {current.name!r}, attempt {attempt}"
+    if current.state is StepState.RETRYING and current.error is not None:
+        failed = f"attempt {current.attempts} failed: {current.error.name}: {current.error.message}"
+        if st.status is InstanceStatus.WAITING:
+            return f"{status} retry {current.name!r} in {_in(current.until)}; {failed}"
+        return f"{status} step {current.name!r}: {failed}; retrying"
+    return f"{status} step {current.name!r}, attempt {current.attempts}"
 
 
 def _short(value: Any, width: int) -> str:
