@@ -211,7 +211,7 @@ async function showInstances(name, gen) {
     state.rows = append ? state.rows.concat(page.result) : page.result;
     state.shown = Math.max(50, state.rows.length);
     state.cursor = page.result_info.cursor;
-    counts.replaceChildren(h("span", { class: "muted" }, `${wf.result.instances.total} instances`),
+    counts.replaceChildren(h("span", { class: "muted" }, `${wf.result.instances.total} instance${wf.result.instances.total === 1 ? "" : "s"}`),
       countPills(wf.result.instances, (s) => { filter.value = s; filter.dispatchEvent(new Event("change")); }));
     drawRows();
   };
