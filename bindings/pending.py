@@ -8,6 +8,8 @@ arrive as ClusterError with Ray's error chained as `__cause__`.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 from collections.abc import Callable, Generator
 from typing import Any, Generic, NoReturn, TypeVar
 
@@ -58,6 +60,9 @@ def submit(send: Callable[..., Any], *args: Any) -> Any:
 
 
 class Pending(Generic[T]):
+    """`ref` is a Ray ObjectRef, or (a call routed across a cluster's nodes, bindings/cluster.py)
+    a concurrent Future already running on raydo's routing loop."""
+
     def __init__(self, ref: Any, transform: Callable[[Any], T] = lambda v: v) -> None:
         self._ref = ref
         self._transform = transform
@@ -67,7 +72,10 @@ class Pending(Generic[T]):
 
     async def _await(self) -> T:
         try:
-            value = await self._ref
+            if isinstance(self._ref, concurrent.futures.Future):
+                value = await asyncio.wrap_future(self._ref)
+            else:
+                value = await self._ref
         except RayError as exc:
             raise_user_error(exc)
         return self._transform(value)
@@ -75,7 +83,10 @@ class Pending(Generic[T]):
     def result(self, timeout: float | None = None) -> T:
         """Block until done (at most `timeout` seconds) and return the value or raise the error."""
         try:
-            value = ray.get(self._ref, timeout=timeout)
+            if isinstance(self._ref, concurrent.futures.Future):
+                value = _future_result(self._ref, timeout)
+            else:
+                value = ray.get(self._ref, timeout=timeout)
         except GetTimeoutError:
             raise WaitTimeoutError(
                 f"no result within {show_seconds(timeout or 0.0)} seconds"
@@ -83,3 +94,12 @@ class Pending(Generic[T]):
         except RayError as exc:
             raise_user_error(exc)
         return self._transform(value)
+
+
+def _future_result(future: concurrent.futures.Future[Any], timeout: float | None) -> Any:
+    """The routed call's value; Ray's GetTimeoutError when not done in `timeout` (an error the
+    call itself raised, WaitTimeoutError included, passes as it is)."""
+    done, _ = concurrent.futures.wait([future], timeout)
+    if not done:
+        raise GetTimeoutError(f"no result within {timeout} seconds")
+    return future.result()
