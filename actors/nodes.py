@@ -38,7 +38,11 @@ def local_node(storage: str) -> NodeInfo:
     kv = open_lmdb(path)
     check_schema(kv)
     ctx = ray.get_runtime_context()
-    labels = {k: v for k, v in ctx.get_node_labels().items() if not k.startswith("ray.io/")}
+    labels = {
+        k: v if isinstance(v, str) else ",".join(v)
+        for k, v in ctx.get_node_labels().items()
+        if not k.startswith("ray.io/")
+    }
     return NodeInfo(
         node=node_id(storage_identity(kv)),
         ray_node=ctx.get_node_id(),

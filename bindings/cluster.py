@@ -172,7 +172,8 @@ class Router:
         self.instances = _Method(self._instances)
         self.stats = _Method(self._stats)
         self.snapshot = _Method(self._snapshot)
-        for name in ("exists", "pause", "resume", "terminate", "restart", "delete"):
+        self.exists = _Method(self._exists)
+        for name in ("pause", "resume", "terminate", "restart", "delete"):
             setattr(self, name, _Method(self._by_id(name)))
         self.send_event = _Method(self._by_id("send_event"))
         self.wait = _Method(self._by_id("wait"))
@@ -266,6 +267,14 @@ class Router:
             return await self.call(await self.locate(iid), method, iid, *args)
 
         return routed
+
+    async def _exists(self, iid: str) -> None:
+        """For `get`: an id that may live on an unreachable node gets its handle (its status
+        says `unknown` and why); only an id no node can have is InstanceNotFoundError."""
+        try:
+            await self._by_id("exists")(iid)
+        except NodeUnavailableError:
+            return
 
     async def _snapshot(self, iid: str, steps: bool) -> Snapshot:
         try:
