@@ -19,6 +19,7 @@ import ray
 from ray.experimental import internal_kv
 
 from ..runtime.placement import NodeInfo, node_id
+from ..storage import backup
 from ..storage.instances import check_schema, storage_identity
 from ..storage.kv import open_lmdb
 from . import handles
@@ -59,6 +60,25 @@ def probe(ray_node: str, storage: str) -> Any:
         num_cpus=0, scheduling_strategy=handles.pinned(ray_node), max_retries=0
     )
     return task.remote(storage)
+
+
+def backup_here(storage: str, folder: str) -> tuple[str, str, int]:
+    """Back this node's storage up into `folder`/<node id> on this node's disk; returns
+    (node id, backup folder, bytes)."""
+    path = node_storage(storage)
+    kv = open_lmdb(path)
+    check_schema(kv)
+    node = node_id(storage_identity(kv))
+    target = os.path.join(os.path.abspath(folder), node)
+    return node, target, backup.backup(kv, target)
+
+
+def backup_on(ray_node: str, storage: str, folder: str) -> Any:
+    """An ObjectRef of backup_here run on Ray node `ray_node`."""
+    task = ray.remote(backup_here).options(
+        num_cpus=0, scheduling_strategy=handles.pinned(ray_node), max_retries=0
+    )
+    return task.remote(storage, folder)
 
 
 def _registry_prefix(storage: str) -> bytes:

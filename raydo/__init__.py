@@ -15,6 +15,7 @@ print(wf.create(params={"name": "ana"}).result().wait().result().output)
 from collections.abc import Mapping
 from typing import Any
 
+from raydo.bindings.backup import NodeBackup, backup, restore
 from raydo.bindings.client import init, shutdown
 from raydo.bindings.display import InstanceDescription
 from raydo.bindings.pending import Pending
@@ -77,6 +78,7 @@ __all__ = [
     "ErrorInfo",
     "InstanceDescription",
     "InstanceStatus",
+    "NodeBackup",
     "Pending",
     "ReceivedEvent",
     "RetryPolicy",
@@ -89,7 +91,9 @@ __all__ = [
     "WorkflowInstance",
     "WorkflowOptions",
     "WorkflowStep",
+    "backup",
     "init",
+    "restore",
     "shutdown",
     "workflow",
     *_error_names,

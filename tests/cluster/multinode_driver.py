@@ -4,6 +4,7 @@ RAY_ADDRESS (a second, third... driver), answering one JSON line `RESULT {...}`.
     multinode_driver.py ROOT alive                  how many Ray nodes are alive
     multinode_driver.py ROOT place N                create N instances of `where`, wait for all
     multinode_driver.py ROOT lookup ID...           statuses and controls by id from a new driver
+    multinode_driver.py ROOT backup                 back up every node (ROOT/backups/<node>)
     multinode_driver.py ROOT start N                create N instances of `slow` and exit
     multinode_driver.py ROOT statuses ID...         status and error of each
     multinode_driver.py ROOT wait ID...             wait for each to finish
@@ -85,6 +86,8 @@ def main() -> None:
             s.id: {"output": s.output, "home": homes[s.id], "home_ray": nodes[homes[s.id]]}
             for s in done
         }
+    elif mode == "backup":
+        answer = [vars(b) for b in raydo.backup(root / "backups")]
     elif mode == "lookup":
         answer = lookup(raydo.workflow(Where, name="where", **small), args)
     elif mode == "start":

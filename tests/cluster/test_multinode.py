@@ -7,6 +7,7 @@ reads the nodes' LMDB folders directly. The cluster is torn down (pids we record
 from __future__ import annotations
 
 import json
+import stat
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 from multinode import LocalCluster
 
+from raydo import restore
 from raydo.runtime.placement import node_id
 from raydo.storage.instances import InstanceStore, storage_identity
 from raydo.storage.kv import close, open_lmdb
@@ -42,6 +44,10 @@ def _read(folder: Path, workflow: str) -> tuple[str, InstanceStore]:
     """A node's raydo id and its store, read from its folder (from this test process)."""
     kv = open_lmdb(str(folder))
     return node_id(storage_identity(kv)), InstanceStore(kv, workflow)
+
+
+def _ids(folder: Path, workflow: str) -> list[str]:
+    return sorted(r.id for r in _read(folder, workflow)[1].records())
 
 
 def _storage_of(cluster: LocalCluster) -> dict[str, Path]:
@@ -77,6 +83,22 @@ def test_lookups_and_controls_from_another_driver(cluster: LocalCluster) -> None
     assert "does not exist on any of the 3 raydo nodes" in found["missing"]
     assert {f"p{n}" for n in range(9)} <= set(found["listed"])
     assert "already exists" in found["duplicate"]
+
+
+def test_backup_of_every_node_while_running(cluster: LocalCluster) -> None:
+    taken = cluster.result("backup")
+    folders = _storage_of(cluster)
+    assert sorted(b["node"] for b in taken) == sorted(folders)
+    for b in taken:
+        assert b["error"] is None and b["folder"] == str(cluster.root / "backups" / b["node"])
+        copy = Path(b["folder"])
+        assert stat.S_IMODE(copy.stat().st_mode) == 0o700
+        assert stat.S_IMODE((copy / "data.mdb").stat().st_mode) == 0o600
+        restored = cluster.root / "restored" / b["node"]
+        restore(str(copy), str(restored))
+        # each node's own instances, no others
+        assert _ids(restored, "where") == _ids(folders[b["node"]], "where")
+        assert _read(restored, "where")[0] == b["node"]  # the same raydo node
 
 
 def test_node_loss_and_return(cluster: LocalCluster) -> None:
