@@ -35,6 +35,7 @@ def where() -> dict[str, Any]:
 class Where(raydo.WorkflowEntrypoint):
     async def run(self, event: Any, step: Any) -> Any:
         first = await step.do("first", where)
+        await step.sleep("nap", "1 second")  # hibernates: the node's timer actor wakes it
         await step.do("second", lambda: event.payload)
         return {"first": first, "third": await step.do("third", where)}
 
@@ -86,6 +87,7 @@ def main() -> None:
             s.id: {"output": s.output, "home": homes[s.id], "home_ray": nodes[homes[s.id]]}
             for s in done
         }
+        answer["actors"] = _raydo_actors(wf)
     elif mode == "backup":
         answer = [vars(b) for b in raydo.backup(root / "backups")]
     elif mode == "lookup":
@@ -126,6 +128,19 @@ def lookup(wf: Any, ids: list[str]) -> dict[str, Any]:
         out["duplicate"] = "created again"
     except raydo.InstanceExistsError as exc:
         out["duplicate"] = str(exc)
+    return out
+
+
+def _raydo_actors(wf: Any) -> list[dict[str, str]]:
+    """Every live raydo namespace and timer actor of the cluster: its name, the Ray node it
+    runs on, and the Ray node of the raydo node its name belongs to."""
+    by_key = {n.key: n.ray_node for n in wf.actor.view.nodes.values()}
+    out = []
+    for actor in ray._private.state.actors().values():  # GCS's table: no dashboard needed
+        name = actor.get("Name") or ""
+        if actor["State"] == "ALIVE" and name.startswith(("ns:", "timers:")):
+            key = name.split(":")[1]
+            out.append({"name": name, "on": actor["Address"]["NodeID"], "home": by_key[key]})
     return out
 
 

@@ -57,6 +57,10 @@ def _storage_of(cluster: LocalCluster) -> dict[str, Path]:
 
 def test_instances_live_and_run_on_their_home_node_only(cluster: LocalCluster) -> None:
     placed = cluster.result("place", "9")
+    actors = placed.pop("actors")
+    # one namespace actor per node for the workflow, one timer actor per node: each on its node
+    assert sorted(a["name"].split(":")[0] for a in actors) == ["ns"] * 3 + ["timers"] * 3
+    assert all(a["on"] == a["home"] for a in actors), actors
     folders = _storage_of(cluster)
     homes = Counter(info["home"] for info in placed.values())
     assert len(homes) >= 2, f"9 instances all on one node: {homes}"
