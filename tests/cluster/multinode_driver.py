@@ -5,7 +5,7 @@ RAY_ADDRESS (a second, third... driver), answering one JSON line `RESULT {...}`.
     multinode_driver.py ROOT place N                create N instances of `where`, wait for all
     multinode_driver.py ROOT lookup ID...           statuses and controls by id from a new driver
     multinode_driver.py ROOT backup                 back up every node (ROOT/backups/<node>)
-    multinode_driver.py ROOT start N                create N instances of `slow` and exit
+    multinode_driver.py ROOT start N [PREFIX]       create N instances of `slow` and exit
     multinode_driver.py ROOT statuses ID...         status and error of each
     multinode_driver.py ROOT wait ID...             wait for each to finish
 """
@@ -95,8 +95,9 @@ def main() -> None:
     elif mode == "start":
         wf = raydo.workflow(Slow, name="slow", **small)
         ledger = str(root / "ledger.jsonl")
+        prefix = args[1] if len(args) > 1 else "s"
         for n in range(int(args[0])):
-            wf.create(id=f"s{n}", params={"ledger": ledger}).result()
+            wf.create(id=f"{prefix}{n}", params={"ledger": ledger}).result()
         answer = {"homes": wf.actor.homes, "nodes": _nodes(wf)}
     elif mode == "statuses":
         wf = raydo.workflow(Slow, name="slow", **small)

@@ -7,6 +7,7 @@ reads the nodes' LMDB folders directly. The cluster is torn down (pids we record
 from __future__ import annotations
 
 import json
+import os
 import stat
 import time
 from collections import Counter
@@ -58,11 +59,12 @@ def _storage_of(cluster: LocalCluster) -> dict[str, Path]:
 def test_instances_live_and_run_on_their_home_node_only(cluster: LocalCluster) -> None:
     placed = cluster.result("place", "9")
     actors = placed.pop("actors")
-    # one namespace actor per node for the workflow, one timer actor per node: each on its node
-    assert sorted(a["name"].split(":")[0] for a in actors) == ["ns"] * 3 + ["timers"] * 3
-    assert all(a["on"] == a["home"] for a in actors), actors
     folders = _storage_of(cluster)
     homes = Counter(info["home"] for info in placed.values())
+    # a namespace actor per node; a timer actor per node that homes a sleeper; each on its node
+    kinds = Counter(a["name"].split(":")[0] for a in actors)
+    assert kinds == {"ns": 3, "timers": len(homes)}, actors
+    assert all(a["on"] == a["home"] for a in actors), actors
     assert len(homes) >= 2, f"9 instances all on one node: {homes}"
     for iid, info in placed.items():
         home_folder = folders[info["home"]]
@@ -147,6 +149,34 @@ def test_node_loss_and_return(cluster: LocalCluster) -> None:
         f"{len(lost)} homed there reported unknown, {len(kept)} elsewhere completed meanwhile; "
         f"{len(finished_before)} steps finished before the loss ran again 0 times; "
         f"{rerun} unfinished attempts ran again; all {len(ids)} complete"
+    )
+
+
+@pytest.mark.skipif(
+    not os.environ.get("RAYDO_CLUSTER_FULL"), reason="~40 s more: RAYDO_CLUSTER_FULL=1 runs it"
+)
+def test_whole_cluster_restart(cluster: LocalCluster) -> None:
+    """Every node SIGKILLed mid-run (head included: Ray's GCS and its registry go too), then
+    all started again on their storage folders: everything resumes."""
+    ids = [f"w{n}" for n in range(6)]
+    (cluster.root / "ledger.jsonl").unlink(missing_ok=True)
+    cluster.result("start", str(len(ids)), "w")
+    ledger = cluster.root / "ledger.jsonl"
+    _wait_for(lambda: _ended(ledger, ids) >= 3, "three finished steps")
+    killed = sum(cluster.kill_node(name) for name in ("n3", "n2", "n1"))
+    finished = set().union(*(_finished_steps(n.storage, ids) for n in cluster.nodes.values()))
+    cluster.start_node("n1", head=True)
+    cluster.wait_nodes(1)
+    cluster.start_node("n2")
+    cluster.start_node("n3")
+    cluster.wait_nodes(3)
+    assert set(cluster.result("wait", *ids).values()) == {"complete"}
+    rows = [json.loads(line) for line in ledger.read_text().splitlines()]
+    starts = Counter((r["id"], r["step"]) for r in rows if r["at"] == "start")
+    assert [key for key in finished if starts[key] != 1] == []
+    print(
+        f"\nwhole cluster: {killed} processes SIGKILLed; {len(ids)} instances complete after "
+        f"the restart; {len(finished)} finished steps ran again 0 times"
     )
 
 
