@@ -8,8 +8,9 @@ import asyncio
 import logging
 from typing import Any
 
+from ..runtime import listing
 from ..runtime.clock import SystemClock
-from ..runtime.model import WorkflowEntrypoint
+from ..runtime.model import InstanceStatus, WorkflowEntrypoint
 from ..runtime.namespace import Namespace, Snapshot
 from ..runtime.options import WorkflowOptions
 from ..storage.instances import InstanceStore, check_schema
@@ -97,6 +98,21 @@ class NamespaceActor:
     async def instances(self) -> list[Snapshot]:
         self._start()
         return [Snapshot(rec, None, None, False) for rec in self.ns.store.records()]
+
+    async def list_instances(
+        self, status: InstanceStatus | None, limit: int, cursor: str | None, reverse: bool
+    ) -> listing.Page:
+        self._start()
+        return listing.page(self.ns.summaries(), status, limit, cursor, reverse)
+
+    async def counts(self) -> dict[str, int]:
+        self._start()
+        return listing.counts(self.ns.summaries())
+
+    async def params(self, iid: str) -> bytes | None:
+        self._start()
+        self.ns.store.require(iid)
+        return self.ns.store.params(iid)
 
     async def pause(self, iid: str) -> None:
         self._start()

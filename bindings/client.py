@@ -10,11 +10,12 @@ from ..errors import StorageMismatchError
 from ..storage.instances import check_schema, set_sync_mode
 from ..storage.kv import open_lmdb
 from . import logs
-from .shipping import check_installed, installed_only_from_env
 
 logs.quiet_ray_imports()  # before Ray's first import, which may log a notebook hint
 
 import ray  # noqa: E402
+
+from .shipping import check_installed, installed_only_from_env  # noqa: E402 (imports Ray)
 
 DEFAULT_STORAGE = ".raydo"
 
@@ -123,6 +124,20 @@ def check_code_policy(cls: type) -> None:
     allowed = _context.allow_shipped_code if _context is not None else not installed_only_from_env()
     if not allowed:
         check_installed(cls)
+
+
+def enable_token_auth() -> None:
+    """Join with Ray's token auth (a local Ray started by another raydo process, e.g. `raydo
+    serve`, uses it). Ray caches its config, so it is refreshed as Ray itself does it."""
+    os.environ["RAY_AUTH_MODE"] = "token"
+    from ray._raylet import Config  # type: ignore[attr-defined]
+
+    Config.initialize("")
+
+
+def cluster_address() -> str:
+    """The address of the Ray cluster raydo is joined to (for tools that advertise it)."""
+    return str(ray.get_runtime_context().gcs_address)
 
 
 def shutdown(*, kill_actors: bool = False) -> None:

@@ -29,6 +29,7 @@ from ..errors import (
     NodeUnavailableError,
     NoEligibleNodeError,
 )
+from ..runtime import listing
 from ..runtime.namespace import Snapshot
 from ..runtime.placement import NodeInfo, home_of, matches
 from ..storage.records import InstanceRecord, InstanceStatus
@@ -173,7 +174,9 @@ class Router:
         self.stats = _Method(self._stats)
         self.snapshot = _Method(self._snapshot)
         self.exists = _Method(self._exists)
-        for name in ("pause", "resume", "terminate", "restart", "delete"):
+        self.list_instances = _Method(self._list_instances)
+        self.counts = _Method(self._counts)
+        for name in ("params", "pause", "resume", "terminate", "restart", "delete"):
             setattr(self, name, _Method(self._by_id(name)))
         self.send_event = _Method(self._by_id("send_event"))
         self.wait = _Method(self._by_id("wait"))
@@ -363,14 +366,47 @@ class Router:
 
     async def _instances(self) -> list[Snapshot]:
         """Every instance on the reachable nodes (an unreachable node's are left out, logged)."""
-        await self.view.refresh()
-        out: list[Snapshot] = []
-        for node in self.view.nodes.values():
-            try:
-                out.extend(await self.call(node, "instances"))
-            except NodeUnavailableError as exc:
-                log.warning("instances of %s are not listed: %s", node.node, exc.reason)
+        out = [snap for snaps in await self._from_every_node("instances") for snap in snaps]
         return sorted(out, key=lambda s: (s.record.created_at, s.record.id))
+
+    async def _list_instances(
+        self, status: InstanceStatus | None, limit: int, cursor: str | None, reverse: bool
+    ) -> listing.Page:
+        """One page over every reachable node: each node's page after the same cursor, merged
+        in the listing's (created_at, id) order, so a cursor means the same on any node."""
+        pages = await self._from_every_node("list_instances", status, limit, cursor, reverse)
+        merged = [snap for page in pages for snap in page.snapshots]
+        more_on_a_node = any(page.cursor is not None for page in pages)
+        shown = listing.page(merged, None, limit, None, reverse).snapshots
+        more = more_on_a_node or len(merged) > len(shown)
+        return listing.Page(shown, listing.encode_cursor(shown[-1]) if more and shown else None)
+
+    async def _counts(self) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for counts in await self._from_every_node("counts"):
+            for status, n in counts.items():
+                total[status] = total.get(status, 0) + n
+        return total
+
+    async def _from_every_node(self, method: str, *args: Any) -> list[Any]:
+        """`method` on every reachable node (an unreachable node's part is left out, logged)."""
+        await self.view.refresh()
+        up = [n for n in self.view.nodes.values() if self.view.is_up(n)]
+        answers = await asyncio.gather(
+            *(self.call(n, method, *args) for n in up), return_exceptions=True
+        )
+        found = []
+        for node, answer in zip(up, answers, strict=True):
+            if isinstance(answer, NodeUnavailableError):
+                log.warning("%s of %s left out: %s", method, node.node, answer.reason)
+            elif isinstance(answer, BaseException):
+                raise answer
+            else:
+                found.append(answer)
+        for node in self.view.nodes.values():
+            if not self.view.is_up(node):
+                log.warning("%s of %s left out: it is down", method, node.node)
+        return found
 
     async def _stats(self) -> dict[str, Any]:
         await self.view.refresh()

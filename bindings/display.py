@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..errors import WaitTimeoutError
-from ..runtime.model import StatusInfo, StepInfo
+from ..runtime.model import InstanceStatus, StatusInfo, StepInfo, StepState
 from ..runtime.rules import show_seconds
 from .pending import Pending
 
@@ -54,7 +54,8 @@ def progress_line(st: StatusInfo) -> str:
         return f"{status} sleep {current.name!r} until {_clock(until)} (in {_in(until)})"
     if current.type == "waitForEvent":
         return f"{status} wait_for_event {current.name!r}, timeout at {_clock(current.until)}"
-    if current.state == "retrying" and st.status == "waiting" and current.error is not None:
+    retrying = current.state is StepState.RETRYING and st.status is InstanceStatus.WAITING
+    if retrying and current.error is not None:
         return (
             f"{status} retry {current.name!r} in {_in(current.until)}; attempt "
             f"{current.attempts} failed: {current.error.name}: {current.error.message}"

@@ -10,6 +10,8 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from ..actors import handles, nodes
 from ..errors import (
     InvalidIdError,
@@ -18,6 +20,7 @@ from ..errors import (
     InvalidWorkflowError,
     StorageMismatchError,
 )
+from ..runtime import listing
 from ..runtime.engine import stop_if_running
 from ..runtime.model import (
     ErrorInfo,
@@ -94,6 +97,9 @@ class Workflow:
             node_labels={} if node_labels is None else node_labels,
         )
         self._storage = None if storage is None else str(storage)
+        # A binding given its storage works beside raydo's current one (two apps on one Ray);
+        # one that followed the context stays with the storage it first resolved to.
+        self._explicit_storage = storage is not None
         self._actor: Any = None
         self._mode_at = 0.0  # when _connect last chose between one node and a cluster
         # The raydo context the actor handle was made under; None when the binding does not
@@ -173,12 +179,13 @@ class Workflow:
         self._registered = True
 
     def _check_context(self) -> client.Context:
-        """The current raydo context, started on this binding's storage if there is none; a
-        context of another storage is a StorageMismatchError."""
+        """The current raydo context, started on this binding's storage if there is none. A
+        binding that followed the context (no `storage=`) raises StorageMismatchError under a
+        context of another storage; one given its storage works beside it."""
         ctx = client.current() or client.init(self._storage)
         if self._storage is None:
             self._storage = ctx.storage
-        elif ctx.storage != self._storage:
+        elif ctx.storage != self._storage and not self._explicit_storage:
             raise StorageMismatchError(
                 f"this binding of workflow {self.name!r} (and its instance handles) belongs to "
                 f"storage {self._storage!r}, which is no longer initialized: raydo is now "
@@ -245,12 +252,46 @@ class Workflow:
             submit(self.actor.instances.remote), lambda snaps: [to_status(s) for s in snaps]
         )
 
+    def list_instances(
+        self,
+        *,
+        status: str | None = None,
+        limit: int = listing.DEFAULT_LIMIT,
+        cursor: str | None = None,
+        reverse: bool = False,
+    ) -> Pending[InstancePage]:
+        """One page of instances (without outputs), newest first or, with `reverse`, oldest
+        first; only those in `status` if given. Pass the page's `cursor` to get the next one."""
+        wanted = listing.check_status_filter(status)
+        listing.check_limit(limit)
+        listing.decode_cursor(cursor)
+        if not isinstance(reverse, bool):
+            raise InvalidInputError(f"reverse {show(reverse)} must be a bool")
+        ref = self.actor.list_instances.remote(wanted, limit, cursor, reverse)
+        return Pending(ref, _to_page)
+
+    def counts(self) -> Pending[dict[str, int]]:
+        """How many instances are in each of the nine statuses."""
+        return Pending(self.actor.counts.remote())
+
     def _item(self, id: str | None, params: Any) -> tuple[str, bytes]:
         iid = check_id(id) if id is not None else str(uuid.uuid4())
         return iid, encode(params, f"params of instance {iid!r}")
 
     def __repr__(self) -> str:
         return f"Workflow({self.cls.__name__}, name={self.name!r})"
+
+
+class InstancePage(BaseModel):
+    """What `list_instances` returns: the instances and the cursor of the next page (or None)."""
+
+    model_config = ConfigDict(frozen=True)
+    instances: list[StatusInfo]
+    cursor: str | None
+
+
+def _to_page(page: listing.Page) -> InstancePage:
+    return InstancePage(instances=[to_status(s) for s in page.snapshots], cursor=page.cursor)
 
 
 def _check_workflow_class(cls: Any) -> None:
@@ -346,6 +387,10 @@ class WorkflowInstance:
     def status(self, *, steps: bool = False) -> Pending[StatusInfo]:
         """Status, output and error; with `steps=True` also every step in the order it first ran."""
         return Pending(submit(self._actor.snapshot.remote, self.id, steps), to_status)
+
+    def params(self) -> Pending[Any]:
+        """The params the instance was created with."""
+        return Pending(self._actor.params.remote(self.id), _decode_params)
 
     def pause(self) -> Pending[None]:
         return Pending(submit(self._actor.pause.remote, self.id))
@@ -453,11 +498,16 @@ def _step_info(name: str, count: int, step: StepRecord) -> StepInfo:
         started_at=_dt(step.started_at),
         ended_at=_dt(step.ended_at),
         until=_dt(step.until),
+        event_type=step.type,
     )
+
+
+def _decode_params(raw: bytes | None) -> Any:
+    return None if raw is None else decode(raw)
 
 
 def _dt(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, tz=UTC)
 
 
-__all__ = ["Workflow", "WorkflowInstance"]
+__all__ = ["InstancePage", "Workflow", "WorkflowInstance"]

@@ -19,7 +19,7 @@ from raydo.bindings.backup import NodeBackup, backup, restore
 from raydo.bindings.client import init, shutdown
 from raydo.bindings.display import InstanceDescription
 from raydo.bindings.pending import Pending
-from raydo.bindings.workflow import Workflow, WorkflowInstance
+from raydo.bindings.workflow import InstancePage, Workflow, WorkflowInstance
 from raydo.errors import *  # noqa: F403 - the whole error tree is public
 from raydo.errors import __all__ as _error_names
 from raydo.runtime.model import (
@@ -77,6 +77,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ErrorInfo",
     "InstanceDescription",
+    "InstancePage",
     "InstanceStatus",
     "NodeBackup",
     "Pending",

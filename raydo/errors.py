@@ -8,8 +8,10 @@
      |    +-- InvalidEventTypeError             event type breaks the type rule
      |    +-- PayloadError                      params / payload / result unstorable or > 1 MiB
      |    +-- InvalidWorkflowError              the class given to raydo.workflow() cannot run
+     |    +-- ConfigError                       a project config file breaks a rule
      +-- InstanceExistsError                    create() with an id that is taken
      +-- InstanceNotFoundError                  get()/operation on an unknown id
+     +-- WorkflowNotFoundError                  a tool was asked for an undeclared workflow
      +-- InvalidStateError                      operation not allowed in the instance's status
      +-- WaitTimeoutError (also TimeoutError)   instance.wait(timeout) ran out
      +-- NonRetryableError                      raised by a step to stop retries
@@ -116,6 +118,18 @@ class InvalidWorkflowError(InvalidInputError):
         return (self.workflow,)
 
 
+class ConfigError(InvalidInputError):
+    """A project config (raydo.toml, or [tool.raydo] in pyproject.toml) is invalid: `file` is its
+    path, `key` the dotted key at fault (as written in the file), `rule` what it must be."""
+
+    def __init__(self, message: str, file: str, key: str, rule: str) -> None:
+        super().__init__(message)
+        self.file, self.key, self.rule = file, key, rule
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.file, self.key, self.rule)
+
+
 class _AboutInstance(RaydoError):
     """An error about the instance `id`."""
 
@@ -133,6 +147,17 @@ class InstanceExistsError(_AboutInstance):
 
 class InstanceNotFoundError(_AboutInstance):
     pass
+
+
+class WorkflowNotFoundError(RaydoError):
+    """A tool (CLI, server) was asked for workflow `name`, which its config does not declare."""
+
+    def __init__(self, message: str, name: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.name,)
 
 
 class InvalidStateError(RaydoError):
@@ -362,6 +387,7 @@ class ShippedCodeError(RaydoError):
 
 __all__ = [
     "ClusterError",
+    "ConfigError",
     "CorruptRecordError",
     "InstanceExistsError",
     "InstanceNotFoundError",
@@ -390,5 +416,6 @@ __all__ = [
     "UnawaitedStepError",
     "WaitForEventTimeoutError",
     "WaitTimeoutError",
+    "WorkflowNotFoundError",
     "WorkflowStepError",
 ]

@@ -70,6 +70,7 @@ class StepInfo(BaseModel):
     started_at: datetime | None = None
     ended_at: datetime | None = None
     until: datetime | None = None
+    event_type: str | None = None  # the type a waitForEvent step waits for
 
 
 StatusInfo.model_rebuild()

@@ -148,16 +148,28 @@ class Namespace:
         return [rec.id for rec in created]
 
     def snapshot(self, iid: str, steps: bool = False) -> Snapshot:
-        rec = self.store.require(iid)
-        fault = self._faults.get(iid)
-        if fault is not None and not rec.finished:
-            rec.status, rec.error = InstanceStatus.ERRORED, fault
+        rec = self._as_reported(self.store.require(iid))
         output = self.store.output(iid) if rec.has_output else None
         step_list = None
         if steps:
             found = self.store.steps(iid)
             step_list = [(n, c, s) for (n, c), s in sorted(found.items(), key=lambda i: i[1].seq)]
         return Snapshot(rec, output, step_list, iid in self._pausing)
+
+    def summaries(self) -> list[Snapshot]:
+        """Every instance as status() reports it, without output or steps (for listings)."""
+        return [
+            Snapshot(self._as_reported(rec), None, None, rec.id in self._pausing)
+            for rec in self.store.records()
+        ]
+
+    def _as_reported(self, rec: InstanceRecord) -> InstanceRecord:
+        """An instance whose activation could not even write down its end (storage full) is
+        reported errored, with that error, while storage still says it is unfinished."""
+        fault = self._faults.get(rec.id)
+        if fault is not None and not rec.finished:
+            rec.status, rec.error = InstanceStatus.ERRORED, fault
+        return rec
 
     def pause(self, iid: str) -> None:
         rec = self._unfinished(iid, "pause")

@@ -18,6 +18,7 @@ import lmdb
 
 from ..errors import StorageError, StorageFullError
 from . import keys, permissions
+from .groupsync import GroupSync
 
 T = TypeVar("T")
 
@@ -71,9 +72,11 @@ class _LmdbTxn:
 class LmdbKV:
     """One LMDB environment per storage folder, shared by every raydo process on the node.
 
-    The environment is opened without per-commit sync; a durable write syncs after its commit. A
-    non-durable commit still survives the crash of any process (it sits in the page cache, and LMDB
-    applies commits in order); only an OS crash or power loss can drop it.
+    The environment is opened without per-commit sync; a durable write returns once an fsync begun
+    after its commit has completed, shared with every other process committing meanwhile (group
+    commit, groupsync.py). A non-durable commit still survives the crash of any process (it sits
+    in the page cache, and LMDB applies commits in order); only an OS crash or power loss can
+    drop it.
     """
 
     def __init__(self, path: str, max_map_size: int = _DEFAULT_MAX_MAP_SIZE) -> None:
@@ -99,6 +102,15 @@ class LmdbKV:
         self._lock = threading.Lock()
         self._dirty = threading.Event()
         self._closed = False
+        try:
+            self._group = GroupSync(
+                self._path,
+                lambda: self._env.sync(True),
+                lambda: int(self._env.info()["last_txnid"]),
+                permissions.FILE_MODE,
+            )
+        except OSError as exc:
+            raise StorageError(f"cannot prepare storage at {self._path!r}: {exc}") from exc
         self.sync_each_commit = (
             self.read(lambda r: keys.decode_u64(r.get(keys.SYNC_KEY) or keys.encode_u64(1))) != 0
         )
@@ -132,25 +144,30 @@ class LmdbKV:
 
     def write(self, fn: Callable[[Writer], T], durable: bool = True) -> T:
         with self._lock:
-            while True:
-                try:
-                    with self._env.begin(write=True) as txn:
-                        result = fn(_LmdbTxn(txn))
-                    break
-                except lmdb.MapResizedError:
-                    self._env.set_mapsize(0)
-                except lmdb.MapFullError:
-                    self._grow()
-                except lmdb.Error as exc:
-                    raise self._write_failed(exc) from exc
-            if durable and self.sync_each_commit:
-                try:
-                    self._env.sync(True)
-                except lmdb.Error as exc:
-                    raise self._write_failed(exc) from exc
-            elif durable and not self._dirty.is_set():
-                self._dirty.set()
-            return result
+            result, txnid = self._commit(fn)
+        if durable and self.sync_each_commit:
+            try:
+                self._group.wait_durable(txnid)  # an fsync begun after the commit (shared)
+            except lmdb.Error as exc:
+                raise self._write_failed(exc) from exc
+        elif durable and not self._dirty.is_set():
+            self._dirty.set()
+        return result
+
+    def _commit(self, fn: Callable[[Writer], T]) -> tuple[T, int]:
+        """One write transaction, committed without sync; returns its result and id."""
+        while True:
+            try:
+                with self._env.begin(write=True) as txn:
+                    result = fn(_LmdbTxn(txn))
+                    txnid = int(txn.id())
+                return result, txnid
+            except lmdb.MapResizedError:
+                self._env.set_mapsize(0)
+            except lmdb.MapFullError:
+                self._grow()
+            except lmdb.Error as exc:
+                raise self._write_failed(exc) from exc
 
     def _write_failed(self, exc: lmdb.Error) -> StorageError:
         """A commit failed and wrote nothing. A nearly full disk is the usual cause (LMDB reports
@@ -187,6 +204,7 @@ class LmdbKV:
         with self._lock:
             self._closed = True
             self._env.close()
+            self._group.close()
         self._dirty.set()  # lets the flusher see it is closed
 
 

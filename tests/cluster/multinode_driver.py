@@ -124,6 +124,16 @@ def lookup(wf: Any, ids: list[str]) -> dict[str, Any]:
     except raydo.InstanceNotFoundError as exc:
         out["missing"] = str(exc)
     out["listed"] = sorted(s.id for s in wf.instances().result())
+    out["counts"] = wf.counts().result()
+    paged, cursor = [], None  # pages of 4 across the three nodes, oldest first
+    while True:
+        page = wf.list_instances(limit=4, cursor=cursor, reverse=True).result()
+        paged += [s.id for s in page.instances]
+        if page.cursor is None:
+            break
+        cursor = page.cursor
+    out["paged"] = paged
+    out["params"] = wf.get(ids[2]).result().params().result()
     try:  # taken: refused whichever node the id's home is
         wf.create(id=ids[1], params=0).result()
         out["duplicate"] = "created again"

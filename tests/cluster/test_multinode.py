@@ -88,6 +88,9 @@ def test_lookups_and_controls_from_another_driver(cluster: LocalCluster) -> None
     assert found["restarted"]["storage"] == str(folders[found["p0"]["home"]])
     assert "does not exist on any of the 3 raydo nodes" in found["missing"]
     assert {f"p{n}" for n in range(9)} <= set(found["listed"])
+    assert found["counts"]["complete"] == len(found["listed"])
+    assert found["paged"] == [f"p{n}" for n in range(9)]  # oldest first, across the nodes
+    assert found["params"] == 2
     assert "already exists" in found["duplicate"]
 
 

@@ -2,7 +2,8 @@
 on a fresh storage folder, with a local Ray it starts itself, as a reader who pastes it would.
 
 The README's bash block runs examples/get_started.py (tests/ray/test_examples.py runs it the same
-way) and this test suite; its layout block is not code.
+way) and this test suite; its layout block is not code; its toml block is a project config, which
+raydo's config loader must accept as shown.
 """
 
 from __future__ import annotations
@@ -27,8 +28,19 @@ def code_blocks(language: str) -> list[str]:
 
 def test_the_readme_has_its_blocks() -> None:
     fences = _FENCE.findall(README.read_text())
-    assert {lang for lang, _ in fences} <= {"python", "bash", "text"}, "a block this test skips"
+    assert {lang for lang, _ in fences} <= {"python", "bash", "text", "toml"}, (
+        "a block this test skips"
+    )
     assert len(code_blocks("python")) >= 2
+
+
+@pytest.mark.parametrize("index", range(len(code_blocks("toml"))))
+def test_toml_block_is_a_valid_project_config(tmp_path: Path, index: int) -> None:
+    from raydo.bindings.config import load_config
+
+    config = tmp_path / "raydo.toml"
+    config.write_text(code_blocks("toml")[index])
+    assert load_config(config).workflows  # parsed and validated as raydo would
 
 
 @pytest.mark.parametrize("index", range(len(code_blocks("python"))))

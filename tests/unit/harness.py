@@ -38,6 +38,7 @@ class Harness:
         self.threads = CountingExecutor()
         for each in runners:
             each.executor = self.threads
+        LIVE.append(self)
         self.ns = Namespace(self.store, LocalPool(runners), self.clock, self._schedule, workers)
 
     def _schedule(self, iid: str, due: float) -> None:
@@ -100,6 +101,16 @@ class Harness:
 
     def error(self, iid: str) -> dict[str, str] | None:
         return self.ns.snapshot(iid).record.error
+
+
+LIVE: list[Harness] = []  # the conftest waits for their step threads after each test
+
+
+def finish_all() -> None:
+    """Wait for every step thread a test's harnesses started: none may outlive its test."""
+    for harness in LIVE:
+        harness.threads.shutdown(wait=True)
+    LIVE.clear()
 
 
 class CountingExecutor(ThreadPoolExecutor):

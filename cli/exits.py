@@ -1,0 +1,91 @@
+"""Exit codes a script can rely on, and the one place raydo errors become them.
+
+0  ok
+1  the operation failed (an instance ended errored/terminated under --wait, a wait timed
+   out, storage could not be used)
+2  usage: bad arguments, bad input (InvalidInputError), or a bad project config
+3  not found: the instance or the workflow does not exist
+4  invalid state: the operation is not allowed in the instance's status
+5  already exists: an instance with that id exists
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+
+from ..errors import (
+    InstanceExistsError,
+    InstanceNotFoundError,
+    InvalidInputError,
+    InvalidStateError,
+    RaydoError,
+    WorkflowNotFoundError,
+)
+
+
+class Exit(enum.IntEnum):
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    NOT_FOUND = 3
+    INVALID_STATE = 4
+    EXISTS = 5
+
+
+# Checked in order: the first class an error is an instance of gives its exit code and code name.
+_CODES: list[tuple[type[BaseException], Exit, str]] = [
+    (InvalidInputError, Exit.USAGE, "invalid_input"),
+    (InstanceNotFoundError, Exit.NOT_FOUND, "not_found"),
+    (WorkflowNotFoundError, Exit.NOT_FOUND, "not_found"),
+    (InvalidStateError, Exit.INVALID_STATE, "invalid_state"),
+    (InstanceExistsError, Exit.EXISTS, "already_exists"),
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def classify(exc: BaseException) -> tuple[Exit, str]:
+    for cls, code, name in _CODES:
+        if isinstance(exc, cls):
+            return code, name
+    return Exit.FAILED, "failed"
+
+
+def fail(message: str, code: Exit, name: str, as_json: bool) -> typer.Exit:
+    """Report an error on stderr (as JSON with --json) and give the exit to raise."""
+    if as_json:
+        print(json.dumps({"error": {"code": name, "message": message}}), file=sys.stderr)
+    else:
+        from rich.markup import escape
+
+        from .render import err
+
+        # Escaped: messages quote user text and names like [tool.raydo] that are not markup.
+        err.print(f"[bold red]error[/]: {escape(message)}", highlight=False)
+    return typer.Exit(int(code))
+
+
+def usage(message: str, as_json: bool) -> typer.Exit:
+    return fail(message, Exit.USAGE, "invalid_input", as_json)
+
+
+def handled(fn: F) -> F:
+    """Turn raydo errors raised by a command into a message and the documented exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        as_json = bool(kwargs.get("as_json"))
+        try:
+            return fn(*args, **kwargs)
+        except RaydoError as exc:
+            code, name = classify(exc)
+            raise fail(str(exc), code, name, as_json) from None
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,1 @@
+"""`raydo serve`: the HTTP API and dashboard (needs the `raydo[server]` extra)."""

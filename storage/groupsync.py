@@ -1,0 +1,93 @@
+"""Group commit: one fsync serves every commit made before it started, across all processes that
+write to one storage (the namespace actor and every instance actor on the node).
+
+A durable write commits (no sync), then needs an fsync that *started* after its commit. The
+storage folder holds a shared counter (`sync.state`, 8 bytes, mapped into every process): the
+newest transaction id an fsync is known to cover. One process at a time syncs, holding an flock
+on `sync.lock` (plus a thread lock: flock does not exclude threads sharing a file). A committer
+whose transaction the counter already covers returns at once; one that waited for the lock
+usually finds that the sync it waited for covered it too. So N processes committing at once pay
+about two fsyncs, not N, and a lone committer pays one, as before.
+
+Crash safety: the counter is raised only after the fsync it records has completed, so it never
+exceeds what is durable, and LMDB's transaction ids do not go back below what is durable. A
+counter ahead of the environment (a storage folder restored from an older copy) is reset when
+the storage is opened. A process that dies holding the flock releases it with its file.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import mmap
+import os
+import struct
+import threading
+from collections.abc import Callable
+
+STATE_FILE = "sync.state"
+LOCK_FILE = "sync.lock"
+_COUNTER = struct.Struct("<Q")
+
+
+class GroupSync:
+    def __init__(
+        self, folder: str, sync: Callable[[], None], last_txnid: Callable[[], int], mode: int
+    ) -> None:
+        self._sync, self._last_txnid = sync, last_txnid
+        self._thread_lock = threading.Lock()
+        self._lock_fd = os.open(os.path.join(folder, LOCK_FILE), os.O_RDWR | os.O_CREAT, mode)
+        state_fd = os.open(os.path.join(folder, STATE_FILE), os.O_RDWR | os.O_CREAT, mode)
+        try:
+            if os.fstat(state_fd).st_size < _COUNTER.size:
+                os.ftruncate(state_fd, _COUNTER.size)
+            self._map = mmap.mmap(state_fd, _COUNTER.size)
+        finally:
+            os.close(state_fd)
+        with self._exclusive():
+            if self.covered() > last_txnid():
+                self._set_covered(0)  # a counter from another copy of this storage
+
+    def covered(self) -> int:
+        """The newest transaction id known to be on disk."""
+        return int(_COUNTER.unpack_from(self._map, 0)[0])
+
+    def wait_durable(self, txnid: int) -> None:
+        """Return once transaction `txnid` (already committed) is on disk."""
+        if self.covered() >= txnid:
+            return
+        with self._exclusive():
+            if self.covered() >= txnid:
+                return  # the sync we waited for covered us
+            start = self._last_txnid()  # every commit up to here is in the page cache
+            self._sync()
+            if start > self.covered():
+                self._set_covered(start)
+
+    def _set_covered(self, txnid: int) -> None:
+        _COUNTER.pack_into(self._map, 0, txnid)
+
+    def _exclusive(self) -> _Exclusive:
+        return _Exclusive(self._thread_lock, self._lock_fd)
+
+    def close(self) -> None:
+        self._map.close()
+        os.close(self._lock_fd)
+
+
+class _Exclusive:
+    """Held by one thread of one process at a time."""
+
+    def __init__(self, thread_lock: threading.Lock, fd: int) -> None:
+        self._thread_lock, self._fd = thread_lock, fd
+
+    def __enter__(self) -> None:
+        self._thread_lock.acquire()
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._thread_lock.release()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._thread_lock.release()

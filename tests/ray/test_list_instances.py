@@ -1,0 +1,55 @@
+"""Listing through the binding against real Ray and LMDB: pages, filter, counts, params."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import raydo
+from raydo import InstanceNotFoundError, InvalidInputError, WorkflowEntrypoint
+
+pytestmark = pytest.mark.ray
+
+
+class Maybe(WorkflowEntrypoint):
+    async def run(self, event: Any, step: Any) -> Any:
+        def check() -> int:
+            if event.payload["fail"]:
+                raise raydo.NonRetryableError("told to fail")
+            return int(event.payload["n"])
+
+        return await step.do("check", check)
+
+
+def test_pages_filter_counts_and_params(raydo_env: Path) -> None:
+    wf = raydo.workflow(Maybe, name="maybe")
+    made = [wf.create(id=f"m{n}", params={"n": n, "fail": n % 2 == 1}).result() for n in range(7)]
+    wf.wait_all(made, timeout=120).result()
+    counts = wf.counts().result()
+    assert (counts["complete"], counts["errored"], counts["running"]) == (4, 3, 0)
+
+    seen, cursor = [], None
+    while True:
+        page = wf.list_instances(limit=3, cursor=cursor).result()
+        seen += [st.id for st in page.instances]
+        if page.cursor is None:
+            break
+        cursor = page.cursor
+    assert seen == [f"m{n}" for n in reversed(range(7))]
+    oldest = wf.list_instances(limit=2, reverse=True).result()
+    assert [st.id for st in oldest.instances] == ["m0", "m1"]
+    errored = wf.list_instances(status="errored").result()
+    assert [st.id for st in errored.instances] == ["m5", "m3", "m1"]
+    assert errored.instances[0].error is not None
+    assert wf.get("m4").result().params().result() == {"n": 4, "fail": False}
+
+
+def test_bad_listing_arguments_are_rejected_before_any_call(raydo_env: Path) -> None:
+    wf = raydo.workflow(Maybe, name="maybe2")
+    for kwargs in ({"status": "done"}, {"limit": 0}, {"cursor": "zz"}, {"reverse": "yes"}):
+        with pytest.raises(InvalidInputError):
+            wf.list_instances(**kwargs)  # type: ignore[arg-type]
+    with pytest.raises(InstanceNotFoundError):
+        raydo.WorkflowInstance(wf, "ghost").params().result()
