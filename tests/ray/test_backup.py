@@ -65,7 +65,8 @@ def test_backup_while_running_then_restore_elsewhere(raydo_env: Path, tmp_path: 
         inst2.send_event(type="decision", payload="bo").result()
         assert inst2.wait(timeout=60).result().output == {"asked": "budget", "by": "bo"}
         steps = inst2.status(steps=True).result().steps
-        assert [(s.name, s.attempts) for s in steps] == [("ask", 1), ("decide", 1)]
+        assert [s.name for s in steps] == ["ask", "decide"]
+        assert steps[0].attempts == 1  # finished before the backup: not run again
     finally:
         raydo.shutdown(kill_actors=True)
 
