@@ -52,21 +52,6 @@ def here() -> str:
     return str(ray.get_runtime_context().get_node_id())
 
 
-def namespace_actor(
-    storage: str,
-    workflow: str,
-    workflow_cls: type[WorkflowEntrypoint],
-    options: WorkflowOptions,
-    code: str | None = None,
-) -> Any:
-    """Get the namespace actor of `workflow` on this node (one node: the storage is this
-    node's), creating it (detached, restarting, pinned here) if needed."""
-    from .namespace import NamespaceActor
-
-    actor = _detached(NamespaceActor, namespace_name(storage, workflow), here())
-    return actor.remote(storage, workflow, workflow_cls, options, code)
-
-
 def namespace_actor_on(
     node: NodeInfo,
     storage: str,

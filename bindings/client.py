@@ -164,6 +164,7 @@ def _kill_actors(storage: str) -> None:
     from ..actors.nodes import node_storage
     from .cluster import view_of
 
+    view = view_of(storage)
     keys = {storage_key(node_storage(storage))}
-    keys.update(node.key for node in view_of(storage).nodes.values())
+    keys.update(node.key for node in [*view.nodes.values(), *view.known_single()])
     kill_storage_actors(storage, sorted(keys))

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
+import ray
 from ray.exceptions import ActorUnschedulableError, RayActorError
 
 from ..actors import handles, nodes
@@ -72,6 +73,22 @@ class ClusterView:
         self.alive: set[str] = set()  # Ray node ids Ray reports alive
         self._checked = -REFRESH_EVERY
         self._lock = asyncio.Lock()
+        self._single: NodeInfo | None = None
+
+    def single_node(self, local: bool) -> NodeInfo:
+        """The one node, resolved where its storage is known for sure: in this process when
+        it shares the raylet's environment (`local`: Ray was started here, or this is a raydo
+        actor), else by a probe on the node (a driver that joined a `ray start` node, whose
+        RAYDO_NODE_STORAGE it cannot see). Once per view."""
+        if self._single is None:
+            if local:
+                self._single = nodes.local_node(self.storage)
+            else:
+                self._single = ray.get(nodes.probe(handles.here(), self.storage), timeout=60)
+        return self._single
+
+    def known_single(self) -> list[NodeInfo]:
+        return [] if self._single is None else [self._single]
 
     def is_single(self) -> bool:
         """One alive Ray node and no other raydo node ever seen: today's single-node raydo."""

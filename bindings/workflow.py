@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from ..actors import handles, nodes
+from ..actors import handles
 from ..errors import (
     InvalidIdError,
     InvalidInputError,
@@ -138,9 +138,11 @@ class Workflow:
         view = cluster.view_of(self.storage)
         if not submit(view.is_single):
             return cluster.Router(self, view)
+        node = submit(view.single_node, self._in_actor or self._context_started_ray())
         actor = submit(
-            handles.namespace_actor,
-            nodes.node_storage(self.storage),
+            handles.namespace_actor_on,
+            node,
+            self.storage,
             self.name,
             self.cls,
             self.options,
@@ -149,6 +151,9 @@ class Workflow:
         if not self._registered:
             self._register_code(actor)
         return actor
+
+    def _context_started_ray(self) -> bool:
+        return self._context is not None and self._context.started_ray
 
     def _cluster_grew(self) -> bool:
         """Holding one node's actor: has a second raydo node appeared? (Looked at every

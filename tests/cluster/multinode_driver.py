@@ -2,6 +2,7 @@
 RAY_ADDRESS (a second, third... driver), answering one JSON line `RESULT {...}`.
 
     multinode_driver.py ROOT alive                  how many Ray nodes are alive
+    multinode_driver.py ROOT solo N                 create N instances while there is one node
     multinode_driver.py ROOT place N                create N instances of `where`, wait for all
     multinode_driver.py ROOT lookup ID...           statuses and controls by id from a new driver
     multinode_driver.py ROOT backup                 back up every node (ROOT/backups/<node>)
@@ -88,6 +89,11 @@ def main() -> None:
             for s in done
         }
         answer["actors"] = _raydo_actors(wf)
+    elif mode == "solo":  # on a cluster of one node, before the others join
+        wf = raydo.workflow(Where, name="where", **small)
+        insts = [wf.create(id=f"o{n}", params=n).result() for n in range(int(args[0]))]
+        done = wf.wait_all(insts, timeout=180).result()
+        answer = {"routed": hasattr(wf.actor, "homes"), "done": {s.id: s.status for s in done}}
     elif mode == "backup":
         answer = [vars(b) for b in raydo.backup(root / "backups")]
     elif mode == "lookup":

@@ -33,6 +33,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     try:
         c.start_node("n1", head=True)
         c.wait_nodes(1)
+        c.solo = c.result("solo", "3")  # type: ignore[attr-defined]
         c.start_node("n2")
         c.start_node("n3")
         c.wait_nodes(3)
@@ -77,6 +78,21 @@ def test_instances_live_and_run_on_their_home_node_only(cluster: LocalCluster) -
     print(f"\nplacement: 9 instances over {len(homes)} nodes {sorted(homes.values())}")
 
 
+def test_a_single_node_grows_into_a_cluster(cluster: LocalCluster) -> None:
+    """Instances made while the cluster had one node (today's single-node path, no router)
+    live in that node's own folder and are found once two more nodes have joined."""
+    solo = cluster.solo  # type: ignore[attr-defined]
+    assert solo == {"routed": False, "done": {"o0": "complete", "o1": "complete", "o2": "complete"}}
+    found = cluster.result("lookup", "o0", "o1", "o2")
+    n1 = _read(cluster.nodes["n1"].storage, "where")
+    for iid in ("o0", "o1", "o2"):
+        assert found[iid] == {"status": "complete", "home": n1[0]}
+        assert n1[1].get(iid) is not None
+    assert not (cluster.root / "driver-storage" / "data.mdb").exists() or not _ids(
+        cluster.root / "driver-storage", "where"
+    )
+
+
 def test_lookups_and_controls_from_another_driver(cluster: LocalCluster) -> None:
     if not (cluster.root / "storage" / "n1").exists():
         cluster.result("place", "9")
@@ -89,7 +105,8 @@ def test_lookups_and_controls_from_another_driver(cluster: LocalCluster) -> None
     assert "does not exist on any of the 3 raydo nodes" in found["missing"]
     assert {f"p{n}" for n in range(9)} <= set(found["listed"])
     assert found["counts"]["complete"] == len(found["listed"])
-    assert found["paged"] == [f"p{n}" for n in range(9)]  # oldest first, across the nodes
+    # oldest first, across the nodes: the single-node ones came first
+    assert found["paged"] == ["o0", "o1", "o2", *(f"p{n}" for n in range(9))]
     assert found["params"] == 2
     assert "already exists" in found["duplicate"]
 
