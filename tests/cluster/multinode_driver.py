@@ -5,6 +5,7 @@ RAY_ADDRESS (a second, third... driver), answering one JSON line `RESULT {...}`.
     multinode_driver.py ROOT solo N                 create N instances while there is one node
     multinode_driver.py ROOT place N                create N instances of `where`, wait for all
     multinode_driver.py ROOT lookup ID...           statuses and controls by id from a new driver
+    multinode_driver.py ROOT labels                 workflows limited to a node label
     multinode_driver.py ROOT backup                 back up every node (ROOT/backups/<node>)
     multinode_driver.py ROOT start N [PREFIX]       create N instances of `slow` and exit
     multinode_driver.py ROOT statuses ID...         status and error of each
@@ -94,6 +95,16 @@ def main() -> None:
         insts = [wf.create(id=f"o{n}", params=n).result() for n in range(int(args[0]))]
         done = wf.wait_all(insts, timeout=180).result()
         answer = {"routed": hasattr(wf.actor, "homes"), "done": {s.id: s.status for s in done}}
+    elif mode == "labels":  # a workflow limited to nodes with a label
+        zoned = raydo.workflow(Where, name="zoned", node_labels={"raydo-node": "n2"}, **small)
+        insts = [zoned.create(params=n).result() for n in range(4)]
+        done = zoned.wait_all(insts, timeout=180).result()
+        answer = {"ran": sorted({s.output["first"]["storage"] for s in done})}
+        nowhere = raydo.workflow(Where, name="nowhere", node_labels={"zone": "mars"}, **small)
+        try:
+            nowhere.create(params=0).result()
+        except raydo.NoEligibleNodeError as exc:
+            answer["refused"] = str(exc)
     elif mode == "backup":
         answer = [vars(b) for b in raydo.backup(root / "backups")]
     elif mode == "lookup":

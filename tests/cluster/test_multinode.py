@@ -111,6 +111,12 @@ def test_lookups_and_controls_from_another_driver(cluster: LocalCluster) -> None
     assert "already exists" in found["duplicate"]
 
 
+def test_a_workflow_limited_to_a_label(cluster: LocalCluster) -> None:
+    answer = cluster.result("labels")
+    assert answer["ran"] == [str(cluster.nodes["n2"].storage)]  # every instance, only there
+    assert "{'zone': 'mars'}" in answer["refused"] and "no alive raydo node" in answer["refused"]
+
+
 def test_backup_of_every_node_while_running(cluster: LocalCluster) -> None:
     taken = cluster.result("backup")
     folders = _storage_of(cluster)
