@@ -317,16 +317,28 @@ class Router:
             items = await self._drop_existing_elsewhere(groups, skip_existing)
         done = await asyncio.gather(
             *(
-                self.call(self.view.nodes[n], "create", group, skip_existing)
+                self._create_on(n, group, skip_existing, generated)
                 for n, group in groups.items()
                 if group
             )
         )
-        for node, group in groups.items():
-            for iid, _ in group:
-                self.homes[iid] = node
         created = {iid for ids in done for iid in ids}
         return [iid for iid, _ in items if iid in created]
+
+    async def _create_on(
+        self, node: str, group: list[tuple[str, bytes]], skip_existing: bool, generated: bool
+    ) -> list[str]:
+        """One node's part of a create: one durable write there. A node found down meanwhile
+        gets nothing; generated ids then go to the nodes that are up (explicit ids may not)."""
+        try:
+            ids: list[str] = await self.call(self.view.nodes[node], "create", group, skip_existing)
+        except NodeUnavailableError:
+            if not generated:
+                raise
+            return await self._create(group, skip_existing, generated)
+        for iid, _ in group:  # created here, or (skip_existing) found here
+            self.homes[iid] = node
+        return ids
 
     def _place(self, iid: str, generated: bool) -> NodeInfo:
         up = self.view.eligible(self.labels, alive_only=True)
