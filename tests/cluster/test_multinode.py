@@ -7,7 +7,6 @@ reads the nodes' LMDB folders directly. The cluster is torn down (pids we record
 from __future__ import annotations
 
 import json
-import os
 import stat
 import time
 from collections import Counter
@@ -178,9 +177,6 @@ def test_node_loss_and_return(cluster: LocalCluster) -> None:
     )
 
 
-@pytest.mark.skipif(
-    not os.environ.get("RAYDO_CLUSTER_FULL"), reason="~40 s more: RAYDO_CLUSTER_FULL=1 runs it"
-)
 def test_whole_cluster_restart(cluster: LocalCluster) -> None:
     """Every node SIGKILLed mid-run (head included: Ray's GCS and its registry go too), then
     all started again on their storage folders: everything resumes."""
