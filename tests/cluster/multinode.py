@@ -153,6 +153,16 @@ class LocalCluster:
             assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
         return done
 
+    def start_driver(self, *args: str) -> subprocess.Popen[str]:
+        """The driver script with `args`, left running (the caller waits for it)."""
+        return subprocess.Popen(
+            [sys.executable, str(DRIVER), str(self.root), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=self.env,
+        )
+
     def result(self, *args: str) -> Any:
         """The driver's JSON answer (its line starting with RESULT)."""
         out = self.run(*args).stdout

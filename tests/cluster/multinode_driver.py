@@ -9,6 +9,7 @@ RAY_ADDRESS (a second, third... driver), answering one JSON line `RESULT {...}`.
     multinode_driver.py ROOT backup                 back up every node (ROOT/backups/<node>)
     multinode_driver.py ROOT start N [PREFIX]       create N instances of `slow` and exit
     multinode_driver.py ROOT statuses ID...         status and error of each
+    multinode_driver.py ROOT watch ID...            poll statuses until all complete (long-lived)
     multinode_driver.py ROOT wait ID...             wait for each to finish
 """
 
@@ -18,6 +19,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +118,8 @@ def main() -> None:
         for n in range(int(args[0])):
             wf.create(id=f"{prefix}{n}", params={"ledger": ledger}).result()
         answer = {"homes": wf.actor.homes, "nodes": _nodes(wf)}
+    elif mode == "watch":  # one long-lived driver, polling through a node's loss and return
+        answer = watch(raydo.workflow(Slow, name="slow", **small), args, root / "watch.jsonl")
     elif mode == "statuses":
         wf = raydo.workflow(Slow, name="slow", **small)
         answer = {iid: _status(wf, iid) for iid in args}
@@ -170,6 +174,28 @@ def _raydo_actors(wf: Any) -> list[dict[str, str]]:
             key = name.split(":")[1]
             out.append({"name": name, "on": actor["Address"]["NodeID"], "home": by_key[key]})
     return out
+
+
+def watch(wf: Any, ids: list[str], out: Path) -> dict[str, Any]:
+    """Poll every id's status until all are complete, writing (poll start, end, id, status)."""
+    handles = {iid: wf.get(iid).result() for iid in ids}
+    deadline = time.time() + 400
+    with open(out, "a") as f:
+        while time.time() < deadline:
+            done = 0
+            for iid, inst in handles.items():
+                t0 = time.time()
+                try:
+                    status = inst.status().result(timeout=30).status
+                except raydo.RaydoError as exc:
+                    status = type(exc).__name__
+                f.write(json.dumps([t0, time.time(), iid, status]) + "\n")
+                f.flush()
+                done += status == "complete"
+            if done == len(ids):
+                return {"complete": True}
+            time.sleep(0.2)
+    return {"complete": False}
 
 
 def _status(wf: Any, iid: str) -> dict[str, Any]:

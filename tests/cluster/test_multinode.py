@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import stat
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -142,10 +143,29 @@ def test_node_loss_and_return(cluster: LocalCluster) -> None:
     lost = [iid for iid in ids if homes[iid] == lost_node]
     kept = [iid for iid in ids if iid not in lost]
     assert lost, f"no instance homed on {victim}: {homes}"
+    watcher = cluster.start_driver("watch", *ids)  # holds its handles through loss and return
+    try:
+        _lose_and_regain(cluster, victim, ids, lost, kept, watcher)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()  # a process this test started
+            watcher.wait()
+
+
+def _lose_and_regain(
+    cluster: LocalCluster,
+    victim: str,
+    ids: list[str],
+    lost: list[str],
+    kept: list[str],
+    watcher: subprocess.Popen[str],
+) -> None:
+    lost_node = _read(cluster.nodes[victim].storage, "slow")[0]
     ledger = cluster.root / "ledger.jsonl"
     _wait_for(lambda: _ended(ledger, lost) >= 2, "two steps of the lost node's instances")
 
     killed = cluster.kill_node(victim)
+    killed_at = time.time()
     cluster.wait_nodes(2)
     finished_before = _finished_steps(cluster.nodes[victim].storage, lost)
 
@@ -156,9 +176,20 @@ def test_node_loss_and_return(cluster: LocalCluster) -> None:
         assert down.get(iid, {}).get("status") == "unknown", down
         assert lost_node in down[iid]["error"] and "dead" in down[iid]["error"], down[iid]
 
+    back_at = time.time()
     cluster.start_node(victim)  # back, with the same storage folder, under a new Ray node id
     cluster.wait_nodes(3)
     assert set(cluster.result("wait", *lost).values()) == {"complete"}
+    assert watcher.wait(timeout=300) == 0 and '"complete": true' in watcher.stdout.read()
+    polls = [json.loads(line) for line in (cluster.root / "watch.jsonl").read_text().splitlines()]
+    while_down = Counter(
+        (iid in lost, status) for t0, _, iid, status in polls if killed_at < t0 < back_at
+    )
+    # asked while the node was down: the lost ones are unknown (never running), the rest not
+    assert {status for (is_lost, status) in while_down if is_lost} == {"unknown"}, while_down
+    assert "unknown" not in {status for (is_lost, status) in while_down if not is_lost}
+    seen_after = {iid: st for t0, _, iid, st in polls if t0 > back_at and iid in lost}
+    assert set(seen_after.values()) == {"complete"}, seen_after  # the same driver, resumed
     rows = [json.loads(line) for line in ledger.read_text().splitlines()]
     starts = Counter((r["id"], r["step"]) for r in rows if r["at"] == "start")
     again = [key for key in finished_before if starts[key] != 1]
