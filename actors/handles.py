@@ -13,9 +13,11 @@ import hashlib
 from typing import Any
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ..runtime.model import WorkflowEntrypoint
 from ..runtime.options import WorkflowOptions
+from ..runtime.placement import NodeInfo
 from ..storage.instances import storage_identity
 from ..storage.kv import open_lmdb
 
@@ -28,26 +30,42 @@ def storage_key(storage: str) -> str:
 
 
 def namespace_name(storage: str, workflow: str) -> str:
-    return f"ns:{storage_key(storage)}:{workflow}"
+    return _namespace_name(storage_key(storage), workflow)
+
+
+def _namespace_name(key: str, workflow: str) -> str:
+    return f"ns:{key}:{workflow}"
 
 
 def timer_name(storage: str) -> str:
     return f"timers:{storage_key(storage)}"
 
 
-def namespace_actor(
+def pinned(ray_node: str) -> NodeAffinitySchedulingStrategy:
+    """Run there or nowhere: an actor holding a node's storage must never land on another node
+    (it would open an empty storage at the same path there)."""
+    return NodeAffinitySchedulingStrategy(ray_node, soft=False)
+
+
+def here() -> str:
+    """The Ray node id of this process."""
+    return str(ray.get_runtime_context().get_node_id())
+
+
+def namespace_actor_on(
+    node: NodeInfo,
     storage: str,
     workflow: str,
     workflow_cls: type[WorkflowEntrypoint],
     options: WorkflowOptions,
     code: str | None = None,
 ) -> Any:
-    """Get the namespace actor of `workflow`, creating it (detached, restarting) if needed."""
+    """Get the namespace actor of `workflow` on raydo node `node`, pinned to the Ray node it
+    runs under now. `storage` is the driver's path; the actor resolves its node's folder."""
     from .namespace import NamespaceActor
 
-    return _detached(NamespaceActor, namespace_name(storage, workflow)).remote(
-        storage, workflow, workflow_cls, options, code
-    )
+    actor = _detached(NamespaceActor, _namespace_name(node.key, workflow), node.ray_node)
+    return actor.remote(storage, workflow, workflow_cls, options, code)
 
 
 def existing_namespace(storage: str, workflow: str) -> Any | None:
@@ -58,13 +76,15 @@ def existing_namespace(storage: str, workflow: str) -> Any | None:
 
 
 def timer_actor(storage: str) -> Any:
+    """The timer actor of this node's `storage`, pinned to this node."""
     from .timer import TimerActor
 
-    return _detached(TimerActor, timer_name(storage)).remote(storage)
+    return _detached(TimerActor, timer_name(storage), here()).remote(storage)
 
 
-def _detached(cls: type, name: str) -> Any:
-    """A named, detached, always-restarted async actor class: created once, found thereafter."""
+def _detached(cls: type, name: str, ray_node: str) -> Any:
+    """A named, detached, always-restarted async actor class pinned to `ray_node`: created
+    once, found thereafter. (Its node gone, Ray does not restart it elsewhere: it dies.)"""
     return ray.remote(cls).options(
         name=name,
         namespace=RAY_NAMESPACE,
@@ -73,6 +93,7 @@ def _detached(cls: type, name: str) -> Any:
         max_restarts=-1,
         max_concurrency=10_000,
         num_cpus=0,
+        scheduling_strategy=pinned(ray_node),
     )
 
 
@@ -83,23 +104,27 @@ def new_instance_actor(
     options: WorkflowOptions,
     code: str | None = None,
 ) -> Any:
-    """A pooled InstanceActor. Owned by (and dying with) the namespace actor that creates it."""
+    """A pooled InstanceActor on this node (where `storage` is). Owned by (and dying with) the
+    namespace actor that creates it."""
     from .instance import InstanceActor
 
     return (
         ray.remote(InstanceActor)
-        .options(max_restarts=0, max_concurrency=1000, num_cpus=0)
+        .options(
+            max_restarts=0, max_concurrency=1000, num_cpus=0, scheduling_strategy=pinned(here())
+        )
         .remote(storage, workflow, workflow_cls, options, code)
     )
 
 
-def kill_storage_actors(storage: str) -> int:
-    """Kill every raydo actor of `storage` (instance actors die with their namespace). Returns
-    how many were killed."""
-    key = storage_key(storage)
+def kill_storage_actors(storage: str, keys: list[str] | None = None) -> int:
+    """Kill every raydo actor of `storage` (instance actors die with their namespace), or of
+    the storages with these actor-name `keys` (a cluster's nodes). Returns how many were killed."""
+    marks = [f":{key}" for key in (keys if keys is not None else [storage_key(storage)])]
     killed = 0
     for entry in ray.util.list_named_actors(all_namespaces=True):
-        if entry.get("namespace") != RAY_NAMESPACE or f":{key}" not in entry.get("name", ""):
+        name = entry.get("name", "")
+        if entry.get("namespace") != RAY_NAMESPACE or not any(m in name for m in marks):
             continue
         try:
             ray.kill(ray.get_actor(entry["name"], namespace=RAY_NAMESPACE), no_restart=True)

@@ -1,4 +1,6 @@
-"""NamespaceActor: one per workflow name and storage. A shell around runtime.namespace.Namespace."""
+"""NamespaceActor: one per workflow name and node storage. A shell around
+runtime.namespace.Namespace. It runs on the node whose storage it opens (pinned by handles.py),
+and so do the instance actors and the timer actor it starts."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from ..storage.instances import InstanceStore, check_schema, clock_offset
 from ..storage.kv import open_lmdb
 from . import handles
 from .logs import forward_logs
+from .nodes import node_storage
 from .pool import ActorPool
 
 log = logging.getLogger("raydo")
@@ -30,6 +33,7 @@ class NamespaceActor:
         code: str | None = None,
     ) -> None:
         forward_logs()
+        storage = node_storage(storage)  # this node's folder (docs/cluster.md)
         kv = open_lmdb(storage)
         check_schema(kv)
         self.storage, self.workflow = storage, workflow
@@ -81,6 +85,11 @@ class NamespaceActor:
     async def exists(self, iid: str) -> None:
         self._start()
         self.ns.store.require(iid)
+
+    async def known(self, iids: list[str]) -> list[str]:
+        """Which of `iids` exist here (a cluster keeps ids unique across nodes)."""
+        self._start()
+        return [iid for iid in iids if self.ns.store.get(iid) is not None]
 
     async def snapshot(self, iid: str, steps: bool) -> Snapshot:
         self._start()

@@ -128,6 +128,9 @@ def current() -> Context | None:
     global _context
     if _context is not None and not ray.is_initialized():
         _context = None
+    from .cluster import forget_views
+
+    forget_views()
     return _context
 
 
@@ -162,9 +165,22 @@ def shutdown(*, kill_actors: bool = False) -> None:
     global _context
     if _context is not None and ray.is_initialized():
         if kill_actors:
-            from ..actors.handles import kill_storage_actors
-
-            kill_storage_actors(_context.storage)
+            _kill_actors(_context.storage)
         if _context.started_ray:
             ray.shutdown()
     _context = None
+    from .cluster import forget_views
+
+    forget_views()
+
+
+def _kill_actors(storage: str) -> None:
+    """raydo's actors for `storage`: on this node, and on every raydo node of the cluster."""
+    from ..actors.handles import kill_storage_actors, storage_key
+    from ..actors.nodes import node_storage
+    from .cluster import view_of
+
+    view = view_of(storage)
+    keys = {storage_key(node_storage(storage))}
+    keys.update(node.key for node in [*view.nodes.values(), *view.known_single()])
+    kill_storage_actors(storage, sorted(keys))

@@ -63,6 +63,10 @@ def submit(send: Callable[..., Any], *args: Any) -> Any:
 
 
 class Pending(Generic[T]):
+    """`ref` is a Ray ObjectRef, or a concurrent Future already running (a call routed across a
+    cluster's nodes by bindings/cluster.py, or one of raydo.testing's LocalEnv); a Ray error
+    out of either reaches the user unwrapped."""
+
     def __init__(self, ref: Any, transform: Callable[[Any], T] = lambda v: v) -> None:
         self._ref = ref
         self._transform = transform
@@ -71,30 +75,39 @@ class Pending(Generic[T]):
         return self._await().__await__()
 
     async def _await(self) -> T:
-        if isinstance(self._ref, concurrent.futures.Future):
-            return self._transform(await asyncio.wrap_future(self._ref))
         try:
-            value = await self._ref
+            if isinstance(self._ref, concurrent.futures.Future):
+                value = await asyncio.wrap_future(self._ref)
+            else:
+                value = await self._ref
         except RayError as exc:
             raise_user_error(exc)
         return self._transform(value)
 
     def result(self, timeout: float | None = None) -> T:
         """Block until done (at most `timeout` seconds) and return the value or raise the error."""
-        if isinstance(self._ref, concurrent.futures.Future):
-            try:
-                return self._transform(self._ref.result(timeout))
-            except TimeoutError:
-                if self._ref.done():
-                    raise  # the call's own error
-                raise _no_result(timeout) from None
         try:
-            value = ray.get(self._ref, timeout=timeout)
+            if isinstance(self._ref, concurrent.futures.Future):
+                value = _future_result(self._ref, timeout)
+            else:
+                value = ray.get(self._ref, timeout=timeout)
         except GetTimeoutError:
             raise _no_result(timeout) from None
         except RayError as exc:
             raise_user_error(exc)
         return self._transform(value)
+
+
+def _future_result(future: concurrent.futures.Future[Any], timeout: float | None) -> Any:
+    """The routed call's value; Ray's GetTimeoutError when not done in `timeout` (an error the
+    call itself raised, WaitTimeoutError included, passes as it is)."""
+    try:
+        # future.result itself: raydo.testing's futures refuse to block their own loop there
+        return future.result(timeout)
+    except TimeoutError:
+        if future.done():
+            raise  # the call's own error
+        raise GetTimeoutError(f"no result within {timeout} seconds") from None
 
 
 def _no_result(timeout: float | None) -> WaitTimeoutError:

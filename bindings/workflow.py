@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -39,7 +40,7 @@ from ..runtime.rules import (
 )
 from ..storage.codec import decode, encode
 from ..storage.records import StepKind, StepRecord, unpack_event
-from . import client
+from . import client, cluster
 from .display import InstanceDescription, ProgressWait, print_line
 from .pending import Pending, submit
 from .shipping import fingerprint, ship_by_value_if_needed
@@ -75,6 +76,7 @@ class Workflow:
         hibernate_after: float = HIBERNATE_AFTER,
         block_limit: float = 60.0,
         warm: int = 1,
+        node_labels: Mapping[str, str] | None = None,
         storage: str | None = None,
         options: WorkflowOptions | None = None,
         code: str | None = None,
@@ -92,12 +94,14 @@ class Workflow:
             hibernate_after=hibernate_after,
             block_limit=block_limit,
             warm=warm,
+            node_labels={} if node_labels is None else node_labels,
         )
         self._storage = None if storage is None else str(storage)
         # A binding given its storage works beside raydo's current one (two apps on one Ray);
         # one that followed the context stays with the storage it first resolved to.
         self._explicit_storage = storage is not None
         self._actor: Any = None
+        self._mode_at = 0.0  # when _connect last chose between one node and a cluster
         # The raydo context the actor handle was made under; None when the binding does not
         # follow a context (rebuilt inside an actor, where there is no raydo.init).
         self._context: client.Context | None = None
@@ -120,20 +124,56 @@ class Workflow:
     def actor(self) -> Any:
         """The namespace actor's handle, made again when raydo was initialized again."""
         stale = self._context is not None and self._context is not client.current()
-        if self._actor is None or stale:
+        if self._actor is None or stale or self._cluster_grew():
             self._actor = self._connect()
         return self._actor
 
     def _connect(self) -> Any:
+        """The namespace actor on this node, or a Router over every node's on a cluster of
+        several raydo nodes (docs/cluster.md)."""
         if not self._in_actor:
             client.check_code_policy(self.cls)  # init may have come after the binding
             self._context = self._check_context()
+        self._mode_at = time.monotonic()
+        view = cluster.view_of(self.storage)
+        if not submit(view.is_single):
+            return cluster.Router(self, view)
+        node = submit(view.single_node, self._in_actor or self._context_started_ray())
         actor = submit(
-            handles.namespace_actor, self.storage, self.name, self.cls, self.options, self.code
+            handles.namespace_actor_on,
+            node,
+            self.storage,
+            self.name,
+            self.cls,
+            self.options,
+            self.code,
         )
         if not self._registered:
             self._register_code(actor)
         return actor
+
+    def _context_started_ray(self) -> bool:
+        return self._context is not None and self._context.started_ray
+
+    def _cluster_grew(self) -> bool:
+        """Holding one node's actor: has a second raydo node appeared? (Looked at every
+        REFRESH_EVERY seconds, not per call.)"""
+        if isinstance(self._actor, cluster.Router):
+            return False
+        if time.monotonic() - self._mode_at < cluster.REFRESH_EVERY:
+            return False
+        self._mode_at = time.monotonic()
+        return not submit(cluster.view_of(self.storage).is_single)
+
+    def _send_create(
+        self, items: list[tuple[str, bytes]], skip_existing: bool, generated: bool
+    ) -> Any:
+        """The create call; a cluster's router also learns whether raydo made the ids (they
+        may go to any node that is up, without a uniqueness check across nodes)."""
+        actor = self.actor
+        if isinstance(actor, cluster.Router):
+            return submit(actor.create.remote, items, skip_existing, generated)
+        return submit(actor.create.remote, items, skip_existing)
 
     def _register_code(self, actor: Any) -> None:
         """The newest binding's class is what new activations run (a notebook cell run again,
@@ -165,7 +205,7 @@ class Workflow:
     def create(self, id: str | None = None, params: Any = None) -> Pending[WorkflowInstance]:
         """Start a new instance. `id` defaults to a uuid4; a taken id raises InstanceExistsError."""
         item = self._item(id, params)
-        ref = submit(self.actor.create.remote, [item], False)
+        ref = self._send_create([item], False, id is None)
         return Pending(ref, lambda ids: WorkflowInstance(self, ids[0]))
 
     def create_batch(self, items: list[dict[str, Any]]) -> Pending[list[WorkflowInstance]]:
@@ -173,13 +213,13 @@ class Workflow:
         order given; an item whose id already exists is not created again, and its handle is
         the existing instance's."""
         prepared = self._prepare_batch(items)
-        ref = submit(self.actor.create.remote, prepared, True)
+        ref = self._send_create(prepared, True, _all_generated(items))
         return Pending(ref, lambda _created: [WorkflowInstance(self, iid) for iid, _ in prepared])
 
     def _create_new(self, items: list[dict[str, Any]]) -> Pending[list[str]]:
         """create_batch, answering the ids this call created (not those that existed): for
         tools that must tell the two apart, e.g. the crash tests' ledger."""
-        return Pending(submit(self.actor.create.remote, self._prepare_batch(items), True))
+        return Pending(self._send_create(self._prepare_batch(items), True, _all_generated(items)))
 
     def _prepare_batch(self, items: Any) -> list[tuple[str, bytes]]:
         if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
@@ -317,6 +357,10 @@ def _rebuild(
     wf = Workflow(cls, name, storage=storage, options=options, code=code)
     wf._in_actor = True
     return wf
+
+
+def _all_generated(items: list[dict[str, Any]]) -> bool:
+    return all(entry.get("id") is None for entry in items)
 
 
 def _batch_entry(index: int, entry: Any) -> tuple[str | None, Any]:

@@ -15,6 +15,7 @@ print(wf.create(params={"name": "ana"}).result().wait().result().output)
 from collections.abc import Mapping
 from typing import Any
 
+from raydo.bindings.backup import NodeBackup, backup, restore
 from raydo.bindings.client import init, shutdown
 from raydo.bindings.display import InstanceDescription
 from raydo.bindings.pending import Pending
@@ -45,13 +46,15 @@ def workflow(
     hibernate_after: float = 0.25,
     block_limit: float = 60.0,
     warm: int = 1,
+    node_labels: Mapping[str, str] | None = None,
     storage: str | None = None,
     options: WorkflowOptions | None = None,
 ) -> Workflow:
     """The binding for a workflow class: `raydo.workflow(Checkout, name="checkout")`.
 
     The keyword options are WorkflowOptions' fields (see its docstrings): concurrency (instances
-    running at once), env (bindings for `self.env`), hibernate_after, block_limit, warm. Or pass
+    running at once), env (bindings for `self.env`), hibernate_after, block_limit, warm,
+    node_labels (on a cluster: home instances only on nodes with these Ray labels). Or pass
     a ready `options=WorkflowOptions(...)`. storage: the storage folder this binding uses
     (default: the one `raydo.init` chose).
     """
@@ -63,6 +66,7 @@ def workflow(
         hibernate_after=hibernate_after,
         block_limit=block_limit,
         warm=warm,
+        node_labels=node_labels,
         storage=storage,
         options=options,
     )
@@ -75,6 +79,7 @@ __all__ = [
     "InstanceDescription",
     "InstancePage",
     "InstanceStatus",
+    "NodeBackup",
     "Pending",
     "ReceivedEvent",
     "RetryPolicy",
@@ -87,7 +92,9 @@ __all__ = [
     "WorkflowInstance",
     "WorkflowOptions",
     "WorkflowStep",
+    "backup",
     "init",
+    "restore",
     "shutdown",
     "workflow",
     *_error_names,

@@ -25,6 +25,10 @@
      +-- ShippedCodeError                       a workflow class would ship by value where only
      |                                          installed classes are accepted
      +-- ClusterError                           Ray could not carry a call (actor or cluster gone)
+     |    +-- NodeUnavailableError              the instance's home node is down or unreachable
+     |    +-- NoEligibleNodeError               no node may home the workflow's instances
+
+
      +-- UnreachableError                       raydo.testing: a wait for a status or a step result
      |                                          can never end well: the instance ended otherwise
      +-- StorageError                           storage cannot be used
@@ -283,6 +287,31 @@ class ClusterError(RaydoError):
         return (self.cause,)
 
 
+class NodeUnavailableError(ClusterError):
+    """The node an instance lives on (its home) is down or cannot be reached. `node` is its raydo
+    node id; `reason` says what Ray reports. Its state is safe in that node's storage: it resumes
+    when the node is back with the same storage folder. Never restarted elsewhere."""
+
+    def __init__(self, message: str, node: str | None = None, reason: str | None = None) -> None:
+        super().__init__(message, "NodeUnavailable")
+        self.node, self.reason = node, reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.message, self.node, self.reason))
+
+
+class NoEligibleNodeError(ClusterError):
+    """No alive node may home this workflow's instances (none carries its `node_labels`).
+    `labels` is what the workflow asks for."""
+
+    def __init__(self, message: str, labels: dict[str, str] | None = None) -> None:
+        super().__init__(message, "NoEligibleNode")
+        self.labels = labels
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.message, self.labels))
+
+
 class UnreachableError(RaydoError):
     """raydo.testing: instance `id` ended `status`, so what the test waits for (`expected`, e.g.
     "status 'complete'" or "a result of step 'charge' #1") can never happen."""
@@ -385,6 +414,8 @@ __all__ = [
     "InvalidStateError",
     "InvalidStepError",
     "InvalidWorkflowError",
+    "NoEligibleNodeError",
+    "NodeUnavailableError",
     "NonDeterminismError",
     "NonRetryableError",
     "NonRetryableStepError",

@@ -31,6 +31,10 @@ class WorkflowOptions:
     warm: int = 1
     """Instance actors started ahead of need (at most `concurrency`)."""
 
+    node_labels: Mapping[str, str] = field(default_factory=dict)
+    """On a multi-node cluster, instances are homed only on nodes whose Ray labels include all
+    of these (`ray start --labels`); none matching is a NoEligibleNodeError at create."""
+
     def __post_init__(self) -> None:
         _check_int("concurrency", self.concurrency, 1)
         _check_int("warm", self.warm, 0)
@@ -39,6 +43,14 @@ class WorkflowOptions:
                 f"env {show(self.env)} must be a dict with str keys, or None", value=show(self.env)
             )
         object.__setattr__(self, "env", dict(self.env))
+        labels = self.node_labels
+        if not isinstance(labels, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+        ):
+            raise InvalidInputError(
+                f"node_labels {show(labels)} must be a dict of str to str", value=show(labels)
+            )
+        object.__setattr__(self, "node_labels", dict(labels))
         for name in ("hibernate_after", "block_limit"):
             seconds = check_seconds_arg(getattr(self, name), name)
             if seconds is None:

@@ -189,6 +189,14 @@ class LmdbKV:
             )
         self._env.set_mapsize(min(size * 2, self._max_map_size))
 
+    def copy_to(self, fd: int) -> None:
+        """Write a compacted copy of the environment to the open file `fd`: one read
+        transaction, so a consistent snapshot of a live storage whose writers go on."""
+        try:
+            self._env.copyfd(fd, compact=True)
+        except lmdb.Error as exc:
+            raise StorageError(f"cannot copy storage at {self._path!r}: {exc}") from exc
+
     def map_size(self) -> int:
         return int(self._env.info()["map_size"])
 
