@@ -101,7 +101,9 @@ class Workflow:
         # one that followed the context stays with the storage it first resolved to.
         self._explicit_storage = storage is not None
         self._actor: Any = None
-        self._mode_at = 0.0  # when _connect last chose between one node and a cluster
+        # when _connect last chose between one node and a cluster (None: it never did, e.g. an
+        # actor handle given to the binding)
+        self._mode_at: float | None = None
         # The raydo context the actor handle was made under; None when the binding does not
         # follow a context (rebuilt inside an actor, where there is no raydo.init).
         self._context: client.Context | None = None
@@ -158,7 +160,7 @@ class Workflow:
     def _cluster_grew(self) -> bool:
         """Holding one node's actor: has a second raydo node appeared? (Looked at every
         REFRESH_EVERY seconds, not per call.)"""
-        if isinstance(self._actor, cluster.Router):
+        if isinstance(self._actor, cluster.Router) or self._mode_at is None:
             return False
         if time.monotonic() - self._mode_at < cluster.REFRESH_EVERY:
             return False
