@@ -220,6 +220,11 @@ class LmdbKV:
     def map_size(self) -> int:
         return int(self._env.info()["map_size"])
 
+    def used_bytes(self) -> int:
+        """Bytes of the file in use: up to the highest page ever allocated. Freed pages below it
+        are reused before it grows, so this stops growing when deletes keep up with writes."""
+        return (int(self._env.info()["last_pgno"]) + 1) * int(self._env.stat()["psize"])
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
