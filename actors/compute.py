@@ -122,7 +122,9 @@ def fits_somewhere(req: ComputeRequest, offered: list[dict[str, float]]) -> bool
 
 
 def infeasible(req: ComputeRequest, offered: list[dict[str, float]], wait: float) -> Exception:
-    shown = [{k: v for k, v in node.items() if k in _SHOWN or k in req.resources} for node in offered]
+    shown = [
+        {k: v for k, v in node.items() if k in _SHOWN or k in req.resources} for node in offered
+    ]
     return InfeasibleResourcesError(
         f"step resources {req.describe()} match no node of the cluster (waited {wait:g} s; "
         f"the alive nodes offer {shown}); give a request some node can meet, add such a node, "

@@ -79,8 +79,7 @@ def compute_request(value: Any, what: str = "resources") -> ComputeRequest | Non
     custom = value.get("resources", {})
     if not isinstance(custom, Mapping) or not all(isinstance(k, str) and k for k in custom):
         raise InvalidInputError(
-            f"{what}['resources'] {show(custom)} must be a dict of resource name (str) to "
-            "amount",
+            f"{what}['resources'] {show(custom)} must be a dict of resource name (str) to amount",
             value=show(custom),
         )
     amounts = {k: _amount(f"{what}['resources'][{k!r}]", v) for k, v in custom.items()}

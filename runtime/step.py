@@ -23,7 +23,7 @@ from ..errors import (
     WaitForEventTimeoutError,
     WorkflowStepError,
 )
-from ..storage.codec import decode, encode_read_back
+from ..storage.codec import MAX_RESULT_BYTES, decode, encode_read_back
 from ..storage.records import StepKind, StepRecord, StepState, unpack_event
 from .compute import ComputeRequest, compute_request, placed
 from .model import ReceivedEvent, StepContext, StepIdentity
@@ -189,7 +189,9 @@ class WorkflowStep:
         async with act.busy(config.timeout):
             try:
                 value = await _call(fn, ctx, config.timeout, act)
-                raw, result = encode_read_back(value, f"result of step {sid[0]!r}")
+                raw, result = encode_read_back(
+                    value, f"result of step {sid[0]!r}", MAX_RESULT_BYTES
+                )
             except asyncio.CancelledError:
                 raise  # the activation is being stopped, not the step failing
             except BaseException as exc:  # SystemExit etc. from a step: a failed attempt

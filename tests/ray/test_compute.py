@@ -98,9 +98,7 @@ def test_terminate_cancels_the_running_task(raydo_env: Path, tmp_path: Path) -> 
     _wait_for(lambda: not psutil.pid_exists(pid), f"task process {pid} to be killed")
 
 
-def test_a_timeout_fails_the_attempt_and_cancels_its_task(
-    raydo_env: Path, tmp_path: Path
-) -> None:
+def test_a_timeout_fails_the_attempt_and_cancels_its_task(raydo_env: Path, tmp_path: Path) -> None:
     pidfile = tmp_path / "pid"
     params = {"pidfile": str(pidfile), "timeout": 2}
     inst = raydo.workflow(Hangs, name="hangs").create(params=params).result()
