@@ -22,6 +22,7 @@ from raydo.bindings.pending import Pending
 from raydo.bindings.workflow import InstancePage, Workflow, WorkflowInstance
 from raydo.errors import *  # noqa: F403 - the whole error tree is public
 from raydo.errors import __all__ as _error_names
+from raydo.runtime.compute import INFEASIBLE_AFTER
 from raydo.runtime.model import (
     ErrorInfo,
     InstanceStatus,
@@ -33,7 +34,6 @@ from raydo.runtime.model import (
     WorkflowEvent,
 )
 from raydo.runtime.options import WorkflowOptions
-from raydo.runtime.compute import INFEASIBLE_AFTER
 from raydo.runtime.rules import RetryPolicy
 from raydo.runtime.step import WorkflowStep
 

@@ -77,7 +77,7 @@ class WorkflowOptions:
             isinstance(env, Mapping) and all(isinstance(k, str) for k in env)
         ):
             raise InvalidInputError(
-                f"runtime_env {show(env)} must be a dict with str keys (Ray's runtime_env), or None",
+                f"runtime_env {show(env)} must be a dict with str keys (Ray's runtime_env) or None",
                 value=show(env),
             )
         object.__setattr__(self, "runtime_env", None if env is None else dict(env))

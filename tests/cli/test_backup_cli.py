@@ -70,7 +70,8 @@ def test_backup_then_restore_from_the_command_line(project: tuple[Cli, Any, Path
     text = cli("backup", "more").stdout
     assert f"node {node['node']}: " in text and "bytes in" in text
     refused = cli.json("backup", "backups", code=2)  # not empty: nothing written
-    assert refused["error"]["code"] == "invalid_input" and "not empty" in refused["error"]["message"]
+    assert refused["error"]["code"] == "invalid_input"
+    assert "not empty" in refused["error"]["message"]
 
     restored = cli.json("restore", str(folder), str(root / "restored"))
     assert restored == {"backup": str(folder), "storage": str(root / "restored")}
