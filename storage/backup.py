@@ -33,7 +33,7 @@ def backup(kv: LmdbKV, folder: str) -> int:
     permissions.secure_folder(folder)
     _write_private(os.path.join(folder, _PARTIAL), kv.copy_to)
     os.replace(os.path.join(folder, _PARTIAL), os.path.join(folder, DATA))
-    _sync_folder(folder)
+    blobs.sync_folder(folder)
     # after the snapshot: every blob it points at was written before its pointer
     copied = blobs.copy_all(kv.path, folder)
     return os.path.getsize(os.path.join(folder, DATA)) + copied
@@ -50,7 +50,7 @@ def restore(backup_folder: str, storage: str) -> None:
     with open(source, "rb") as src:
         _write_private(os.path.join(storage, _PARTIAL), lambda fd: _copy(src, fd))
     os.replace(os.path.join(storage, _PARTIAL), os.path.join(storage, DATA))
-    _sync_folder(storage)
+    blobs.sync_folder(storage)
     blobs.copy_all(os.path.dirname(source), storage)
 
 
@@ -109,11 +109,3 @@ def _write_private(path: str, fill: Callable[[int], None]) -> None:
 def _copy(src: BinaryIO, fd: int) -> None:
     with os.fdopen(os.dup(fd), "wb") as dst:
         shutil.copyfileobj(src, dst, 1 << 20)
-
-
-def _sync_folder(folder: str) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
