@@ -148,6 +148,7 @@ class Workflow:
         if not submit(view.is_single):
             return cluster.Router(self, view)
         node = submit(view.single_node, self._in_actor or self._context_started_ray())
+        cluster.check_eligible(self.name, self.options.node_labels, node)
         actor = submit(
             handles.namespace_actor_on,
             node,

@@ -183,3 +183,11 @@ def test_pause_lets_the_running_task_finish_and_starts_nothing_new(
     inst.resume().result()
     st = inst.wait(timeout=120).result()
     assert st.status is InstanceStatus.COMPLETE and st.output["long"] == task_pid
+
+
+def test_a_label_the_one_node_lacks_is_refused_at_create(raydo_env: Path) -> None:
+    wf = raydo.workflow(Placed, name="mars", node_labels={"zone": "mars"})
+    with pytest.raises(raydo.NoEligibleNodeError, match=r"\{'zone': 'mars'\}") as err:
+        wf.create(id="m-1").result()
+    assert err.value.labels == {"zone": "mars"}
+    assert raydo.workflow(Placed, name="mars").instances().result() == []  # nothing written
