@@ -21,6 +21,7 @@ from ..errors import (
     StorageMismatchError,
 )
 from ..runtime import listing
+from ..runtime.compute import INFEASIBLE_AFTER
 from ..runtime.engine import stop_if_running
 from ..runtime.model import (
     ErrorInfo,
@@ -77,6 +78,9 @@ class Workflow:
         block_limit: float = 60.0,
         warm: int = 1,
         node_labels: Mapping[str, str] | None = None,
+        runtime_env: Mapping[str, Any] | None = None,
+        resources: Mapping[str, Any] | None = None,
+        infeasible_after: float = INFEASIBLE_AFTER,
         storage: str | None = None,
         options: WorkflowOptions | None = None,
         code: str | None = None,
@@ -95,6 +99,9 @@ class Workflow:
             block_limit=block_limit,
             warm=warm,
             node_labels={} if node_labels is None else node_labels,
+            runtime_env=runtime_env,
+            resources=resources,
+            infeasible_after=infeasible_after,
         )
         self._storage = None if storage is None else str(storage)
         # A binding given its storage works beside raydo's current one (two apps on one Ray);
@@ -141,6 +148,7 @@ class Workflow:
         if not submit(view.is_single):
             return cluster.Router(self, view)
         node = submit(view.single_node, self._in_actor or self._context_started_ray())
+        cluster.check_eligible(self.name, self.options.node_labels, node)
         actor = submit(
             handles.namespace_actor_on,
             node,

@@ -435,3 +435,7 @@ def serve(
 
 def main() -> None:
     app()
+
+
+# Commands kept in their own modules register on `app` when imported.
+from . import backups as _backups  # noqa: E402, F401

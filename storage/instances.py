@@ -18,7 +18,7 @@ from ..errors import (
     InstanceNotFoundError,
     SchemaVersionError,
 )
-from . import keys
+from . import blobs, keys
 from .kv import KV, Reader, Writer
 from .migrate import migrate_v1
 from .records import (
@@ -193,7 +193,8 @@ class InstanceStore:
             found = {}
             for key, raw in r.scan(prefix):
                 step_id = keys.step_id_of(key)
-                found[step_id] = unpack_step(raw, f"step {step_id} of instance {iid!r}")
+                step = unpack_step(raw, f"step {step_id} of instance {iid!r}")
+                found[step_id] = blobs.filled(self.kv, self.workflow, iid, step)
             return found
 
         return self.kv.read(apply)
@@ -208,7 +209,8 @@ class InstanceStore:
             steps = {}
             for key, raw in r.scan(prefix):
                 step_id = keys.step_id_of(key)
-                steps[step_id] = unpack_step(raw, f"step {step_id} of instance {iid!r}")
+                step = unpack_step(raw, f"step {step_id} of instance {iid!r}")
+                steps[step_id] = blobs.filled(self.kv, self.workflow, iid, step)
             params = r.get(keys.params(self.workflow, iid))
             return Loaded(rec, lease, steps, params, r.get(keys.modifiers(self.workflow, iid)))
 
@@ -367,6 +369,7 @@ class InstanceStore:
                 w.delete(key)
 
         self.kv.write(apply)
+        blobs.delete_instance(self.kv, self.workflow, iid)
 
     # -- raydo.testing's modifiers -------------------------------------------------------------
 
@@ -391,7 +394,7 @@ class InstanceStore:
         self, iid: str, lease: int, step_id: tuple[str, int], step: StepRecord, durable: bool
     ) -> None:
         key = keys.step(self.workflow, iid, *step_id)
-        raw = pack_step(step)
+        raw = pack_step(blobs.spill(self.kv, self.workflow, iid, step))  # the blob first
 
         def apply(w: Writer) -> None:
             self._check_lease(w, iid, lease)
