@@ -393,17 +393,27 @@ class Router:
         by_id = {snap.record.id: snap for snaps in answers for snap in snaps}
         return [by_id[iid] for iid in iids]
 
-    async def _instances(self) -> list[Snapshot]:
+    async def _instances(
+        self, since: float | None = None, until: float | None = None
+    ) -> list[Snapshot]:
         """Every instance on the reachable nodes (an unreachable node's are left out, logged)."""
-        out = [snap for snaps in await self._from_every_node("instances") for snap in snaps]
+        answers = await self._from_every_node("instances", since, until)
+        out = [snap for snaps in answers for snap in snaps]
         return sorted(out, key=lambda s: (s.record.created_at, s.record.id))
 
     async def _list_instances(
-        self, status: InstanceStatus | None, limit: int, cursor: str | None, reverse: bool
+        self,
+        status: InstanceStatus | None,
+        limit: int,
+        cursor: str | None,
+        reverse: bool,
+        since: float | None = None,
+        until: float | None = None,
     ) -> listing.Page:
         """One page over every reachable node: each node's page after the same cursor, merged
         in the listing's (created_at, id) order, so a cursor means the same on any node."""
-        pages = await self._from_every_node("list_instances", status, limit, cursor, reverse)
+        args = (status, limit, cursor, reverse, since, until)
+        pages = await self._from_every_node("list_instances", *args)
         merged = [snap for page in pages for snap in page.snapshots]
         more_on_a_node = any(page.cursor is not None for page in pages)
         shown = listing.page(merged, None, limit, None, reverse).snapshots

@@ -255,11 +255,14 @@ class Workflow:
         )
         return Pending(ref, lambda snaps: [to_status(s) for s in snaps])
 
-    def instances(self) -> Pending[list[StatusInfo]]:
-        """The status of every instance of this workflow (without outputs)."""
-        return Pending(
-            submit(self.actor.instances.remote), lambda snaps: [to_status(s) for s in snaps]
-        )
+    def instances(
+        self, *, created_after: Any = None, created_before: Any = None
+    ) -> Pending[list[StatusInfo]]:
+        """The status of every instance of this workflow (without outputs), oldest first; only
+        those created within the dates if given (datetime, naive = UTC, or epoch seconds)."""
+        q = listing.check_query(since=created_after, until=created_before)
+        ref = submit(self.actor.instances.remote, q.since, q.until)
+        return Pending(ref, lambda snaps: [to_status(s) for s in snaps])
 
     def list_instances(
         self,
@@ -268,15 +271,16 @@ class Workflow:
         limit: int = listing.DEFAULT_LIMIT,
         cursor: str | None = None,
         reverse: bool = False,
+        created_after: Any = None,
+        created_before: Any = None,
     ) -> Pending[InstancePage]:
         """One page of instances (without outputs), newest first or, with `reverse`, oldest
-        first; only those in `status` if given. Pass the page's `cursor` to get the next one."""
-        wanted = listing.check_status_filter(status)
-        listing.check_limit(limit)
-        listing.decode_cursor(cursor)
-        if not isinstance(reverse, bool):
-            raise InvalidInputError(f"reverse {show(reverse)} must be a bool")
-        ref = self.actor.list_instances.remote(wanted, limit, cursor, reverse)
+        first; only those in `status` and created within the dates (inclusive; datetime, naive
+        = UTC, or epoch seconds) if given. Pass the page's `cursor` to get the next one."""
+        q = listing.check_query(status, limit, cursor, reverse, created_after, created_before)
+        ref = self.actor.list_instances.remote(
+            q.status, q.limit, q.cursor, q.reverse, q.since, q.until
+        )
         return Pending(ref, _to_page)
 
     def counts(self) -> Pending[dict[str, int]]:

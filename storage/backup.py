@@ -68,7 +68,7 @@ def check_backup(data_file: str) -> None:
         env.close()
     if identity is None or version is None:
         raise InvalidInputError(f"{data_file!r} is an LMDB file but not a raydo storage")
-    if keys.decode_u64(bytes(version)) != keys.SCHEMA_VERSION:
+    if keys.decode_u64(bytes(version)) not in (1, keys.SCHEMA_VERSION):  # 1: migrated at open
         found = keys.decode_u64(bytes(version))
         raise SchemaVersionError(
             f"backup {data_file!r} has schema version {found}; this raydo restores version "
