@@ -357,13 +357,8 @@ def _check_rollback(rollback: Any, rollback_config: Any) -> StepConfig | None:
     _check_handler(rollback)
     if rollback_config is None:
         return None
-    if not isinstance(rollback_config, dict) or not set(rollback_config) <= _ROLLBACK_KEYS:
-        raise InvalidStepError(
-            f"rollback_config {show(rollback_config)} is invalid; give a dict with keys from "
-            f"{sorted(_ROLLBACK_KEYS)}",
-            value=show(rollback_config),
-        )
-    return step_config(rollback_config.get("retries"), rollback_config.get("timeout"))
+    undo = _keyed(rollback_config, _ROLLBACK_KEYS, "rollback_config", "a dict")
+    return step_config(undo.get("retries"), undo.get("timeout"))
 
 
 def _check_handler(rollback: Any) -> None:
@@ -387,10 +382,13 @@ def _check_handler(rollback: Any) -> None:
 def _retry_policy(retries: Any) -> RetryPolicy:
     if isinstance(retries, RetryPolicy):
         return retries
-    if not isinstance(retries, dict) or not set(retries) <= _RETRY_KEYS:
+    return RetryPolicy(**_keyed(retries, _RETRY_KEYS, "retries", "a RetryPolicy or a dict"))
+
+
+def _keyed(value: Any, keys: set[str], what: str, expected: str) -> dict[str, Any]:
+    if not isinstance(value, dict) or not set(value) <= keys:
         raise InvalidStepError(
-            f"retries {show(retries)} is invalid; give a RetryPolicy or a dict with keys from "
-            f"{sorted(_RETRY_KEYS)}",
-            value=show(retries),
+            f"{what} {show(value)} is invalid; give {expected} with keys from {sorted(keys)}",
+            value=show(value),
         )
-    return RetryPolicy(**retries)
+    return value
