@@ -46,6 +46,7 @@ from ..errors import (
 from ..storage.records import InstanceRecord, InstanceStatus, StepKind, StepRecord, StepState
 from .clock import Clock
 from .engine import BatchResult, Outcome, OutcomeKind
+from .rollback import cut_short
 from .rules import brief, show_seconds
 from .store import Store
 
@@ -204,6 +205,7 @@ class Namespace:
         rec = self._unfinished(iid, "terminate")
         self._take_away(iid)
         rec.status, rec.wake_at, rec.ended_at = InstanceStatus.TERMINATED, None, self.clock.now()
+        rec.rollback = cut_short(rec.rollback)
         self.store.save(rec)
         self._finish(iid)
 
@@ -235,6 +237,7 @@ class Namespace:
         self.store.erase_steps(iid, from_seq)
         rec.status, rec.wake_at, rec.waiting_types = InstanceStatus.QUEUED, None, []
         rec.error, rec.ended_at, rec.paused_at, rec.has_output = None, None, None, False
+        rec.rollback = None
         self.store.save(rec)
         self._new[iid] = None
         self._pump()

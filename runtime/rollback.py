@@ -51,6 +51,14 @@ class RollbackContext:
     """Why the instance is rolled back: its error, or Terminated."""
 
 
+def cut_short(rollback: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A plain terminate during a terminate with rollback: that rollback ends failed."""
+    if rollback is None or rollback.get("outcome") != RUNNING:
+        return rollback
+    error = {"name": "Terminated", "message": "terminated before its rollback finished"}
+    return {"outcome": FAILED, "error": error}
+
+
 def record_name(name: str) -> str:
     """The internal name of the record of `name`'s rollback handler."""
     return PREFIX + name

@@ -439,3 +439,22 @@ async def test_non_determinism_error_pickles_with_its_fields() -> None:
     back = pickle.loads(pickle.dumps(err))
     assert (back.recorded, back.found, back.step, back.count) == (err.recorded, err.found, "b", 1)
     assert repr(back.found) == "sleep step 'b' #1"
+
+
+async def test_restart_clears_the_rollback_and_a_plain_terminate_cuts_one_short() -> None:
+    h = Harness(Saga)
+    h.create("i", "plain")
+    await h.settle()
+    assert to_status(h.ns.snapshot("i")).rollback is not None
+    h.ns.restart("i")
+    assert to_status(h.ns.snapshot("i")).rollback is None
+    await h.settle()  # fails again, rolls back again
+
+    h.create("j", "wait")
+    await h.settle()
+    h.ns.terminate("j", rollback=True)  # queued to roll back ...
+    h.ns.terminate("j")  # ... and stopped before it could
+    rollback = to_status(h.ns.snapshot("j")).rollback
+    assert h.status("j") == "terminated" and rollback is not None
+    assert rollback.outcome == "failed" and rollback.error is not None
+    assert rollback.error.name == "Terminated"
