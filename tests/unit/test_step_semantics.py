@@ -458,3 +458,40 @@ async def test_restart_clears_the_rollback_and_a_plain_terminate_cuts_one_short(
     assert h.status("j") == "terminated" and rollback is not None
     assert rollback.outcome == "failed" and rollback.error is not None
     assert rollback.error.name == "Terminated"
+
+
+def _failed_once() -> Any:
+    from raydo.storage.records import StepKind, StepRecord, StepState
+
+    return StepRecord(kind=StepKind.DO, seq=0, state=StepState.RUNNING, attempts=1)
+
+
+async def test_after_failure_asks_the_delay_function_and_turns_its_failures_non_retryable() -> None:
+    from datetime import timedelta
+
+    from raydo.runtime.retrying import after_failure
+    from raydo.runtime.rules import RetryPolicy
+
+    error = {"name": "KeyError", "message": "k", "retryable": True}
+    seen: list[Any] = []
+
+    def by_attempt(ctx: Any, exc: BaseException) -> Any:
+        seen.append((ctx, type(exc).__name__))
+        return timedelta(minutes=ctx)
+
+    async def awaitable(ctx: Any, exc: BaseException) -> float:
+        return 1.0
+
+    policy = RetryPolicy(limit=3, delay=by_attempt)
+    moved = after_failure(_failed_once(), error, policy, 100.0, ctx=2, exc=KeyError("k"))
+    assert (moved.state, moved.until, seen) == ("retrying", 220.0, [(2, "KeyError")])
+    lost = after_failure(_failed_once(), error, policy, 100.0, at_once=True)
+    assert (lost.until, len(seen)) == (100.0, 1)  # a lost attempt retries at once, unasked
+    for fn, named in [
+        (lambda ctx, exc: 1 / 0, "ZeroDivisionError"),
+        (lambda ctx, exc: -5, "InvalidDurationError"),
+        (awaitable, "InvalidInputError"),
+    ]:
+        done = after_failure(_failed_once(), error, RetryPolicy(delay=fn), 0.0, ctx=1)
+        assert done.state == "done" and done.error["name"] == named
+        assert done.error["retryable"] is False and "KeyError: k" in done.error["message"]
