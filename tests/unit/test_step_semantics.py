@@ -495,3 +495,19 @@ async def test_after_failure_asks_the_delay_function_and_turns_its_failures_non_
         done = after_failure(_failed_once(), error, RetryPolicy(delay=fn), 0.0, ctx=1)
         assert done.state == "done" and done.error["name"] == named
         assert done.error["retryable"] is False and "KeyError: k" in done.error["message"]
+
+
+class BadPatch(WorkflowEntrypoint):
+    async def run(self, event: Any, step: Any) -> Any:
+        if step.patched("bad\nid"):
+            ran("new")
+
+
+async def test_a_bad_patch_id_is_refused_naming_it() -> None:
+    h = Harness(BadPatch)
+    h.create("i")
+    await h.settle()
+    error = h.error("i")
+    assert h.status("i") == "errored" and error is not None
+    assert error["name"] == "InvalidStepError" and "'bad\\nid'" in error["message"]
+    assert calls == [] and h.store.steps("i") == {}
