@@ -1,8 +1,9 @@
 """Rollbacks (sagas): `step.do(name, fn, rollback=undo, rollback_config={...})`.
 
 When an instance fails for good (run() raises) or is terminated with `rollback=True`, the
-handlers of its steps that finished with a value run in reverse start order, before the terminal
-status is written. Each handler runs as a durable step of its own (recorded under an internal
+handlers of its finished steps run in reverse start order, before the terminal status is written.
+A step that failed for good takes part too, with output None (as Cloudflare documents it): it
+may have done part of its work before failing. Each handler runs as a durable step of its own (recorded under an internal
 name, with its own retries and timeout), so a crash mid-rollback resumes the rollback from
 storage: finished handlers never run again, an interrupted one is retried. Handlers are the live
 code's: a replay of run() registers them again as it meets each step.
@@ -46,7 +47,7 @@ class RollbackContext:
     """The context of the step being undone: ctx.step.name/.count, ctx.attempt (the attempt
     that succeeded), ctx.config."""
     output: Any
-    """The value the step returned."""
+    """The value the step returned; None when the step failed for good."""
     error: ErrorInfo
     """Why the instance is rolled back: its error, or Terminated."""
 
@@ -86,7 +87,7 @@ class Rollbacks:
     ) -> dict[str, Any] | None:
         """Run the handlers of the finished steps, latest start first; the outcome for
         status().rollback (None: no finished step had a handler)."""
-        done = [(steps[sid].seq, sid) for sid in self._handlers if _succeeded(steps.get(sid))]
+        done = [(steps[sid].seq, sid) for sid in self._handlers if _finished(steps.get(sid))]
         if not done:
             return None
         reason = ErrorInfo(name=error["name"], message=error["message"])
@@ -102,20 +103,16 @@ class Rollbacks:
         self, step: WorkflowStep, sid: StepKey, rec: StepRecord, reason: ErrorInfo
     ) -> None:
         config = self._handlers[sid]
-        assert config.rollback is not None and rec.value is not None
+        assert config.rollback is not None
         ctx = StepContext(StepIdentity(*sid), rec.attempts, config)
-        call = RollbackContext(ctx, decode(rec.value), reason)
+        output = decode(rec.value) if rec.value is not None and rec.error is None else None
+        call = RollbackContext(ctx, output, reason)
         undo_config = config.rollback_config or DEFAULT_CONFIG
         await step._do((record_name(sid[0]), sid[1]), _bound(config.rollback, call), undo_config)
 
 
-def _succeeded(rec: StepRecord | None) -> bool:
-    return (
-        rec is not None
-        and rec.kind is StepKind.DO
-        and rec.state is StepState.DONE
-        and rec.error is None
-    )
+def _finished(rec: StepRecord | None) -> bool:
+    return rec is not None and rec.kind is StepKind.DO and rec.state is StepState.DONE
 
 
 def _bound(handler: RollbackFn, call: RollbackContext) -> Callable[[], Any]:

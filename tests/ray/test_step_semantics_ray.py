@@ -208,7 +208,8 @@ def test_a_rollback_resumes_after_its_actor_is_killed_and_never_repeats_a_handle
     assert lines[:3] == ["a", "b", "c"]
     undos = [line.split(" pid ")[0] for line in lines[3:]]
     assert undos == [
-        "undo c C Declined",  # latest start first, once
+        "undo fail None Declined",  # the step that failed for good is undone too (no output)
+        "undo c C Declined",  # then latest start first, once each
         "undo b started",  # killed in this attempt
         "undo b started",  # the rollback resumed: b's handler again, c's not
         "undo b B Declined",
@@ -217,7 +218,12 @@ def test_a_rollback_resumes_after_its_actor_is_killed_and_never_repeats_a_handle
     pids = {line.split(" pid ")[1] for line in lines if " pid " in line}
     assert len(pids) == 2  # the second attempt ran in another process
     undone = [(s.name, s.type, s.attempts) for s in st.steps if s.type == "rollback"]
-    assert undone == [("c", "rollback", 1), ("b", "rollback", 2), ("a", "rollback", 1)]
+    assert undone == [
+        ("fail", "rollback", 1),
+        ("c", "rollback", 1),
+        ("b", "rollback", 2),
+        ("a", "rollback", 1),
+    ]
 
 
 def test_terminate_with_rollback_undoes_finished_steps_then_terminates(
