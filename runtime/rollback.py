@@ -4,9 +4,10 @@ When an instance fails for good (run() raises) or is terminated with `rollback=T
 handlers of its finished steps run in reverse start order, before the terminal status is written.
 A step that failed for good takes part too, with output None (as Cloudflare documents it): it
 may have done part of its work before failing. Each handler runs as a durable step of its own
-(recorded under an internal name, with its own retries and timeout), so a crash mid-rollback resumes the rollback from
-storage: finished handlers never run again, an interrupted one is retried. Handlers are the live
-code's: a replay of run() registers them again as it meets each step.
+(recorded under an internal name, with its own retries and timeout), so a crash mid-rollback
+resumes the rollback from storage: finished handlers never run again, an interrupted one is
+retried. Handlers are the live code's: a replay of run() registers them again as it meets each
+step.
 
 A handler takes one argument, a RollbackContext (Cloudflare passes `{ctx, output, error}`), or
 none; it may be sync (run in a thread) or async. A handler that still fails after its retries
