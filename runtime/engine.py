@@ -53,7 +53,7 @@ from .clock import Clock
 from .model import Env, WorkflowEntrypoint, WorkflowEvent
 from .modifiers import ModifiedStep, Modifiers
 from .options import HIBERNATE_AFTER
-from .replay import ReplayGuard, call_kind, kind_mismatch
+from .replay import ReplayGuard, call_kind, is_internal, kind_mismatch
 from .rollback import TERMINATED, Rollbacks
 from .rules import check_step_name
 from .step import WorkflowStep
@@ -174,6 +174,7 @@ class Activation:
         self.guard = ReplayGuard({})
         self.rollbacks = Rollbacks()
         self._unwinding = bool(record.rollback and record.rollback.get("terminate"))
+        self._halting = False  # the rollback phase began: no user step starts any more
         self._rolled_back: dict[str, Any] | None = None
 
     # -- the loop ------------------------------------------------------------------------------
@@ -269,11 +270,11 @@ class Activation:
         return result
 
     async def _roll_back(self, api: WorkflowStep, error: dict[str, Any]) -> None:
-        unwinding, self._unwinding = self._unwinding, False  # handlers are steps: let them run
-        try:
-            self._rolled_back = await self.rollbacks.run(api, self.steps, error)
-        finally:
-            self._unwinding = unwinding
+        """Other branches of run() (asyncio.gather) may not have replayed their finished steps
+        yet, so their handlers are not registered: let them replay, starting no new step."""
+        self._halting = True
+        await self.guard.settle()
+        self._rolled_back = await self.rollbacks.run(api, self.steps, error)
 
     def _step_api(self) -> WorkflowStep:
         """The `step` run() gets. THE hook of raydo.testing's modifiers (runtime/modifiers.py):
@@ -406,9 +407,15 @@ class Activation:
         if rec is not None and rec.kind != kind:
             self.guard.error = kind_mismatch(sid, rec, kind)
             raise self.guard.error
-        if self._unwinding and (rec is None or rec.state is not StepState.DONE):
+        if self._stops_here(sid, rec):
             raise _Unwind()
         return rec
+
+    def _stops_here(self, sid: tuple[str, int], rec: StepRecord | None) -> bool:
+        """A terminate with rollback, or the rollback phase, lets run() replay its finished
+        steps but start no other; the rollback handlers' own records run."""
+        unfinished = rec is None or rec.state is not StepState.DONE
+        return (self._unwinding or self._halting) and unfinished and not is_internal(sid[0])
 
     def patched(self, patch_id: str) -> bool:
         """step.patched(): the recorded answer, or, asked for the first time, True unless this

@@ -38,9 +38,13 @@ _QUIET_ROUNDS = 5  # loop turns with no step met: every replaying branch has gon
 _MAX_ROUNDS = 10_000
 
 
+def is_internal(name: str) -> bool:
+    return name.startswith(INTERNAL)
+
+
 def counted(sid: StepKey, rec: StepRecord) -> bool:
     """Steps whose order the guard checks: the user's do, sleep and wait steps."""
-    return rec.kind is not StepKind.PATCH and not sid[0].startswith(INTERNAL)
+    return rec.kind is not StepKind.PATCH and not is_internal(sid[0])
 
 
 def call_kind(coro: Coroutine[Any, Any, Any]) -> str:

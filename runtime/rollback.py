@@ -88,7 +88,7 @@ class Rollbacks:
     ) -> dict[str, Any] | None:
         """Run the handlers of the finished steps, latest start first; the outcome for
         status().rollback (None: no finished step had a handler)."""
-        done = [(steps[sid].seq, sid) for sid in self._handlers if _finished(steps.get(sid))]
+        done = [(rec.seq, sid) for sid, rec in steps.items() if self._eligible(sid, rec)]
         if not done:
             return None
         reason = ErrorInfo(name=error["name"], message=error["message"])
@@ -98,13 +98,24 @@ class Rollbacks:
                 await self._undo(step, sid, steps[sid], reason)
             except WorkflowStepError as exc:
                 first_error = first_error or {"name": exc.name, "message": exc.error_message}
+            except _Missing as exc:
+                first_error = first_error or {"name": "RollbackHandlerMissing", "message": str(exc)}
         return {"outcome": FAILED if first_error else COMPLETED, "error": first_error}
+
+    def _eligible(self, sid: StepKey, rec: StepRecord) -> bool:
+        """A finished do step that registered a handler now, or did when it ran."""
+        finished = rec.kind is StepKind.DO and rec.state is StepState.DONE
+        return finished and (sid in self._handlers or bool((rec.config or {}).get("rollback")))
 
     async def _undo(
         self, step: WorkflowStep, sid: StepKey, rec: StepRecord, reason: ErrorInfo
     ) -> None:
-        config = self._handlers[sid]
-        assert config.rollback is not None
+        config = self._handlers.get(sid)
+        if config is None or config.rollback is None:
+            raise _Missing(
+                f"step {sid[0]!r} #{sid[1]} ran with a rollback handler, but this replay of "
+                "run() did not reach it again, so it could not be undone"
+            )
         ctx = StepContext(StepIdentity(*sid), rec.attempts, config)
         output = decode(rec.value) if rec.value is not None and rec.error is None else None
         call = RollbackContext(ctx, output, reason)
@@ -112,8 +123,8 @@ class Rollbacks:
         await step._do((record_name(sid[0]), sid[1]), _bound(config.rollback, call), undo_config)
 
 
-def _finished(rec: StepRecord | None) -> bool:
-    return rec is not None and rec.kind is StepKind.DO and rec.state is StepState.DONE
+class _Missing(Exception):
+    """A finished step recorded a rollback handler that the live code did not register."""
 
 
 def _bound(handler: RollbackFn, call: RollbackContext) -> Callable[[], Any]:

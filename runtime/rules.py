@@ -291,6 +291,8 @@ class StepConfig:
         data: dict[str, Any] = {"retries": self.retries.to_dict(), "timeout": self.timeout}
         if self.sensitive:
             data["sensitive"] = True
+        if self.rollback is not None:
+            data["rollback"] = True  # a finished step whose handler a replay misses is known
         return data
 
     @classmethod

@@ -517,3 +517,58 @@ async def test_a_bad_patch_id_is_refused_naming_it() -> None:
     assert h.status("i") == "errored" and error is not None
     assert error["name"] == "InvalidStepError" and "'bad\\nid'" in error["message"]
     assert calls == [] and h.store.steps("i") == {}
+
+
+class Fanout(WorkflowEntrypoint):
+    """Two branches: on replay the first reaches its unfinished wait while the second, a few
+    loop turns behind, has not yet met its finished step (whose handler must still run)."""
+
+    async def run(self, event: Any, step: Any) -> Any:
+        async def left() -> Any:
+            await step.do("slow", lambda: time.sleep(0.05))  # a thread: x runs meanwhile
+            return await step.wait_for_event("go", type="go")
+
+        async def right() -> Any:
+            for _ in range(3):  # behind the other branch by a few turns of the loop
+                await asyncio.sleep(0)
+            return await step.do("x", lambda: ran("x", 7), rollback=undo("x"))
+
+        return await asyncio.gather(left(), right())
+
+
+class FanoutWithoutHandler(Fanout):
+    async def run(self, event: Any, step: Any) -> Any:
+        async def left() -> Any:
+            await step.do("slow", lambda: time.sleep(0.05))
+            return await step.wait_for_event("go", type="go")
+
+        async def right() -> Any:
+            return await step.do("x", lambda: ran("x", 7))  # the new code dropped the handler
+
+        return await asyncio.gather(left(), right())
+
+
+async def test_terminate_with_rollback_undoes_steps_of_branches_that_replay_later() -> None:
+    h = Harness(Fanout)
+    h.create("i")
+    await h.settle()
+    assert h.status("i") == "waiting" and calls == ["x"]
+    h.ns.terminate("i", rollback=True)
+    await h.settle()
+    assert h.status("i") == "terminated"
+    assert calls == ["x", ("undo-x", 7, "Terminated", "x")]
+    rollback = to_status(h.ns.snapshot("i")).rollback
+    assert rollback is not None and rollback.outcome == "completed"
+
+
+async def test_a_finished_step_whose_handler_the_new_code_dropped_fails_the_rollback() -> None:
+    old = Harness(Fanout)
+    old.create("i")
+    await old.settle()
+    h = await resumed_on(old, FanoutWithoutHandler)
+    h.ns.terminate("i", rollback=True)
+    await h.settle()
+    rollback = to_status(h.ns.snapshot("i")).rollback
+    assert h.status("i") == "terminated" and rollback is not None
+    assert rollback.outcome == "failed" and rollback.error is not None
+    assert rollback.error.name == "RollbackHandlerMissing" and "'x' #1" in rollback.error.message
