@@ -143,9 +143,9 @@ class NamespaceActor:
         self._start()
         self.ns.resume(iid)
 
-    async def terminate(self, iid: str) -> None:
+    async def terminate(self, iid: str, rollback: bool = False) -> None:
         self._start()
-        self.ns.terminate(iid)
+        self.ns.terminate(iid, rollback)
 
     async def restart(self, iid: str, from_step: Any) -> None:
         self._start()

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..errors import WaitTimeoutError
-from ..runtime.model import InstanceStatus, StatusInfo, StepInfo, StepState
+from ..runtime.model import InstanceStatus, RollbackInfo, StatusInfo, StepInfo, StepState
 from ..runtime.rules import show_seconds
 from .pending import Pending
 
@@ -93,6 +93,12 @@ def step_rows(steps: list[StepInfo], output_width: int = OUTPUT_WIDTH) -> list[t
     ]
 
 
+def rollback_text(rollback: RollbackInfo) -> str:
+    """status().rollback in one line: "completed", or "failed (Name: message)"."""
+    error = rollback.error
+    return rollback.outcome + (f" ({error.name}: {error.message})" if error else "")
+
+
 def step_table(steps: list[StepInfo], output_width: int = OUTPUT_WIDTH) -> str:
     """The steps as an aligned plain-text table (outputs truncated to `output_width`)."""
     rows = step_rows(steps, output_width)
@@ -131,6 +137,8 @@ class InstanceDescription:
             fields.append(("error", f"{st.error.name}: {st.error.message}"))
         elif st.status.finished:
             fields.append(("output", _short(st.output, 200)))
+        if st.rollback is not None:
+            fields.append(("rollback", rollback_text(st.rollback)))
         return fields
 
     def __str__(self) -> str:

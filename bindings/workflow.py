@@ -20,12 +20,14 @@ from ..errors import (
     InvalidWorkflowError,
     StorageMismatchError,
 )
-from ..runtime import listing
+from ..runtime import listing, rollback
 from ..runtime.compute import INFEASIBLE_AFTER
 from ..runtime.engine import stop_if_running
 from ..runtime.model import (
+    REDACTED,
     ErrorInfo,
     InstanceStatus,
+    RollbackInfo,
     StatusInfo,
     StepInfo,
     WorkflowEntrypoint,
@@ -417,8 +419,14 @@ class WorkflowInstance:
     def resume(self) -> Pending[None]:
         return Pending(submit(self._actor.resume.remote, self.id))
 
-    def terminate(self) -> Pending[None]:
-        return Pending(submit(self._actor.terminate.remote, self.id), self._stop_if_self)
+    def terminate(self, *, rollback: bool = False) -> Pending[None]:
+        """Stop the instance for good. `rollback=True` first runs the rollback handlers of its
+        finished steps (latest first), then stores `terminated`; status().rollback tells how
+        they went."""
+        if not isinstance(rollback, bool):
+            raise InvalidInputError(f"terminate rollback {show(rollback)} must be True or False")
+        call = self._actor.terminate.remote
+        return Pending(submit(call, self.id, rollback), self._stop_if_self)
 
     def restart(
         self,
@@ -494,22 +502,33 @@ def to_status(snap: Snapshot) -> StatusInfo:
         wake_at=_dt(rec.wake_at),
         code=rec.code,
         steps=[_step_info(n, c, s) for n, c, s in snap.steps or []],
+        rollback=_rollback_info(rec.rollback),
     )
 
 
+def _rollback_info(data: dict[str, Any] | None) -> RollbackInfo | None:
+    if data is None:
+        return None
+    error = data.get("error")
+    return RollbackInfo(outcome=data["outcome"], error=ErrorInfo(**error) if error else None)
+
+
 def _step_info(name: str, count: int, step: StepRecord) -> StepInfo:
-    output = None
-    if step.value is not None:
+    output: Any = None
+    if step.config and step.config.get("sensitive"):
+        output = REDACTED  # the one place every view (status, describe, CLI, HTTP) reads
+    elif step.value is not None:
         if step.kind is StepKind.WAIT:
             event = unpack_event(step.value, "event")
             output = {"type": event.type, "payload": decode(event.payload)}
         else:
             output = decode(step.value)
     error = step.error
+    name, type_ = rollback.shown(name, step.kind)
     return StepInfo(
         name=name,
         count=count,
-        type=step.kind.display,
+        type=type_,
         state=step.state,
         attempts=step.attempts,
         output=output,

@@ -291,9 +291,17 @@ def instances_resume(name: NameArg, id: IdArg, as_json: JsonOpt = False) -> None
 
 @instances_app.command("terminate")
 @handled
-def instances_terminate(name: NameArg, id: IdArg, as_json: JsonOpt = False) -> None:
-    """Stop an instance for good."""
-    _control(name, id, "terminate", as_json)
+def instances_terminate(
+    name: NameArg,
+    id: IdArg,
+    rollback: Annotated[
+        bool,
+        typer.Option("--rollback", help="First run the rollback handlers of its finished steps."),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Stop an instance for good (with --rollback, after undoing its finished steps)."""
+    _control(name, id, "terminate", as_json, rollback=rollback)
 
 
 @instances_app.command("restart")

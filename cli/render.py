@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ..bindings.display import rollback_text
 from ..runtime.model import InstanceStatus, StatusInfo, StepInfo
 
 STATUS_STYLE = {
@@ -150,6 +151,8 @@ def instance_header(st: StatusInfo, params: Any, limit: int) -> Table:
         add_row(t, "Wakes at", when(st.wake_at))
     add_row(t, "Params", truncate(params, limit))
     add_row(t, "Error", f"{st.error.name}: {st.error.message}" if st.error else "-")
+    if st.rollback is not None:
+        add_row(t, "Rollback", rollback_text(st.rollback))
     if st.status is InstanceStatus.COMPLETE:
         add_row(t, "Output", truncate(st.output, limit))
     return t

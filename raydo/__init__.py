@@ -27,6 +27,7 @@ from raydo.runtime.model import (
     ErrorInfo,
     InstanceStatus,
     ReceivedEvent,
+    RollbackInfo,
     StatusInfo,
     StepContext,
     StepInfo,
@@ -34,6 +35,7 @@ from raydo.runtime.model import (
     WorkflowEvent,
 )
 from raydo.runtime.options import WorkflowOptions
+from raydo.runtime.rollback import RollbackContext
 from raydo.runtime.rules import RetryPolicy
 from raydo.runtime.step import WorkflowStep
 
@@ -92,6 +94,8 @@ __all__ = [
     "Pending",
     "ReceivedEvent",
     "RetryPolicy",
+    "RollbackContext",
+    "RollbackInfo",
     "StatusInfo",
     "StepContext",
     "StepInfo",

@@ -22,6 +22,7 @@
      +-- StepCancelledError                     ctx.check_cancelled() in an abandoned attempt
      +-- UnawaitedStepError                     run() called a step and never awaited it
      +-- NonDeterminismError                    replay met a different step than was recorded
+     |                                          (`recorded`, `found`: StepRef kind/name/count)
      +-- ShippedCodeError                       a workflow class would ship by value where only
      |                                          installed classes are accepted
      +-- ClusterError                           Ray could not carry a call (actor or cluster gone)
@@ -264,15 +265,51 @@ class UnawaitedStepError(RaydoError):
         return (self.steps,)
 
 
-class NonDeterminismError(RaydoError):
-    """Replay met step (`step`, `count`) as another kind than the one recorded."""
+class StepRef:
+    """One step as replay sees it. `kind` is "do", "sleep" or "waitForEvent" ("" when only
+    the call was seen). Compares and hashes as (kind, name, count)."""
 
-    def __init__(self, message: str, step: str, count: int) -> None:
+    __slots__ = ("count", "kind", "name")
+
+    def __init__(self, kind: str, name: str, count: int) -> None:
+        self.kind, self.name, self.count = kind, name, count
+
+    def _key(self) -> tuple[str, str, int]:
+        return (self.kind, self.name, self.count)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, StepRef) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (StepRef, self._key())
+
+    def __repr__(self) -> str:
+        kind = f"{self.kind} " if self.kind else ""
+        return f"{kind}step {self.name!r} #{self.count}"
+
+
+class NonDeterminismError(RaydoError):
+    """Replay met another step than the one recorded at that point: renamed, reordered, or of
+    another kind. `recorded` is what the history holds there (None: nothing), `found` what the
+    code called; `step`/`count` name the found step."""
+
+    def __init__(
+        self,
+        message: str,
+        step: str,
+        count: int,
+        recorded: StepRef | None = None,
+        found: StepRef | None = None,
+    ) -> None:
         super().__init__(message)
         self.step, self.count = step, count
+        self.recorded, self.found = recorded, found
 
     def _fields(self) -> tuple[Any, ...]:
-        return (self.step, self.count)
+        return (self.step, self.count, self.recorded, self.found)
 
 
 class ClusterError(RaydoError):
@@ -444,6 +481,7 @@ __all__ = [
     "SchemaVersionError",
     "ShippedCodeError",
     "StepCancelledError",
+    "StepRef",
     "StorageError",
     "StorageFullError",
     "StorageMismatchError",

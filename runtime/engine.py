@@ -5,6 +5,8 @@ How an activation ends (its OutcomeKind) and what it leaves in storage:
 
     complete   run() returned; output stored           status complete
     errored    run() raised (or its output/records cannot be stored)   status errored
+               (rollback handlers ran first: runtime/rollback.py)
+    terminated a terminate with rollback replayed run() and ran its handlers  status terminated
     waiting    nothing runs, a wait is further off than hibernate_after  status waiting + wake_at
     paused     a pause was asked and no attempt runs   status paused
     stopped    taken away (terminate, restart, delete; lease fenced)  nothing: the taker wrote
@@ -33,19 +35,27 @@ from typing import Any, TypeVar
 
 from ..errors import (
     CorruptRecordError,
-    NonDeterminismError,
     NonRetryableError,
     PayloadError,
     UnawaitedStepError,
     WorkflowStepError,
 )
 from ..storage.codec import decode, encode
-from ..storage.records import Fenced, InstanceRecord, InstanceStatus, StepKind, StepRecord
+from ..storage.records import (
+    Fenced,
+    InstanceRecord,
+    InstanceStatus,
+    StepKind,
+    StepRecord,
+    StepState,
+)
 from .clock import Clock
 from .compute import ComputeExecutor
 from .model import Env, WorkflowEntrypoint, WorkflowEvent
 from .modifiers import ModifiedStep, Modifiers
 from .options import HIBERNATE_AFTER
+from .replay import ReplayGuard, call_kind, is_internal, kind_mismatch
+from .rollback import TERMINATED, Rollbacks
 from .rules import check_step_name
 from .step import WorkflowStep
 from .store import Store
@@ -60,6 +70,7 @@ class OutcomeKind(enum.StrEnum):
     WAITING = "waiting"
     PAUSED = "paused"
     STOPPED = "stopped"
+    TERMINATED = "terminated"
 
     @property
     def status(self) -> InstanceStatus | None:
@@ -102,6 +113,12 @@ class _Escaped(Exception):
     def __init__(self, original: BaseException) -> None:
         super().__init__(str(original))
         self.original = original
+
+
+class _Unwind(BaseException):
+    """Raised through run() by a terminate with rollback when the replay reaches a step that
+    has not finished: run() goes no further, the rollback handlers run. BaseException, so a
+    user's `except Exception` cannot swallow it."""
 
 
 class _Fence(BaseException):
@@ -157,6 +174,11 @@ class Activation:
         self._params: bytes | None = None
         self._modifiers: bytes | None = None  # raydo.testing's, read with the instance
         self._calls: list[tuple[tuple[str, int], Coroutine[Any, Any, Any]]] = []
+        self.guard = ReplayGuard({})
+        self.rollbacks = Rollbacks()
+        self._unwinding = bool(record.rollback and record.rollback.get("terminate"))
+        self._halting = False  # the rollback phase began: no user step starts any more
+        self._rolled_back: dict[str, Any] | None = None
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -181,6 +203,7 @@ class Activation:
             except CorruptRecordError as err:
                 return self._settle(Outcome(OutcomeKind.ERRORED), error=_error(err))
         self._seq = max((s.seq for s in self.steps.values()), default=-1) + 1
+        self.guard = ReplayGuard(self.steps)
         task = asyncio.ensure_future(self._run_user())
         try:
             while not task.done():
@@ -216,7 +239,7 @@ class Activation:
             workflow_name=self.record.workflow,
         )
         try:
-            result = await instance.run(event, self._step_api())
+            result = await self._run_then_roll_back(instance, event, self._step_api())
         except (SystemExit, KeyboardInterrupt) as exc:
             raise _Escaped(exc) from exc
         finally:
@@ -230,6 +253,32 @@ class Activation:
             )
         return result
 
+    async def _run_then_roll_back(
+        self, instance: WorkflowEntrypoint, event: WorkflowEvent, api: WorkflowStep
+    ) -> Any:
+        """run(); when it fails for good (or a terminate with rollback unwinds it), the
+        rollback handlers run here, inside the same task, so their retries, hibernation and
+        pauses work as for any step. Not after a NonDeterminismError: the code no longer
+        matches the history, so what its handlers would undo is unknown."""
+        try:
+            result = await instance.run(event, api)
+        except _Unwind:
+            result = None
+        except Exception as exc:
+            if self.guard.error is None:
+                await self._roll_back(api, TERMINATED if self._unwinding else _error(exc))
+            raise
+        if self._unwinding:
+            await self._roll_back(api, TERMINATED)
+        return result
+
+    async def _roll_back(self, api: WorkflowStep, error: dict[str, Any]) -> None:
+        """Other branches of run() (asyncio.gather) may not have replayed their finished steps
+        yet, so their handlers are not registered: let them replay, starting no new step."""
+        self._halting = True
+        await self.guard.settle()
+        self._rolled_back = await self.rollbacks.run(api, self.steps, error)
+
     def _step_api(self) -> WorkflowStep:
         """The `step` run() gets. THE hook of raydo.testing's modifiers (runtime/modifiers.py):
         an instance that has some gets a WorkflowStep subclass applying them; every other
@@ -240,11 +289,26 @@ class Activation:
         return ModifiedStep(self, Modifiers.unpack(self._modifiers))
 
     def track(self, sid: tuple[str, int], coro: Coroutine[Any, Any, T]) -> Coroutine[Any, Any, T]:
-        """Remember a step call, to report it if run() never awaits it."""
+        """Remember a step call, to report it if run() never awaits it. While a replay has
+        recorded steps still to meet, the call is checked against them first (replay.py)."""
+        if self.guard.replaying:
+            coro = self._checked(sid, coro)
         self._calls.append((sid, coro))
         if len(self._calls) > 1000:  # long loops: forget the calls already started
             self._calls = [(i, c) for i, c in self._calls if _never_started(c)]
         return coro
+
+    async def _checked(self, sid: tuple[str, int], coro: Coroutine[Any, Any, T]) -> T:
+        guard = self.guard
+        if guard.error is None and not guard.in_order(sid):
+            await guard.settle()  # other branches of run() may still be replaying
+            if not guard.in_order(sid):
+                guard.mismatch(sid, call_kind(coro))
+        if guard.error is not None:  # sticky: no later step runs either
+            coro.close()
+            raise guard.error
+        guard.meet(sid)
+        return await coro
 
     def _close_unawaited(self) -> list[tuple[str, int]]:
         forgotten = [sid for sid, coro in self._calls if _never_started(coro)]
@@ -272,6 +336,11 @@ class Activation:
         exc = task.exception()
         if isinstance(exc, _Fence):
             return Outcome(OutcomeKind.STOPPED)
+        if self.guard.error is not None:  # even if run() caught it
+            log.info("instance %s errored: NonDeterminismError", self.record.id)
+            return self._settle(Outcome(OutcomeKind.ERRORED), error=_error(self.guard.error))
+        if self._unwinding:
+            return self._settle(Outcome(OutcomeKind.TERMINATED))
         if exc is None:
             try:
                 output = encode(task.result(), "workflow output")
@@ -302,6 +371,7 @@ class Activation:
         rec.lost, rec.code = 0, self.code or rec.code
         if rec.status.finished:
             rec.ended_at = self.clock.now()
+            rec.rollback = self._rolled_back
         try:
             # Not synced: every finished outcome is re-derived by replay from the (synced) steps.
             self.store.settle(rec.id, self.lease, rec, output, durable=False)
@@ -338,13 +408,35 @@ class Activation:
     def lookup(self, sid: tuple[str, int], kind: StepKind) -> StepRecord | None:
         rec = self.steps.get(sid)
         if rec is not None and rec.kind != kind:
-            raise NonDeterminismError(
-                f"step {sid[0]!r} #{sid[1]} was recorded as {rec.kind.display!r} but is now "
-                f"called as {kind.display!r}; check that your workflow is deterministic",
-                step=sid[0],
-                count=sid[1],
-            )
+            self.guard.error = kind_mismatch(sid, rec, kind)
+            raise self.guard.error
+        if self._stops_here(sid, rec):
+            raise _Unwind()
         return rec
+
+    def _stops_here(self, sid: tuple[str, int], rec: StepRecord | None) -> bool:
+        """A terminate with rollback, or the rollback phase, lets run() replay its finished
+        steps but start no other; the rollback handlers' own records run."""
+        unfinished = rec is None or rec.state is not StepState.DONE
+        return (self._unwinding or self._halting) and unfinished and not is_internal(sid[0])
+
+    def patched(self, patch_id: str) -> bool:
+        """step.patched(): the recorded answer, or, asked for the first time, True unless this
+        instance's history already went past this point on older code (replay.py)."""
+        check_step_name(patch_id)
+        sid = (patch_id, 0)  # counts of steps start at 1: no step shares this key
+        rec = self.steps.get(sid)
+        if rec is not None and rec.kind is StepKind.PATCH and rec.value is not None:
+            return bool(decode(rec.value))
+        answer = not self.guard.replaying
+        now = self.clock.now()
+        rec = self.new_record(
+            sid, StepKind.PATCH, state=StepState.DONE, value=encode(answer), ended_at=now
+        )
+        # Not synced: lost in a crash only if no synced write came after it, and then nothing
+        # recorded follows it either, so the same question gets the same answer again.
+        self.save(sid, rec, durable=False)
+        return answer
 
     def new_record(self, sid: tuple[str, int], kind: StepKind, **fields: Any) -> StepRecord:
         rec = StepRecord(kind=kind, seq=self._seq, started_at=self.clock.now(), **fields)

@@ -21,6 +21,7 @@ __all__ = [
     "ErrorInfo",
     "InstanceStatus",
     "ReceivedEvent",
+    "RollbackInfo",
     "StatusInfo",
     "StepContext",
     "StepIdentity",
@@ -35,6 +36,21 @@ class ErrorInfo(BaseModel):
     model_config = ConfigDict(frozen=True)
     name: str
     message: str
+
+
+REDACTED = "<redacted>"
+"""What status() and every view built on it show for the output of a step run with
+`sensitive=True`."""
+
+
+class RollbackInfo(BaseModel):
+    """`status().rollback`: how the rollback handlers went (runtime/rollback.py)."""
+
+    model_config = ConfigDict(frozen=True)
+    outcome: str
+    """"running" (a terminate with rollback is under way), "completed" or "failed"."""
+    error: ErrorInfo | None = None
+    """The first handler error that remained after its retries, when outcome is "failed"."""
 
 
 class StatusInfo(BaseModel):
@@ -54,6 +70,8 @@ class StatusInfo(BaseModel):
     """Fingerprint of the workflow class the instance's last activation ran (see the binding's
     `code`): after a class is redefined, new activations run the new code."""
     steps: list[StepInfo] = []
+    rollback: RollbackInfo | None = None
+    """Set once rollback handlers ran (or run) for this instance; None when it had none."""
 
 
 class StepInfo(BaseModel):
@@ -62,7 +80,7 @@ class StepInfo(BaseModel):
     model_config = ConfigDict(frozen=True)
     name: str
     count: int
-    type: str  # "do" | "sleep" | "waitForEvent" (StepKind.display)
+    type: str  # "do" | "sleep" | "waitForEvent" | "patch" | "rollback"
     state: StepState
     attempts: int
     output: Any = None

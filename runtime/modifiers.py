@@ -15,6 +15,7 @@ Steps are selected by identity (name, count): the count-th call of that name, fr
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -126,7 +127,7 @@ class Modifiers:
         if not self.retry_delays.covers(sid):
             return config
         policy = RetryPolicy(config.retries.limit, 0.0, config.retries.backoff)
-        return StepConfig(policy, config.timeout)
+        return dataclasses.replace(config, retries=policy)  # keeps sensitive, rollback
 
     def event_for(self, type_: str, earlier_waits: int) -> bytes | None:
         """The payload of the mocked event of `type_` a wait gets when `earlier_waits` waits for

@@ -46,6 +46,7 @@ from ..errors import (
 from ..storage.records import InstanceRecord, InstanceStatus, StepKind, StepRecord, StepState
 from .clock import Clock
 from .engine import BatchResult, Outcome, OutcomeKind
+from .rollback import cut_short
 from .rules import brief, show_seconds
 from .store import Store
 
@@ -197,12 +198,33 @@ class Namespace:
         self._wakeups[iid] = None
         self._pump()
 
-    def terminate(self, iid: str) -> None:
+    def terminate(self, iid: str, rollback: bool = False) -> None:
+        if rollback:
+            self._terminate_with_rollback(iid)
+            return
         rec = self._unfinished(iid, "terminate")
         self._take_away(iid)
         rec.status, rec.wake_at, rec.ended_at = InstanceStatus.TERMINATED, None, self.clock.now()
+        rec.rollback = cut_short(rec.rollback)
         self.store.save(rec)
         self._finish(iid)
+
+    def _terminate_with_rollback(self, iid: str) -> None:
+        """Stop the instance, then activate it once more to run its rollback handlers: the
+        replay of run() registers them and stops at the first unfinished step; the activation
+        then stores `terminated` (runtime/rollback.py). A waking instance goes first."""
+        rec = self._unfinished(iid, "terminate")
+        self._take_away(iid)
+        rec.status, rec.wake_at, rec.waiting_types, rec.paused_at = (
+            InstanceStatus.RUNNING,
+            None,
+            [],
+            None,
+        )
+        rec.rollback = {"outcome": "running", "error": None, "terminate": True}
+        self.store.save(rec)
+        self._wakeups[iid] = None
+        self._pump()
 
     def restart(self, iid: str, from_step: RestartPoint | None = None) -> None:
         """Run again from scratch, or keep the steps that ran before `from_step`: a name, or
@@ -215,6 +237,7 @@ class Namespace:
         self.store.erase_steps(iid, from_seq)
         rec.status, rec.wake_at, rec.waiting_types = InstanceStatus.QUEUED, None, []
         rec.error, rec.ended_at, rec.paused_at, rec.has_output = None, None, None, False
+        rec.rollback = None
         self.store.save(rec)
         self._new[iid] = None
         self._pump()
@@ -537,6 +560,7 @@ def _first(ordered: dict[str, None]) -> str | None:
 _Apply = Callable[[Namespace, str, Outcome, bool], None]
 _APPLY: dict[OutcomeKind, _Apply] = {
     OutcomeKind.COMPLETE: Namespace._apply_complete,
+    OutcomeKind.TERMINATED: Namespace._apply_complete,  # after a terminate with rollback
     OutcomeKind.ERRORED: Namespace._apply_errored,
     OutcomeKind.PAUSED: Namespace._apply_paused,
     OutcomeKind.WAITING: Namespace._apply_waiting,

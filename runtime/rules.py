@@ -3,9 +3,11 @@ names the value and the rule; nothing here has side effects."""
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, Literal, cast
 
@@ -21,6 +23,10 @@ from ..errors import (
 )
 
 Duration = str | int | float | timedelta
+DelayFn = Callable[[Any, BaseException], Duration]
+"""`retries={"delay": fn}`: fn(ctx, error) -> the delay before the next attempt."""
+RollbackFn = Callable[..., Any]
+"""`step.do(..., rollback=fn)`: fn(rollback) or fn(), sync or async (runtime/rollback.py)."""
 Backoff = Literal["constant", "linear", "exponential"]
 
 MAX_SLEEP = 365 * 86400.0
@@ -192,9 +198,10 @@ class RetryPolicy:
 
     limit: int = 5
     """Retries after the first attempt: total attempts = limit + 1 (0 to 10,000)."""
-    delay: Duration = 10.0
+    delay: Duration | DelayFn = 10.0
     """Before the first retry: seconds, "5 seconds" or a timedelta (stored as seconds); the base
-    of the backoff."""
+    of the backoff. Or a function (ctx, error) -> duration, asked after each failed attempt
+    (backoff is then unused); if it raises, the step fails as non-retryable."""
     backoff: Backoff = "exponential"
     """constant: delay; linear: delay * n; exponential: delay * 2**(n-1), n = failed attempts."""
 
@@ -216,9 +223,17 @@ class RetryPolicy:
                 "'exponential'",
                 value=show(self.backoff),
             )
-        object.__setattr__(self, "delay", seconds(self.delay, "retries delay"))
+        if callable(self.delay):
+            check_delay_fn(self.delay)
+        else:
+            object.__setattr__(self, "delay", _delay_seconds(self.delay))
+
+    @property
+    def delay_fn(self) -> DelayFn | None:
+        return self.delay if callable(self.delay) else None
 
     def delay_after(self, failed_attempt: int) -> float:
+        """The backoff delay (for a delay given as a duration, not a function)."""
         delay = cast(float, self.delay)
         if self.backoff == "constant":
             return delay
@@ -227,7 +242,35 @@ class RetryPolicy:
         return delay * 2 ** (failed_attempt - 1)
 
     def to_dict(self) -> dict[str, Any]:
+        """What is persisted: a delay function is not data; the record says there was one and
+        the live code's function is used again on replay (StepConfig.persisted)."""
+        if callable(self.delay):
+            return {"limit": self.limit, "delay": 0.0, "backoff": self.backoff, "delay_fn": True}
         return {"limit": self.limit, "delay": self.delay, "backoff": self.backoff}
+
+
+def _delay_seconds(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float, timedelta)):
+        raise InvalidStepError(
+            f"retries delay {show(value)} is invalid; give a duration ('5 seconds', a timedelta "
+            "or seconds) or a function (ctx, error) returning one",
+            value=show(value),
+        )
+    return seconds(value, "retries delay")
+
+
+def check_delay_fn(fn: Any) -> None:
+    """A delay function is called with (ctx, error): refused at the call when it cannot be."""
+    try:
+        inspect.signature(fn).bind(None, None)
+    except TypeError:
+        raise InvalidStepError(
+            f"retries delay function {show(fn)} cannot be called as fn(ctx, error); it must "
+            "take two positional arguments and return a duration",
+            value=show(fn),
+        ) from None
+    except ValueError:
+        pass  # not introspectable (some builtins): the call will tell
 
 
 @dataclass(frozen=True)
@@ -235,37 +278,119 @@ class StepConfig:
     retries: RetryPolicy = RetryPolicy()
     timeout: float = 600.0
     """Seconds one attempt may run; a timed-out attempt is a failed attempt."""
+    sensitive: bool = False
+    """The step's output is shown as "<redacted>" wherever raydo shows it (status, describe,
+    CLI, HTTP, dashboard); run() and replays get the real value."""
+    rollback: RollbackFn | None = field(default=None, compare=False, repr=False)
+    """Undoes the step when the instance fails for good (runtime/rollback.py). Not persisted:
+    the live code's handler runs."""
+    rollback_config: StepConfig | None = field(default=None, compare=False, repr=False)
+    """Retries and timeout of the rollback handler (default: the step defaults)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"retries": self.retries.to_dict(), "timeout": self.timeout}
+        data: dict[str, Any] = {"retries": self.retries.to_dict(), "timeout": self.timeout}
+        if self.sensitive:
+            data["sensitive"] = True
+        if self.rollback is not None:
+            data["rollback"] = True  # a finished step whose handler a replay misses is known
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StepConfig:
-        return cls(RetryPolicy(**data["retries"]), float(data["timeout"]))
+        retries = {k: v for k, v in data["retries"].items() if k != "delay_fn"}
+        return cls(RetryPolicy(**retries), float(data["timeout"]), bool(data.get("sensitive")))
+
+    def persisted(self, data: dict[str, Any]) -> StepConfig:
+        """The config recorded at the step's first execution, with this (live) config's
+        functions: the delay function (when the record says there was one) and the rollback."""
+        stored = StepConfig.from_dict(data)
+        live_fn = self.retries.delay_fn
+        if data["retries"].get("delay_fn") and live_fn is not None:
+            stored = replace(stored, retries=replace(stored.retries, delay=live_fn))
+        return replace(stored, rollback=self.rollback, rollback_config=self.rollback_config)
 
 
 DEFAULT_CONFIG = StepConfig()
 _RETRY_KEYS = {"limit", "delay", "backoff"}
+_ROLLBACK_KEYS = {"retries", "timeout"}
 
 
-def step_config(retries: Any, timeout: Any) -> StepConfig:
+def step_config(
+    retries: Any,
+    timeout: Any,
+    *,
+    sensitive: Any = False,
+    rollback: Any = None,
+    rollback_config: Any = None,
+) -> StepConfig:
     """Resolve a step's config from user arguments, over the defaults."""
-    if retries is None and timeout is None:
+    if retries is None and timeout is None and not sensitive and rollback is None:
+        if rollback_config is not None:
+            _check_rollback(rollback, rollback_config)
         return DEFAULT_CONFIG
     policy = DEFAULT_CONFIG.retries if retries is None else _retry_policy(retries)
     limit = seconds(timeout, "step timeout") if timeout is not None else DEFAULT_CONFIG.timeout
     if limit <= 0:
         raise InvalidStepError(f"step timeout {show(timeout)} must be greater than zero")
-    return StepConfig(policy, limit)
+    if not isinstance(sensitive, bool):
+        raise InvalidStepError(
+            f"sensitive {show(sensitive)} is invalid; it must be True or False",
+            value=show(sensitive),
+        )
+    undo = _check_rollback(rollback, rollback_config)
+    return StepConfig(policy, limit, sensitive, rollback, undo)
+
+
+def _check_rollback(rollback: Any, rollback_config: Any) -> StepConfig | None:
+    if rollback is None:
+        if rollback_config is not None:
+            raise InvalidStepError(
+                f"rollback_config {show(rollback_config)} was given without a rollback "
+                "handler; pass rollback=fn as well",
+                value=show(rollback_config),
+            )
+        return None
+    if not callable(rollback):
+        raise InvalidStepError(
+            f"rollback {show(rollback)} is not callable; it must be a function (sync or async) "
+            "taking the rollback context, or nothing",
+            value=show(rollback),
+        )
+    _check_handler(rollback)
+    if rollback_config is None:
+        return None
+    undo = _keyed(rollback_config, _ROLLBACK_KEYS, "rollback_config", "a dict")
+    return step_config(undo.get("retries"), undo.get("timeout"))
+
+
+def _check_handler(rollback: Any) -> None:
+    try:
+        params = inspect.signature(rollback)
+    except (TypeError, ValueError):
+        return  # not introspectable (some builtins): the call will tell
+    for args in ((None,), ()):
+        try:
+            params.bind(*args)
+        except TypeError:
+            continue
+        return
+    raise InvalidStepError(
+        f"rollback {show(rollback)} cannot be called with one argument (the rollback context) "
+        "or none",
+        value=show(rollback),
+    )
 
 
 def _retry_policy(retries: Any) -> RetryPolicy:
     if isinstance(retries, RetryPolicy):
         return retries
-    if not isinstance(retries, dict) or not set(retries) <= _RETRY_KEYS:
+    return RetryPolicy(**_keyed(retries, _RETRY_KEYS, "retries", "a RetryPolicy or a dict"))
+
+
+def _keyed(value: Any, keys: set[str], what: str, expected: str) -> dict[str, Any]:
+    if not isinstance(value, dict) or not set(value) <= keys:
         raise InvalidStepError(
-            f"retries {show(retries)} is invalid; give a RetryPolicy or a dict with keys from "
-            f"{sorted(_RETRY_KEYS)}",
-            value=show(retries),
+            f"{what} {show(value)} is invalid; give {expected} with keys from {sorted(keys)}",
+            value=show(value),
         )
-    return RetryPolicy(**retries)
+    return value

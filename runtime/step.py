@@ -33,6 +33,7 @@ from .rules import (
     MAX_SLEEP,
     MIN_EVENT_TIMEOUT,
     Duration,
+    RollbackFn,
     StepConfig,
     bounded,
     check_event_type,
@@ -67,6 +68,9 @@ class WorkflowStep:
         retries: dict[str, Any] | None = None,
         timeout: Duration | None = None,
         resources: Mapping[str, Any] | None = None,
+        sensitive: bool = False,
+        rollback: RollbackFn | None = None,
+        rollback_config: dict[str, Any] | None = None,
     ) -> Awaitable[T]: ...
 
     @overload
@@ -78,6 +82,9 @@ class WorkflowStep:
         retries: dict[str, Any] | None = None,
         timeout: Duration | None = None,
         resources: Mapping[str, Any] | None = None,
+        sensitive: bool = False,
+        rollback: RollbackFn | None = None,
+        rollback_config: dict[str, Any] | None = None,
     ) -> Awaitable[T]: ...
 
     @overload
@@ -89,6 +96,9 @@ class WorkflowStep:
         retries: dict[str, Any] | None = None,
         timeout: Duration | None = None,
         resources: Mapping[str, Any] | None = None,
+        sensitive: bool = False,
+        rollback: RollbackFn | None = None,
+        rollback_config: dict[str, Any] | None = None,
     ) -> Callable[[StepFn], Callable[[], Awaitable[Any]]]: ...
 
     def do(
@@ -99,6 +109,9 @@ class WorkflowStep:
         retries: dict[str, Any] | None = None,
         timeout: Duration | None = None,
         resources: Mapping[str, Any] | None = None,
+        sensitive: bool = False,
+        rollback: RollbackFn | None = None,
+        rollback_config: dict[str, Any] | None = None,
     ) -> Any:
         """Run `fn` once, durably: `await step.do(name, fn)`, or as a decorator `@step.do(name)`.
 
@@ -107,8 +120,19 @@ class WorkflowStep:
         attempt (default 10 minutes). A step that fails for good raises WorkflowStepError.
         `resources` ({"num_cpus", "num_gpus", "memory", "resources", "infeasible_after"}) runs
         each attempt as a Ray task on a node that has them (runtime/compute.py).
+        `retries={"delay": fn}`: fn(ctx, error) returns the delay before the next attempt.
+        `sensitive=True`: the output shows as "<redacted>" in status, describe, CLI, HTTP and
+        the dashboard (run() gets the real value). `rollback=fn`: when the instance fails for
+        good, fn(rollback) undoes this step (runtime/rollback.py), with its own
+        `rollback_config={"retries": ..., "timeout": ...}`.
         """
-        config = step_config(retries, timeout)
+        config = step_config(
+            retries,
+            timeout,
+            sensitive=sensitive,
+            rollback=rollback,
+            rollback_config=rollback_config,
+        )
         request = compute_request(resources)
         if fn is None:
             return lambda f: _DeferredStep(self, name, self._placed(name, f, request), config)
@@ -147,17 +171,28 @@ class WorkflowStep:
         sid = self._act.next_id(name)
         return self._act.track(sid, self._wait(sid, type, secs))
 
+    def patched(self, patch_id: str) -> bool:
+        """Evolve a workflow with instances in flight: `if step.patched("new-pricing"):` new
+        code `else:` old code. True for an instance that reaches this point for the first
+        time; False for one whose history already went past it on the old code. The answer is
+        recorded the first time it is asked, so every replay of the instance branches alike.
+        Once no instance that started on the old code is left, drop the old branch (and, later,
+        the call). See runtime/replay.py."""
+        return self._act.patched(patch_id)
+
     # -- do --------------------------------------------------------------------------------------
 
     async def _do(self, sid: tuple[str, int], fn: StepFn, config: StepConfig) -> Any:
         act = self._act
+        if config.rollback is not None:
+            act.rollbacks.register(sid, config)
         rec = act.lookup(sid, StepKind.DO)
         if rec is None:
             rec = act.new_record(sid, StepKind.DO, config=config.to_dict())
         elif rec.state is StepState.DONE:
             return _replayed(sid, rec)
         else:
-            config = StepConfig.from_dict(rec.config or {})
+            config = config.persisted(rec.config or config.to_dict())
             if rec.state is StepState.RUNNING:
                 _apply(
                     rec,
@@ -201,7 +236,8 @@ class WorkflowStep:
             except asyncio.CancelledError:
                 raise  # the activation is being stopped, not the step failing
             except BaseException as exc:  # SystemExit etc. from a step: a failed attempt
-                _apply(rec, after_failure(rec, failure_of(exc), config.retries, act.clock.now()))
+                failure, now = failure_of(exc), act.clock.now()
+                _apply(rec, after_failure(rec, failure, config.retries, now, ctx=ctx, exc=exc))
             else:
                 rec.state, rec.value, rec.error = StepState.DONE, raw, None
             finally:

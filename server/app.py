@@ -100,6 +100,9 @@ class StatusBody(BaseModel):
         description="Also accepted as 'status' (Cloudflare's name for it)."
     )
     from_: FromStep | None = Field(default=None, alias="from")
+    rollback: bool = Field(
+        default=False, description="terminate only: run the rollback handlers first."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -107,6 +110,12 @@ class StatusBody(BaseModel):
         if isinstance(data, dict) and "status" in data and "action" not in data:
             data = {("action" if k == "status" else k): v for k, v in data.items()}
         return data
+
+    @model_validator(mode="after")
+    def _rollback_only_on_terminate(self) -> StatusBody:
+        if self.rollback and self.action != "terminate":
+            raise ValueError(f"rollback applies to terminate only, not to {self.action}")
+        return self
 
 
 class DeleteBody(BaseModel):
@@ -257,6 +266,8 @@ async def _apply(inst: WorkflowInstance, body: StatusBody) -> None:
     if body.action == "restart":
         step = None if body.from_ is None else (body.from_.name, body.from_.count)
         await inst.restart(from_step=step)
+    elif body.action == "terminate":
+        await inst.terminate(rollback=body.rollback)
     else:
         await getattr(inst, body.action)()
 
@@ -292,6 +303,7 @@ def _details(st: StatusInfo, params: Any) -> dict[str, Any]:
         "output": st.output,
         "wake_at": st.wake_at,
         "success": None if not st.status.finished else st.status.value == "complete",
+        "rollback": st.rollback.model_dump() if st.rollback else None,
         "step_count": len(st.steps),
         "steps": [_step(s) for s in st.steps],
     }

@@ -51,11 +51,12 @@ class StepKind(enum.StrEnum):
     DO = "do"
     SLEEP = "sleep"
     WAIT = "wait"
+    PATCH = "patch"  # a step.patched() answer (count 0), not a step: runtime/replay.py
 
     @property
     def display(self) -> str:
-        """The type name Cloudflare shows: step / sleep / waitForEvent."""
-        return {"do": "do", "sleep": "sleep", "wait": "waitForEvent"}[self.value]
+        """The type name Cloudflare shows: step / sleep / waitForEvent (and raydo's patch)."""
+        return {"do": "do", "sleep": "sleep", "wait": "waitForEvent", "patch": "patch"}[self.value]
 
 
 class StepState(enum.StrEnum):
@@ -80,6 +81,9 @@ class InstanceRecord:
     has_output: bool = False
     lost: int = 0  # activations in a row whose process died
     code: str | None = None  # fingerprint of the workflow class its last activation ran
+    rollback: dict[str, Any] | None = None
+    """{outcome, error} of its rollback (runtime/rollback.py); {"outcome": "running",
+    "terminate": True} while a terminate with rollback is under way."""
 
     def __post_init__(self) -> None:
         self.status = InstanceStatus(self.status)

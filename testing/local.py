@@ -321,8 +321,8 @@ class LocalNamespace:
     async def resume(self, iid: str) -> None:
         self.ns.resume(iid)
 
-    async def terminate(self, iid: str) -> None:
-        self.ns.terminate(iid)
+    async def terminate(self, iid: str, rollback: bool = False) -> None:
+        self.ns.terminate(iid, rollback)
 
     async def restart(self, iid: str, from_step: Any) -> None:
         self.ns.restart(iid, from_step)
