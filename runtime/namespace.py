@@ -113,6 +113,9 @@ class Namespace:
         self._faults: dict[str, dict[str, str]] = {}
         # Instances that were in a batch whose worker died: each runs alone until it settles.
         self._suspects: set[str] = set()
+        # How many instances a worker last started within its batch budget: batches are cut to
+        # it, so instances are not acquired (a write each) only to be handed back unstarted.
+        self._fits = MAX_BATCH
 
     # -- recovery ------------------------------------------------------------------------------
 
@@ -278,7 +281,7 @@ class Namespace:
             # With a backlog, hand each worker several instances per call: a Ray call costs
             # more CPU than a short activation. Without one, one instance per call.
             backlog = len(self._wakeups) + len(self._new)
-            size = min(MAX_BATCH, max(1, backlog // self.concurrency))
+            size = min(self._fits, max(1, backlog // self.concurrency))
             batch: list[str] = []
             while len(batch) < size and (iid := _first(self._wakeups) or _first(self._new)):
                 if iid in self._suspects and batch:
@@ -303,6 +306,7 @@ class Namespace:
             for iid in leases:
                 self._active[iid] = worker
             result = await worker.run_batch(list(leases.items()))
+            self._learn_fit(len(leases), len(result.unstarted))
             self._requeue_first(self._release_from(worker, result.unstarted))
             for iid, exc in result.failed.items():
                 self._apply_failure(iid, exc)
@@ -323,6 +327,14 @@ class Namespace:
             for iid in orphans:
                 self._recover_orphan(iid, lost, alone=len(leases) == 1)
             self._pump()
+
+    def _learn_fit(self, sent: int, unstarted: int) -> None:
+        """Cut batches to what a worker started last time it had more than it could; grow them
+        again (doubling) while whole batches start."""
+        if unstarted:
+            self._fits = max(1, sent - unstarted)
+        elif sent >= self._fits:
+            self._fits = min(MAX_BATCH, 2 * self._fits)
 
     def _release_from(self, worker: Worker, iids: list[str]) -> list[str]:
         """Forget that `worker` runs these; returns those it still ran (not taken away)."""
