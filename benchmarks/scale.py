@@ -41,6 +41,9 @@ from typing import Any
 
 import raydo
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import StepLoop, pct  # the same step loop and nearest-rank percentile
+
 # --------------------------------------------------------------------------------------------------
 # workflows under test (module level, so Ray can ship them)
 
@@ -72,21 +75,6 @@ class StepSleepStep(raydo.WorkflowEntrypoint):
         return await step.do("after", one)
 
 
-class StepLoop(raydo.WorkflowEntrypoint):
-    """n trivial async steps; returns the seconds between the first and the last."""
-
-    async def run(self, event: Any, step: Any) -> Any:
-        n = int(event.payload["n"])
-        t0 = time.perf_counter()
-        for i in range(n):
-
-            async def s(i: int = i) -> int:
-                return i
-
-            await step.do(f"s{i}", s)
-        return time.perf_counter() - t0
-
-
 # --------------------------------------------------------------------------------------------------
 # helpers
 
@@ -96,14 +84,6 @@ VERBOSE = True
 def log(msg: str) -> None:
     if VERBOSE:
         print(f"[scale {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def pct(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100)."""
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    return ordered[max(1, min(len(ordered), -(-int(q * len(ordered)) // 100))) - 1]
 
 
 def load() -> float:
@@ -339,7 +319,7 @@ async def costs(tag: str, n: int) -> dict[str, float]:
     per_step = []
     for _ in range(3):
         inst = await loop.create(params={"n": 200})
-        per_step.append(float((await inst.wait(timeout=600)).output) / 200)
+        per_step.append(float((await inst.wait(timeout=600)).output["elapsed"]) / 200)
     kill_namespace(wf)
     kill_namespace(loop)
     return {
@@ -454,9 +434,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     global VERBOSE
     a = parse_args(argv)
     VERBOSE = not a.quiet
-    if __name__ != "__main__":  # imported (the smoke test): ship the workflows by value
-        import ray.cloudpickle
+    import bench
+    import ray.cloudpickle
 
+    ray.cloudpickle.register_pickle_by_value(bench)  # actors cannot import it: ship by value
+    if __name__ != "__main__":  # imported: ship the workflows by value
         ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     root = tempfile.mkdtemp(prefix="raydo-scale-", dir=a.storage_root)
     storage = os.path.join(root, "storage")
