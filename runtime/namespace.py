@@ -241,8 +241,7 @@ class Namespace:
         """Timers fired. Stale ones (the instance moved on) are ignored; the rest are queued
         together so they go out in batches."""
         horizon = self.clock.now() + self.wake_lead + _IMMEDIATE
-        for iid in iids:
-            rec = self.store.get(iid)
+        for iid, rec in zip(iids, self.store.get_many(iids), strict=True):
             if rec is None or rec.status is not InstanceStatus.WAITING or rec.wake_at is None:
                 continue
             if rec.wake_at <= horizon and iid not in self._active:
