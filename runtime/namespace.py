@@ -55,6 +55,8 @@ log = logging.getLogger("raydo")
 MAX_LOST_ACTIVATIONS = 20
 # At most this many queued instances go to a worker in one call.
 MAX_BATCH = 16
+# Batches are tried twice as big after this many whole batches in a row (see _learn_fit).
+_PROBE_AFTER = 4
 # A timer due this soon is handled here instead of going through the timer service.
 _IMMEDIATE = 0.005
 
@@ -115,7 +117,7 @@ class Namespace:
         self._suspects: set[str] = set()
         # How many instances a worker last started within its batch budget: batches are cut to
         # it, so instances are not acquired (a write each) only to be handed back unstarted.
-        self._fits = MAX_BATCH
+        self._fits, self._whole = MAX_BATCH, 0
 
     # -- recovery ------------------------------------------------------------------------------
 
@@ -328,12 +330,15 @@ class Namespace:
             self._pump()
 
     def _learn_fit(self, sent: int, unstarted: int) -> None:
-        """Cut batches to what a worker started last time it had more than it could; grow them
-        again (doubling) while whole batches start."""
+        """Cut batches to what a worker started last time it had more than it could; try twice
+        as many after _PROBE_AFTER whole batches in a row (so a probe that fails costs a few
+        handed-back instances once in a while, not every other batch)."""
         if unstarted:
-            self._fits = max(1, sent - unstarted)
+            self._fits, self._whole = max(1, sent - unstarted), 0
         elif sent >= self._fits:
-            self._fits = min(MAX_BATCH, 2 * self._fits)
+            self._whole += 1
+            if self._whole >= _PROBE_AFTER:
+                self._fits, self._whole = min(MAX_BATCH, 2 * self._fits), 0
 
     def _release_from(self, worker: Worker, iids: list[str]) -> list[str]:
         """Forget that `worker` runs these; returns those it still ran (not taken away)."""
