@@ -53,7 +53,9 @@ class SleepUntil(raydo.WorkflowEntrypoint):
 
     async def run(self, event: Any, step: Any) -> Any:
         at = float(event.payload["at"])
-        await step.sleep_until("nap", at)
+        # a start later than `at` (a long queue) sleeps 0 s instead of failing sleep_until
+        started = float(await step.do("started", time.time))
+        await step.sleep("nap", max(0.0, at - started))
         return float(await step.do("woke", time.time)) - at
 
 
