@@ -14,6 +14,7 @@ from ..runtime.clock import clock_for
 from ..runtime.model import InstanceStatus, WorkflowEntrypoint
 from ..runtime.namespace import Namespace, Snapshot
 from ..runtime.options import WorkflowOptions
+from ..runtime.timers import HORIZON as TIMER_HORIZON
 from ..storage.instances import InstanceStore, check_schema, clock_offset
 from ..storage.kv import open_lmdb
 from . import handles
@@ -53,6 +54,7 @@ class NamespaceActor:
             wake_lead=options.wake_lead,
         )
         self._timers: Any = None
+        self._due_soon: list[tuple[str, float]] = []  # timers for the next schedule_many call
         self._started = False
         # Recover at once, also after Ray restarts this actor: unfinished instances must not wait
         # for some client to call. (Ray runs an async actor's __init__ inside its event loop.)
@@ -65,9 +67,20 @@ class NamespaceActor:
             self.ns.recover()
 
     def _schedule(self, iid: str, due: float) -> None:
+        """A timer was written to the durable index. The timer actor reads the index itself for
+        everything beyond its horizon; only timers due sooner are sent, gathered into one call
+        per turn of the event loop (a batch of hibernations, or recovery, sends one)."""
         if self._timers is None:
             self._timers = handles.timer_actor(self.storage)
-        self._timers.schedule.remote(self.workflow, iid, due)
+        if due - self.ns.clock.now() > TIMER_HORIZON:
+            return
+        if not self._due_soon:
+            asyncio.get_running_loop().call_soon(self._send_timers)
+        self._due_soon.append((iid, due))
+
+    def _send_timers(self) -> None:
+        batch, self._due_soon = self._due_soon, []
+        self._timers.schedule_many.remote(self.workflow, batch)
 
     async def use_code(self, workflow_cls: type[WorkflowEntrypoint], code: str) -> str | None:
         """A binding with this class was made: new activations run it from now on (workers of

@@ -36,6 +36,10 @@ class TimerActor:
     async def schedule(self, workflow: str, iid: str, due: float) -> None:
         self.service.schedule(workflow, iid, due)
 
+    async def schedule_many(self, workflow: str, timers: list[tuple[str, float]]) -> None:
+        for iid, due in timers:
+            self.service.schedule(workflow, iid, due)
+
     def _fire(self, workflow: str, iids: list[str]) -> None:
         handle = self._namespaces.get(workflow)
         if handle is None:

@@ -56,6 +56,8 @@ log = logging.getLogger("raydo")
 MAX_LOST_ACTIVATIONS = 20
 # At most this many queued instances go to a worker in one call.
 MAX_BATCH = 16
+# Batches are tried twice as big after this many whole batches in a row (see _learn_fit).
+_PROBE_AFTER = 4
 # A timer due this soon is handled here instead of going through the timer service.
 _IMMEDIATE = 0.005
 
@@ -114,6 +116,9 @@ class Namespace:
         self._faults: dict[str, dict[str, str]] = {}
         # Instances that were in a batch whose worker died: each runs alone until it settles.
         self._suspects: set[str] = set()
+        # How many instances a worker last started within its batch budget: batches are cut to
+        # it, so instances are not acquired (a write each) only to be handed back unstarted.
+        self._fits, self._whole = MAX_BATCH, 0
 
     # -- recovery ------------------------------------------------------------------------------
 
@@ -261,8 +266,7 @@ class Namespace:
         """Timers fired. Stale ones (the instance moved on) are ignored; the rest are queued
         together so they go out in batches."""
         horizon = self.clock.now() + self.wake_lead + _IMMEDIATE
-        for iid in iids:
-            rec = self.store.get(iid)
+        for iid, rec in zip(iids, self.store.get_many(iids), strict=True):
             if rec is None or rec.status is not InstanceStatus.WAITING or rec.wake_at is None:
                 continue
             if rec.wake_at <= horizon and iid not in self._active:
@@ -301,7 +305,7 @@ class Namespace:
             # With a backlog, hand each worker several instances per call: a Ray call costs
             # more CPU than a short activation. Without one, one instance per call.
             backlog = len(self._wakeups) + len(self._new)
-            size = min(MAX_BATCH, max(1, backlog // self.concurrency))
+            size = min(self._fits, max(1, backlog // self.concurrency))
             batch: list[str] = []
             while len(batch) < size and (iid := _first(self._wakeups) or _first(self._new)):
                 if iid in self._suspects and batch:
@@ -326,6 +330,7 @@ class Namespace:
             for iid in leases:
                 self._active[iid] = worker
             result = await worker.run_batch(list(leases.items()))
+            self._learn_fit(len(leases), len(result.unstarted))
             self._requeue_first(self._release_from(worker, result.unstarted))
             for iid, exc in result.failed.items():
                 self._apply_failure(iid, exc)
@@ -346,6 +351,17 @@ class Namespace:
             for iid in orphans:
                 self._recover_orphan(iid, lost, alone=len(leases) == 1)
             self._pump()
+
+    def _learn_fit(self, sent: int, unstarted: int) -> None:
+        """Cut batches to what a worker started last time it had more than it could; try twice
+        as many after _PROBE_AFTER whole batches in a row (so a probe that fails costs a few
+        handed-back instances once in a while, not every other batch)."""
+        if unstarted:
+            self._fits, self._whole = max(1, sent - unstarted), 0
+        elif sent >= self._fits:
+            self._whole += 1
+            if self._whole >= _PROBE_AFTER:
+                self._fits, self._whole = min(MAX_BATCH, 2 * self._fits), 0
 
     def _release_from(self, worker: Worker, iids: list[str]) -> list[str]:
         """Forget that `worker` runs these; returns those it still ran (not taken away)."""

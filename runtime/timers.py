@@ -20,6 +20,9 @@ from .store import Timers
 log = logging.getLogger("raydo")
 
 RESCAN_EVERY = 10.0
+# Wake-ups due within this many seconds are held in memory (with the default rescan period);
+# later ones are read from the index by a rescan, so nobody needs to send them.
+HORIZON = 2 * RESCAN_EVERY
 
 
 class TimerQueue:

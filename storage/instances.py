@@ -113,6 +113,10 @@ class InstanceStore:
     def get(self, iid: str) -> InstanceRecord | None:
         return self.kv.read(lambda r: self._record(r, iid))
 
+    def get_many(self, iids: list[str]) -> list[InstanceRecord | None]:
+        """Several records in one read (a batch of fired timers)."""
+        return self.kv.read(lambda r: [self._record(r, iid) for iid in iids])
+
     def require(self, iid: str) -> InstanceRecord:
         return self.kv.read(lambda r: self._existing(r, iid))
 

@@ -312,8 +312,15 @@ class LocalNamespace:
     async def snapshot(self, iid: str, steps: bool) -> Snapshot:
         return self.ns.snapshot(iid, steps)
 
-    async def instances(self) -> list[Snapshot]:
-        return [Snapshot(rec, None, None, False) for rec in self.ns.store.records()]
+    async def instances(
+        self, since: float | None = None, until: float | None = None
+    ) -> list[Snapshot]:
+        return [
+            Snapshot(rec, None, None, False)
+            for rec in self.ns.store.records()
+            if (since is None or rec.created_at >= since)
+            and (until is None or rec.created_at <= until)
+        ]
 
     async def pause(self, iid: str) -> None:
         self.ns.pause(iid)
