@@ -42,6 +42,7 @@ from ..errors import (
 from ..storage.codec import decode, encode
 from ..storage.records import Fenced, InstanceRecord, InstanceStatus, StepKind, StepRecord
 from .clock import Clock
+from .emits import Emitter
 from .model import Env, WorkflowEntrypoint, WorkflowEvent
 from .modifiers import ModifiedStep, Modifiers
 from .options import HIBERNATE_AFTER
@@ -354,6 +355,10 @@ class Activation:
             self.store.save_step(self.record.id, self.lease, sid, rec, durable)
         except Fenced:
             raise _Fence() from None
+
+    def emitter(self, sid: tuple[str, int], attempt: int) -> Emitter:
+        """The sink of `ctx.emit` for one attempt of step `sid` (runtime/emits.py)."""
+        return Emitter(self.store, self.record.id, self.lease, sid, attempt, self.clock)
 
     def take_event(self, sid: tuple[str, int], rec: StepRecord) -> bool:
         try:

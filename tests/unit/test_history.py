@@ -1,0 +1,196 @@
+"""The instance history and its stream, in process (LocalEnv: in-memory storage, fake clock)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from raydo import InvalidInputError, PayloadError, WaitForEventTimeoutError, WorkflowEntrypoint
+from raydo.bindings.events import InstanceEvent, attempts_of
+from raydo.storage import history
+from raydo.storage.instances import InstanceStore, check_schema
+from raydo.storage.kv import MemoryKV
+from raydo.storage.records import StepKind, StepRecord, StepState
+from raydo.testing import LocalEnv
+
+
+class Mixed(WorkflowEntrypoint):
+    async def run(self, event: Any, step: Any) -> Any:
+        def flaky(ctx: Any) -> str:
+            ctx.emit({"pct": 50, "attempt": ctx.attempt})
+            if ctx.attempt < 2:
+                raise ValueError("boom")
+            return "ok" * 300  # a long output: its preview is cut
+
+        retries = {"limit": 3, "delay": "10 seconds", "backoff": "constant"}
+        await step.do("flaky", flaky, retries=retries)
+        await step.sleep("nap", "1 hour")
+        try:
+            await step.wait_for_event("approval", type="go", timeout="1 hour")
+        except WaitForEventTimeoutError:
+            pass
+        return "done"
+
+
+def _kinds(events: list[InstanceEvent]) -> list[str]:
+    return [e.type for e in events]
+
+
+MIXED = [
+    "workflow_queued",
+    "workflow_started",
+    "step_started",
+    "attempt_started",
+    "step_emitted",
+    "attempt_errored",
+    "workflow_waiting",  # the 10-second retry delay hibernates
+    "workflow_running",
+    "attempt_started",
+    "step_emitted",
+    "attempt_completed",
+    "step_completed",
+    "sleep_started",
+    "workflow_waiting",
+    "workflow_running",
+    "sleep_completed",
+    "wait_started",
+    "workflow_waiting",
+    "workflow_running",
+    "wait_timed_out",
+    "workflow_completed",
+]
+
+
+def test_a_step_sleep_wait_retry_workflow_records_its_events_in_order() -> None:
+    with LocalEnv() as env:
+        wf = env.workflow(Mixed, hibernate_after=1)
+        inst = wf.create(id="a").result()
+        assert inst.wait(timeout=30).result().output == "done"
+        found = inst.history().result()
+    assert _kinds(found) == MIXED
+    assert [e.cursor for e in found] == list(range(len(MIXED)))
+    errored = found[5]
+    assert errored.attempt == 1 and errored.error is not None
+    assert errored.error.name == "ValueError" and errored.retry_at is not None
+    completed = found[11]
+    assert completed.output is not None and len(completed.output) <= history.PREVIEW_CHARS
+    assert [e.data for e in found if e.type == "step_emitted"] == [
+        {"pct": 50, "attempt": 1},
+        {"pct": 50, "attempt": 2},
+    ]
+    rows = attempts_of(found)
+    assert [(a.attempt, a.success, a.emitted) for a in rows] == [(1, False, 1), (2, True, 1)]
+
+
+def test_a_cursor_resumes_with_no_gap_and_no_repeat() -> None:
+    with LocalEnv() as env:
+        wf = env.workflow(Mixed, hibernate_after=1)
+        inst = wf.create(id="a").result()
+        inst.wait(timeout=30).result()
+        every = inst.history().result()
+        for k, event in enumerate(every):
+            assert inst.history(cursor=event.cursor).result() == every[k + 1 :]
+            assert inst.history(cursor=str(event.cursor)).result() == every[k + 1 :]
+        steps = inst.history(filter=["step_"]).result()
+    assert _kinds(steps) == [
+        "step_started",
+        "step_emitted",
+        "step_emitted",
+        "step_completed",
+    ]
+
+
+class Gate(WorkflowEntrypoint):
+    async def run(self, event: Any, step: Any) -> Any:
+        async def count(ctx: Any) -> int:
+            for k in range(5):
+                ctx.emit({"k": k})
+                await asyncio.sleep(0)
+            return 5
+
+        await step.do("count", count)
+        ev = await step.wait_for_event("go", type="go", timeout="1 hour")
+        return ev.payload
+
+
+def test_subscribe_replays_then_follows_live_and_ends_after_the_terminal_event() -> None:
+    async def scenario(env: LocalEnv) -> tuple[list[InstanceEvent], list[InstanceEvent]]:
+        wf = env.workflow(Gate)
+        inst = await wf.create(id="g")
+        seen: list[InstanceEvent] = []
+
+        async def follow() -> None:
+            async for ev in inst.subscribe():
+                seen.append(ev)
+
+        task = asyncio.ensure_future(follow())
+        for _ in range(2000):  # until the subscriber saw the wait start (live, not replay)
+            if any(e.type == "wait_started" for e in seen):
+                break
+            await asyncio.sleep(0.005)
+        assert not task.done()
+        await inst.send_event(type="go", payload={"by": "ana"})
+        await asyncio.wait_for(task, 30)
+        return seen, await inst.history()
+
+    with LocalEnv() as env:
+        seen, stored = asyncio.run(scenario(env))
+    assert seen == stored
+    assert seen[-1].type == "workflow_completed"
+    assert [e.data for e in seen if e.type == "step_emitted"] == [{"k": k} for k in range(5)]
+    assert "wait_completed" in _kinds(seen)
+
+
+def test_bad_cursor_filter_and_oversized_emit_are_refused() -> None:
+    class Loud(WorkflowEntrypoint):
+        async def run(self, event: Any, step: Any) -> Any:
+            def shout(ctx: Any) -> str:
+                try:
+                    ctx.emit("x" * 20_000)
+                except PayloadError as err:
+                    return f"refused {err.size}"
+                return "kept"
+
+            return await step.do("shout", shout)
+
+    with LocalEnv() as env:
+        wf = env.workflow(Loud)
+        inst = wf.create(id="l").result()
+        out = inst.wait(timeout=30).result().output
+        assert out.startswith("refused ")
+        for bad in (-1, 1.5, "x", True):
+            with pytest.raises(InvalidInputError, match="cursor"):
+                inst.history(cursor=bad)
+        with pytest.raises(InvalidInputError, match="names no event type"):
+            inst.subscribe(filter=["nope"])
+        assert "step_emitted" not in _kinds(inst.history().result())
+
+
+def test_a_lost_attempt_is_recorded_as_errored_then_retried() -> None:
+    kv = MemoryKV()
+    check_schema(kv)
+    store = InstanceStore(kv, "wf")
+    store.create([("a", b"\xc0")], 0.0, False)
+    store.acquire(["a"], 1.0)
+    rec = StepRecord(kind=StepKind.DO, seq=0, attempts=1, started_at=1.0)
+    store.save_step("a", 1, ("s", 1), rec, durable=False)
+    store.acquire(["a"], 2.0)  # the worker died; a new activation replays
+    rec.attempts, rec.error = 2, {"name": "WorkerLostError", "message": "died"}
+    store.save_step("a", 2, ("s", 1), rec, durable=False)
+    rec.state, rec.value, rec.error, rec.ended_at = StepState.DONE, b"\xc0", None, 3.0
+    store.save_step("a", 2, ("s", 1), rec, durable=True)
+    found = [(e["type"], e.get("attempt")) for e in store.history("a", None, 100)]
+    assert found == [
+        ("workflow_queued", None),
+        ("workflow_started", None),
+        ("step_started", None),
+        ("attempt_started", 1),
+        ("attempt_errored", 1),
+        ("attempt_started", 2),
+        ("attempt_completed", 2),
+        ("step_completed", None),
+    ]
+    store.delete("a")
+    assert list(kv.read(lambda r: list(r.scan(b"N\x00wf\x00a\x00")))) == []
