@@ -10,6 +10,7 @@ called from the step's thread (a sync step) as well as from the loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from typing import Any
 
@@ -67,10 +68,9 @@ class Emitter:
             items, self._items, self._scheduled = self._items, [], False
         if not items:
             return
-        try:
+        # Fenced: taken away; the activation stops at its next write, and these are moot.
+        with contextlib.suppress(Fenced):
             self._store.append_emits(self._iid, self._lease, self._sid, self._attempt, items)
-        except Fenced:
-            pass  # taken away: the activation stops at its next write; these are moot
 
     def close(self) -> None:
         """The attempt ended: write the rest, and take no more."""

@@ -32,8 +32,9 @@ def add_stream_route(r: APIRouter, project: Project) -> None:
         name: str,
         iid: str,
         cursor: str | None = None,
-        types: Annotated[str | None, Query(description="event types or prefixes, comma-separated")]
-        = None,
+        types: Annotated[
+            str | None, Query(description="event types or prefixes, comma-separated")
+        ] = None,
         last_event_id: Annotated[str | None, Header()] = None,
     ) -> StreamingResponse:
         """The instance's events as server-sent events, from the cursor, live until its end."""

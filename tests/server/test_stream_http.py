@@ -48,7 +48,11 @@ def test_sse_streams_the_history_and_resumes_from_last_event_id(served: Served) 
         rest = _read(f"{served.url}{BASE}/s1/stream", {"last-event-id": events[k]["id"]})
         assert rest[:-1] == events[k + 1 :]  # no gap, no repeat
     only = _read(f"{served.url}{BASE}/s1/stream?cursor=1&types=step_,workflow_completed")
-    assert [m["event"] for m in only[:-1]] == ["step_started", "step_completed", "workflow_completed"]
+    assert [m["event"] for m in only[:-1]] == [
+        "step_started",
+        "step_completed",
+        "workflow_completed",
+    ]
     details = httpx.get(f"{served.url}{BASE}/s1").json()["result"]
     assert [(a["step"], a["attempt"], a["success"]) for a in details["attempts"]] == [
         ("greet", 1, True)
