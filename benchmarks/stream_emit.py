@@ -33,7 +33,7 @@ async def measure(n: int) -> None:
     inst = await wf.create(params={"n": n})
     first = last = None
     got = 0
-    async for ev in inst.subscribe(filter=["step_emitted"]):
+    async for _ in inst.subscribe(filter=["step_emitted"]):
         last = time.perf_counter()
         first = first or last
         got += 1
