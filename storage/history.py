@@ -63,6 +63,7 @@ TERMINAL_TYPES = frozenset({"workflow_completed", "workflow_errored", "workflow_
 PREVIEW_CHARS = 200
 # Larger values are not decoded for a preview: the step path must not pay for a big output.
 _PREVIEW_MAX_BYTES = 64 << 10
+_PLAIN_REPR_BYTES = 256
 _MESSAGE_CHARS = 1000
 _repr = reprlib.Repr()
 _repr.maxlevel, _repr.maxdict, _repr.maxlist, _repr.maxtuple = 3, 8, 8, 8
@@ -77,7 +78,9 @@ def output_preview(raw: bytes | None, config: Mapping[str, Any] | None = None) -
     if len(raw) > _PREVIEW_MAX_BYTES:
         return f"<{len(raw)} bytes>"
     try:
-        text = _repr.repr(decode(raw))
+        value = decode(raw)
+        # A small value's plain repr is short anyway, and far cheaper than reprlib's.
+        text = repr(value) if len(raw) <= _PLAIN_REPR_BYTES else _repr.repr(value)
     except Exception:
         return f"<{len(raw)} bytes>"
     return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 3] + "..."

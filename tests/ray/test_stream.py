@@ -110,3 +110,46 @@ def test_the_stream_after_an_instance_actor_kill_is_the_stream_before_plus_the_r
     ]
     assert kinds[-1][0] == "workflow_completed"
     assert [e.cursor for e in after] == list(range(len(after)))
+
+
+class Approval(raydo.WorkflowEntrypoint):
+    async def run(self, event: Any, step: Any) -> Any:
+        await step.do("prepare", lambda: 1)
+        ev = await step.wait_for_event("approval", type="approved", timeout="1 hour")
+        return ev.payload
+
+
+def test_a_subscription_survives_hibernation_and_a_namespace_actor_restart(
+    raydo_env: Path,
+) -> None:
+    import ray
+
+    async def scenario() -> tuple[list[InstanceEvent], list[InstanceEvent], Any]:
+        wf = raydo.workflow(Approval, name="approval")
+        inst = await wf.create(id="a")
+        seen: list[InstanceEvent] = []
+        async for ev in inst.subscribe():
+            seen.append(ev)
+            if ev.type == "workflow_waiting":  # hibernated: it holds no actor now
+                ray.kill(wf.actor, no_restart=False)  # Ray restarts it; the stream goes on
+                await _when_back(inst)
+                await inst.send_event(type="approved", payload={"by": "ana"})
+        return seen, await inst.history(), await inst.status()
+
+    seen, stored, st = asyncio.run(scenario())
+    assert st.output == {"by": "ana"}
+    assert seen == stored
+    kinds = [e.type for e in seen]
+    assert kinds.count("workflow_waiting") == 1 and kinds.count("workflow_running") == 1
+    assert kinds[-2:] == ["wait_completed", "workflow_completed"]
+
+
+async def _when_back(inst: Any) -> None:
+    """Until the restarted namespace actor answers (a call during its restart fails)."""
+    for _ in range(1200):
+        try:
+            await inst.status()
+            return
+        except raydo.ClusterError:
+            await asyncio.sleep(0.1)
+    raise AssertionError("the namespace actor did not come back")
