@@ -145,6 +145,9 @@ class WorkflowStep:
                         at_once=True,
                     ),
                 )
+                if _is_done(rec):  # no attempt left: record the step's end, as any failure
+                    rec.ended_at = act.clock.now()
+                    act.save(sid, rec, durable=True)
         while not _is_done(rec):
             await act.pause_gate()  # the record may be done once the pause is over
             if _is_done(rec):

@@ -7,10 +7,13 @@ import contextlib
 from typing import Any
 
 import pytest
+from harness import Harness
 
 from raydo import InvalidInputError, PayloadError, WaitForEventTimeoutError, WorkflowEntrypoint
 from raydo.bindings.events import InstanceEvent, attempts_of
+from raydo.runtime.rules import step_config
 from raydo.storage import history
+from raydo.storage.codec import encode
 from raydo.storage.instances import InstanceStore, check_schema
 from raydo.storage.kv import MemoryKV
 from raydo.storage.records import StepKind, StepRecord, StepState
@@ -193,3 +196,30 @@ def test_a_lost_attempt_is_recorded_as_errored_then_retried() -> None:
     ]
     store.delete("a")
     assert list(kv.read(lambda r: list(r.scan(b"N\x00wf\x00a\x00")))) == []
+
+
+class OneShot(WorkflowEntrypoint):
+    async def run(self, event: Any, step: Any) -> Any:
+        return await step.do("once", lambda: 1, retries={"limit": 0})
+
+
+@pytest.mark.asyncio
+async def test_an_attempt_lost_with_no_retry_left_ends_the_step_in_the_history() -> None:
+    h = Harness(OneShot)
+    config = step_config({"limit": 0}, None).to_dict()
+    h.store.create([("a", encode(None))], 0.0, False)
+    lease = h.store.acquire(["a"], 1.0)["a"]
+    lost = StepRecord(kind=StepKind.DO, seq=0, attempts=1, started_at=1.0, config=config)
+    h.store.save_step("a", lease, ("once", 1), lost, durable=False)  # then its process died
+    h.ns.recover()
+    await h.settle()
+    assert h.status("a") == "errored"
+    found = [(e["type"], e.get("attempt")) for e in h.store.history("a", None, 100)]
+    assert found[-3:] == [
+        ("attempt_errored", 1),
+        ("step_errored", None),
+        ("workflow_errored", None),
+    ]
+    step = h.store.steps("a")[("once", 1)]
+    assert step.state is StepState.DONE and step.error is not None
+    assert step.error["name"] == "AttemptLostError"
