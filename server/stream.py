@@ -4,9 +4,10 @@
 
 Each SSE message is one event: `id:` its cursor, `event:` its type, `data:` the event as JSON.
 A client that reconnects with `Last-Event-ID` (or `?cursor=`) resumes right after that event: no
-gap, no repeat. After the terminal event the server sends `event: end` and closes. While nothing
-happens a comment line keeps the connection (and proxies) awake. Auth is the Guard's, as for every
-other route; a browser page reads it with fetch() so it can send the token.
+gap, no repeat. After the terminal event (or when the instance is deleted meanwhile) the server
+sends `event: end` and closes. While nothing happens a comment line keeps the connection (and
+proxies) awake. Auth is the Guard's, as for every other route; a browser page reads it with
+fetch() so it can send the token.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ..bindings import events
 from ..bindings.config import Project
 from ..bindings.jsonable import jsonable
 from ..bindings.workflow import WorkflowInstance
+from ..errors import InstanceNotFoundError
 
 KEEPALIVE = b": keepalive\n\n"
 
@@ -52,7 +54,11 @@ async def _messages(
 ) -> AsyncIterator[bytes]:
     yield b"retry: 1000\n\n"
     while True:
-        batch = await events.poll_once(inst.workflow.actor, inst.id, after, wanted, 10.0)
+        try:
+            batch = await events.poll_once(inst.workflow.actor, inst.id, after, wanted, 10.0)
+        except InstanceNotFoundError:  # deleted while followed: nothing more will come
+            yield b'event: end\ndata: {"deleted":true}\n\n'
+            return
         for raw in batch.events:
             yield sse(events.to_event(raw))
         after = batch.cursor

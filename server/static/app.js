@@ -338,6 +338,7 @@ async function follow(gen, url, onEvent) {
       if (token) headers.authorization = `Bearer ${token}`;
       if (cursor !== null) headers["last-event-id"] = cursor;
       const reply = await fetch(url, { headers, signal: streamAbort.signal });
+      if (reply.status === 404) return; // deleted: nothing more will come
       if (!reply.ok) throw new Error(`event stream: ${reply.status} ${reply.statusText}`);
       const reader = reply.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = "";

@@ -71,3 +71,17 @@ def test_sse_refuses_bad_requests_and_needs_the_token(served: Served) -> None:
     assert httpx.get(f"{guarded}{BASE}/s2/stream").status_code == 401
     auth = {"authorization": "Bearer s3cret"}
     assert _read(f"{guarded}{BASE}/s2/stream", auth)[-1]["event"] == "end"
+
+
+def test_sse_ends_when_the_followed_instance_is_deleted(served: Served) -> None:
+    wf = served.project.workflow("approve")
+    inst = wf.create(id="d1").result()  # waits for an event that never comes
+    url = f"{served.url}/api/workflows/approve/instances/d1/stream"
+    with httpx.stream("GET", url, timeout=120) as reply:
+        lines = reply.iter_lines()
+        for line in lines:
+            if line == "event: wait_started":
+                inst.delete().result()
+                break
+        rest = list(lines)
+    assert "event: end" in rest and 'data: {"deleted":true}' in rest
