@@ -11,12 +11,13 @@ from harness import Harness
 
 from raydo import InvalidInputError, PayloadError, WaitForEventTimeoutError, WorkflowEntrypoint
 from raydo.bindings.events import InstanceEvent, attempts_of
+from raydo.runtime import stream
 from raydo.runtime.rules import step_config
 from raydo.storage import history
 from raydo.storage.codec import encode
 from raydo.storage.instances import InstanceStore, check_schema
 from raydo.storage.kv import MemoryKV
-from raydo.storage.records import StepKind, StepRecord, StepState
+from raydo.storage.records import InstanceRecord, StepKind, StepRecord, StepState
 from raydo.testing import LocalEnv
 
 
@@ -223,3 +224,43 @@ async def test_an_attempt_lost_with_no_retry_left_ends_the_step_in_the_history()
     step = h.store.steps("a")[("once", 1)]
     assert step.state is StepState.DONE and step.error is not None
     assert step.error["name"] == "AttemptLostError"
+
+
+class _Script:
+    """A store whose history and status follow a script, to drive `stream.poll` exactly."""
+
+    def __init__(self, reads: list[list[history.Event]], statuses: list[str]) -> None:
+        self.reads, self.statuses = reads, statuses
+
+    def history(self, iid: str, after: int | None, limit: int) -> list[history.Event]:
+        return self.reads.pop(0) if self.reads else []
+
+    def require(self, iid: str) -> Any:
+        return InstanceRecord(id=iid, workflow="wf", status=self.statuses.pop(0))
+
+
+def _poll(store: _Script, wait: float = 30.0) -> tuple[stream.Batch, list[float]]:
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    batch = asyncio.run(stream.poll(store, "a", 4, None, wait, sleep))  # type: ignore[arg-type]
+    return batch, slept
+
+
+def test_poll_backs_off_to_a_bound_and_never_loses_a_terminal_event_written_meanwhile() -> None:
+    end = {"type": "workflow_completed", "at": 1.0, "cursor": 5}
+    # nothing, nothing, ..., then the instance finishes between the history and status reads
+    store = _Script([[]] * 9 + [[end]], ["running"] * 4 + ["waiting"] * 4 + ["complete"])
+    batch, slept = _poll(store)
+    assert batch.events == [end] and batch.ended and batch.cursor == 5
+    running, waiting = slept[:4], slept[4:]
+    assert running == [stream.POLL_FIRST * 2**k for k in range(4)]
+    assert max(running) <= stream.POLL_MAX and max(waiting) <= stream.POLL_IDLE_MAX
+    assert all(s > 0 for s in slept)  # never a tight loop
+
+
+def test_poll_ends_at_once_for_a_finished_instance_past_its_end() -> None:
+    batch, slept = _poll(_Script([], ["complete"]))
+    assert (batch.events, batch.ended, batch.cursor, slept) == ([], True, 4, [])
