@@ -22,6 +22,8 @@ from .store import Store
 
 MAX_EMIT_BYTES = 16 << 10
 """The largest record one `emit` takes, encoded: progress, not results (return those)."""
+MAX_PENDING = 1000
+"""An async step that emits this many without yielding to the loop has them written at once."""
 
 
 class Emitter:
@@ -39,6 +41,7 @@ class Emitter:
         self._store, self._iid, self._lease = store, iid, lease
         self._sid, self._attempt, self._clock = sid, attempt, clock
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         self._lock = threading.Lock()
         self._items: list[tuple[float, bytes]] = []
         self._scheduled = False
@@ -59,7 +62,10 @@ class Emitter:
                 return
             self._items.append((self._clock.now(), raw))
             schedule, self._scheduled = not self._scheduled, True
-        if schedule:
+            full = len(self._items) >= MAX_PENDING
+        if full and threading.get_ident() == self._loop_thread:
+            self.flush()  # a step that never yields: memory stays bounded
+        elif schedule:
             self._loop.call_soon_threadsafe(self.flush)
 
     def flush(self) -> None:

@@ -264,3 +264,21 @@ def test_poll_backs_off_to_a_bound_and_never_loses_a_terminal_event_written_mean
 def test_poll_ends_at_once_for_a_finished_instance_past_its_end() -> None:
     batch, slept = _poll(_Script([], ["complete"]))
     assert (batch.events, batch.ended, batch.cursor, slept) == ([], True, 4, [])
+
+
+def test_a_step_that_emits_without_yielding_keeps_every_record_in_order() -> None:
+    class Burst(WorkflowEntrypoint):
+        async def run(self, event: Any, step: Any) -> Any:
+            async def burst(ctx: Any) -> int:
+                for k in range(2500):  # never yields: written in chunks as it goes
+                    ctx.emit(k)
+                return 2500
+
+            return await step.do("burst", burst)
+
+    with LocalEnv() as env:
+        inst = env.workflow(Burst).create(id="b").result()
+        assert inst.wait(timeout=60).result().output == 2500
+        found = inst.history(filter=["step_emitted", "attempt_completed"]).result()
+    assert [e.data for e in found[:-1]] == list(range(2500))
+    assert found[-1].type == "attempt_completed"
