@@ -38,7 +38,7 @@ class InstanceActor:
         forward_logs()
         kv = open_lmdb(storage)
         store = InstanceStore(kv, workflow)
-        self.runner = InstanceRunner(
+        self.runner = runner = InstanceRunner(
             store,
             workflow_cls,
             clock_for(lambda: clock_offset(kv)),  # SystemClock outside raydo.testing
@@ -47,6 +47,7 @@ class InstanceActor:
             code=code,
             compute=RayCompute(options.infeasible_after),
         )
+        store.now = runner.clock.now
         self.block_limit = options.block_limit
         self._beat = time.monotonic()
         asyncio.get_running_loop().call_soon(self._heartbeat)

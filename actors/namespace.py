@@ -9,7 +9,7 @@ import dataclasses
 import logging
 from typing import Any
 
-from ..runtime import listing
+from ..runtime import listing, stream
 from ..runtime.clock import clock_for
 from ..runtime.model import InstanceStatus, WorkflowEntrypoint
 from ..runtime.namespace import Namespace, Snapshot
@@ -45,10 +45,13 @@ class NamespaceActor:
             max_size=options.concurrency,
             warm=options.warm,
         )
+        store = InstanceStore(kv, workflow)
+        clock = clock_for(lambda: clock_offset(kv))  # SystemClock outside raydo.testing
+        store.now = clock.now
         self.ns = Namespace(
-            InstanceStore(kv, workflow),
+            store,
             self.pool,
-            clock_for(lambda: clock_offset(kv)),  # SystemClock outside raydo.testing
+            clock,
             self._schedule,
             options.concurrency,
             wake_lead=options.wake_lead,
@@ -185,6 +188,13 @@ class NamespaceActor:
         self._start()
         await self.ns.wait_all(iids, timeout)
         return [self.ns.snapshot(iid) for iid in iids]
+
+    async def history(
+        self, iid: str, after: int | None, types: frozenset[str] | None, wait: float
+    ) -> stream.Batch:
+        """A subscriber's long-poll (runtime/stream.py)."""
+        self._start()
+        return await stream.poll(self.ns.store, iid, after, types, wait)
 
     async def stats(self) -> dict[str, Any]:
         return {**self.ns.stats(), "actors": self.pool.size}

@@ -213,6 +213,7 @@ class Router:
             setattr(self, name, _Method(self._by_id(name)))
         self.send_event = _Method(self._by_id("send_event"))
         self.wait = _Method(self._by_id("wait"))
+        self.history = _Method(self._by_id("history"))
 
     # -- reaching a node -----------------------------------------------------------------------
 

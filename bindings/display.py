@@ -13,12 +13,15 @@ import json
 import time
 from collections.abc import Callable, Generator
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import WaitTimeoutError
 from ..runtime.model import InstanceStatus, RollbackInfo, StatusInfo, StepInfo, StepState
 from ..runtime.rules import show_seconds
 from .pending import Pending
+
+if TYPE_CHECKING:
+    from .events import AttemptInfo
 
 POLL_EVERY = 0.05  # seconds between status calls while showing progress (one Ray call, ~1 ms)
 OUTPUT_WIDTH = 48
@@ -101,18 +104,49 @@ def rollback_text(rollback: RollbackInfo) -> str:
 
 def step_table(steps: list[StepInfo], output_width: int = OUTPUT_WIDTH) -> str:
     """The steps as an aligned plain-text table (outputs truncated to `output_width`)."""
-    rows = step_rows(steps, output_width)
-    widths = [max(len(r[c]) for r in [_HEADER, *rows]) for c in range(len(_HEADER))]
+    return _table(_HEADER, step_rows(steps, output_width), _RIGHT)
+
+
+_ATTEMPT_HEADER = ("step", "attempt", "start", "took", "result", "emitted")
+
+
+def attempt_rows(attempts: list[AttemptInfo]) -> list[tuple[str, ...]]:
+    """One row per attempt: step, attempt, start, took, result (ok, error, retry time), emits."""
+    return [
+        (
+            a.step if a.count == 1 else f"{a.step} #{a.count}",
+            str(a.attempt),
+            _clock(a.started_at),
+            _took(a.started_at, a.ended_at),
+            _attempt_result(a),
+            str(a.emitted),
+        )
+        for a in attempts
+    ]
+
+
+def _attempt_result(a: AttemptInfo) -> str:
+    if a.success is None:
+        return "running"
+    if a.success:
+        return "ok"
+    assert a.error is not None
+    retry = f"; retry at {_clock(a.retry_at)}" if a.retry_at is not None else ""
+    return f"{a.error.name}: {a.error.message}"[:120] + retry
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], right: set[int]) -> str:
+    widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header))]
 
     def line(row: tuple[str, ...]) -> str:
         cells = [
-            v.rjust(w) if c in _RIGHT else v.ljust(w)
+            v.rjust(w) if c in right else v.ljust(w)
             for c, (v, w) in enumerate(zip(row, widths, strict=True))
         ]
         return "  " + "  ".join(cells).rstrip()
 
     rule = "  " + "  ".join("-" * w for w in widths)
-    return "\n".join([line(_HEADER), rule, *(line(r) for r in rows)])
+    return "\n".join([line(header), rule, *(line(r) for r in rows)])
 
 
 class InstanceDescription:
@@ -121,8 +155,9 @@ class InstanceDescription:
     `print()` it (or let a terminal REPL show it) for a plain-text summary and step table; a
     notebook renders it as an HTML table. `.status` is the StatusInfo it shows."""
 
-    def __init__(self, status: StatusInfo) -> None:
+    def __init__(self, status: StatusInfo, attempts: list[AttemptInfo] | None = None) -> None:
         self.status = status
+        self.attempts = attempts or []
 
     def _summary(self) -> list[tuple[str, str]]:
         st = self.status
@@ -146,7 +181,10 @@ class InstanceDescription:
         head = [f"instance {st.id} of workflow {st.workflow!r}"]
         head += [f"  {name + ':':<8} {value}" for name, value in self._summary()]
         steps = step_table(st.steps) if st.steps else "  (no steps yet)"
-        return "\n".join([*head, "", steps])
+        if not self.attempts:
+            return "\n".join([*head, "", steps])
+        attempts = _table(_ATTEMPT_HEADER, attempt_rows(self.attempts), {1, 3, 5})
+        return "\n".join([*head, "", steps, "", "  attempts:", attempts])
 
     __repr__ = __str__
 
@@ -158,16 +196,23 @@ class InstanceDescription:
             "</tr>"
             for name, value in self._summary()
         )
-        head = "".join(f"<th>{esc(h)}</th>" for h in _HEADER)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{esc(cell)}</td>" for cell in row) + "</tr>"
-            for row in step_rows(st.steps)
-        )
         return (
             f"<div class='raydo-instance'><p>instance <code>{esc(st.id)}</code> of workflow "
             f"<code>{esc(st.workflow)}</code></p><table>{summary}</table>"
-            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
+            f"{_html_table(_HEADER, step_rows(st.steps))}"
+            f"{_html_table(_ATTEMPT_HEADER, attempt_rows(self.attempts))}</div>"
         )
+
+
+def _html_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    if not rows:
+        return ""
+    esc = html.escape
+    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{esc(cell)}</td>" for cell in row) + "</tr>" for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 class ProgressPrinter:

@@ -6,7 +6,7 @@ import inspect
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,7 +43,7 @@ from ..runtime.rules import (
 )
 from ..storage.codec import decode, encode
 from ..storage.records import StepKind, StepRecord, unpack_event
-from . import client, cluster
+from . import client, cluster, events
 from .display import InstanceDescription, ProgressWait, print_line
 from .pending import Pending, submit
 from .shipping import fingerprint, ship_by_value_if_needed
@@ -473,16 +473,44 @@ class WorkflowInstance:
         return Pending(submit(self._actor.wait.remote, self.id, seconds_, steps), to_status)
 
     def describe(self) -> Pending[InstanceDescription]:
-        """The status and every step, for people: prints as a plain-text summary and step table
-        in a terminal, renders as an HTML table in a notebook (`.status` has the data)."""
-        return Pending(submit(self._actor.snapshot.remote, self.id, True), _describe)
+        """The status, every step and every attempt, for people: prints as a plain-text
+        summary and tables in a terminal, renders as HTML in a notebook (`.status` has the data,
+        `.attempts` each attempt with its error, from the history)."""
+
+        async def both() -> InstanceDescription:
+            st = await self.status(steps=True)
+            found = await self.history(filter=["attempt_", "step_emitted"])
+            return InstanceDescription(st, events.attempts_of(found))
+
+        return Pending(cluster.start(both()))
+
+    def subscribe(
+        self, cursor: int | str | None = None, filter: Iterable[str] | str | None = None
+    ) -> AsyncIterator[events.InstanceEvent]:
+        """The instance's events as they happen: `async for ev in inst.subscribe(): ...`.
+        Replays the history after `cursor` (None: from the start), then follows live, and ends
+        after workflow_completed/errored/terminated. Each event has a `cursor`: subscribe again
+        with the last one seen to resume with no gap and no repeat. `filter`: event types, or
+        prefixes such as "step_" (raydo.bindings.events lists them)."""
+        after, types = events.check_cursor(cursor), events.check_filter(filter)
+        return events.subscribe(self.workflow, self.id, after, types)
+
+    def history(
+        self,
+        cursor: int | str | None = None,
+        filter: Iterable[str] | str | None = None,
+        limit: int = 100_000,
+    ) -> Pending[list[events.InstanceEvent]]:
+        """The events recorded so far after `cursor` (at most `limit`), without waiting."""
+        after, types = events.check_cursor(cursor), events.check_filter(filter)
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidInputError(f"history limit {show(limit)} must be an int >= 1")
+        return Pending(
+            cluster.start(events.read_history(self.workflow, self.id, after, types, limit))
+        )
 
     def __repr__(self) -> str:
         return f"WorkflowInstance({self.workflow.name!r}, {self.id!r})"
-
-
-def _describe(snap: Snapshot) -> InstanceDescription:
-    return InstanceDescription(to_status(snap))
 
 
 def to_status(snap: Snapshot) -> StatusInfo:

@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import BaseModel
 from rich.live import Live
 
 from ..bindings import client
 from ..bindings.config import Project, load_project
+from ..bindings.events import attempts_of
 from ..bindings.workflow import Workflow, WorkflowInstance
 from ..errors import InstanceNotFoundError
 from ..runtime.listing import parse_time
@@ -109,7 +111,7 @@ def check_timeout(timeout: float | None, as_json: bool) -> None:
         raise usage(f"--timeout {timeout} must be a positive number of seconds", as_json)
 
 
-def dump(st: StatusInfo) -> dict[str, Any]:
+def dump(st: BaseModel) -> dict[str, Any]:
     return st.model_dump(mode="json")
 
 
@@ -247,12 +249,15 @@ def instances_describe(
         inst = _instance(project.workflow(name), id)
         st = inst.status(steps=True).result()
         params = inst.params().result()
+        tries = attempts_of(inst.history(filter=["attempt_", "step_emitted"]).result())
     if as_json:
-        render.print_json({**dump(st), "params": params})
+        render.print_json({**dump(st), "params": params, "attempts": [dump(a) for a in tries]})
         return
     render.out.print(render.instance_header(st, params, truncate_output_limit))
     if st.steps:
         render.out.print(render.steps_table(st.steps, step_output, truncate_output_limit))
+    if tries:
+        render.out.print(render.attempts_table(tries))
 
 
 def _instance(wf: Workflow, id: str) -> WorkflowInstance:

@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..bindings.display import rollback_text
+from ..bindings.events import AttemptInfo
 from ..runtime.model import InstanceStatus, StatusInfo, StepInfo
 
 STATUS_STYLE = {
@@ -175,6 +176,24 @@ def steps_table(steps: list[StepInfo], show_output: bool, limit: int) -> Table:
             step_detail(s, show_output, limit),
         )
     return t
+
+
+def attempts_table(attempts: list[AttemptInfo]) -> Table:
+    """Every attempt of every do-step, from the instance's history, with its error."""
+    columns = ("step", "attempt", "start", "end", "duration", "success", "error / retry", "emitted")
+    t = table(*columns, title="Attempts")
+    for a in attempts:
+        ok = Text("…", style="cyan") if a.success is None else step_mark(a.success)
+        retry = f" (retry at {clock(a.retry_at)})" if a.retry_at is not None else ""
+        error = f"{a.error.name}: {a.error.message}{retry}" if a.error is not None else ""
+        label = a.step if a.count == 1 else f"{a.step} #{a.count}"
+        when = (clock(a.started_at), clock(a.ended_at), duration(a.started_at, a.ended_at))
+        add_row(t, label, str(a.attempt), *when, ok, error, str(a.emitted))
+    return t
+
+
+def step_mark(success: bool) -> Text:
+    return Text("✓", style="green") if success else Text("✗", style="bold red")
 
 
 def step_success(s: StepInfo) -> Text:

@@ -51,6 +51,7 @@ from ..storage.records import (
 )
 from .clock import Clock
 from .compute import ComputeExecutor
+from .emits import Emitter
 from .model import Env, WorkflowEntrypoint, WorkflowEvent
 from .modifiers import ModifiedStep, Modifiers
 from .options import HIBERNATE_AFTER
@@ -449,6 +450,10 @@ class Activation:
             self.store.save_step(self.record.id, self.lease, sid, rec, durable)
         except Fenced:
             raise _Fence() from None
+
+    def emitter(self, sid: tuple[str, int], attempt: int) -> Emitter:
+        """The sink of `ctx.emit` for one attempt of step `sid` (runtime/emits.py)."""
+        return Emitter(self.store, self.record.id, self.lease, sid, attempt, self.clock)
 
     def take_event(self, sid: tuple[str, int], rec: StepRecord) -> bool:
         try:

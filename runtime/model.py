@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -136,6 +137,7 @@ class StepContext:
     attempt: int
     config: StepConfig
     _abandoned: list[bool] = field(default_factory=lambda: [False], repr=False, compare=False)
+    _emit: Callable[[Any], None] | None = field(default=None, repr=False, compare=False)
     # A one-item list, not a threading.Event: set once by the loop, read by the step's thread
     # (single reads and writes are atomic under the GIL), at no cost on the path of every step.
 
@@ -155,6 +157,14 @@ class StepContext:
                 step=self.step.name,
                 attempt=self.attempt,
             )
+
+    def emit(self, data: Any) -> None:
+        """Report progress (a small JSON-like record, e.g. a percentage or an agent's tokens):
+        subscribers to the instance get it live, and the history keeps it with this attempt.
+        Callable from a sync step's thread. PayloadError if it cannot be stored or is over
+        16 KiB encoded."""
+        if self._emit is not None:
+            self._emit(data)
 
     def abandon(self) -> None:
         """Internal: the engine marks the attempt over (any result is discarded from now on)."""

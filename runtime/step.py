@@ -204,6 +204,9 @@ class WorkflowStep:
                         at_once=True,
                     ),
                 )
+                if _is_done(rec):  # no attempt left: record the step's end, as any failure
+                    rec.ended_at = act.clock.now()
+                    act.save(sid, rec, durable=True)
         while not _is_done(rec):
             await act.pause_gate()  # the record may be done once the pause is over
             if _is_done(rec):
@@ -225,7 +228,8 @@ class WorkflowStep:
         rec.attempts += 1
         rec.state, rec.until = StepState.RUNNING, None
         act.save(sid, rec, durable=False)
-        ctx = StepContext(StepIdentity(*sid), rec.attempts, config)
+        emitter = act.emitter(sid, rec.attempts)
+        ctx = StepContext(StepIdentity(*sid), rec.attempts, config, _emit=emitter.emit)
         result = None
         async with act.busy(config.timeout):
             try:
@@ -242,6 +246,7 @@ class WorkflowStep:
                 rec.state, rec.value, rec.error = StepState.DONE, raw, None
             finally:
                 ctx.abandon()  # a thread still running it (timed out, or stopped) can tell
+                emitter.close()  # its emits are recorded before its end
         rec.ended_at = act.clock.now()
         act.save(sid, rec, durable=True)
         return result

@@ -8,8 +8,9 @@ Every method is one transaction. Writes of a running instance carry its lease an
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Any, Protocol
 
+from ..storage.history import Event
 from ..storage.instances import Loaded
 from ..storage.records import EventRecord, InstanceRecord, StepRecord
 
@@ -39,6 +40,7 @@ class Store(Protocol):
     def steps(self, iid: str) -> dict[tuple[str, int], StepRecord]: ...
     def load(self, iid: str) -> Loaded: ...
     def has_events(self, iid: str, types: Iterable[str]) -> bool: ...
+    def history(self, iid: str, after: int | None, limit: int) -> list[Event]: ...
 
     # the namespace's writes (the instance holds no actor, or is being taken from it)
     def create(
@@ -61,6 +63,9 @@ class Store(Protocol):
     ) -> EventRecord | None: ...
     def settle(
         self, iid: str, lease: int, rec: InstanceRecord, output: bytes | None, durable: bool
+    ) -> None: ...
+    def append_emits(
+        self, iid: str, lease: int, step_id: tuple[str, int], attempt: int, items: list[Any]
     ) -> None: ...
 
 

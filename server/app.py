@@ -12,6 +12,7 @@
                                                              from?: {name, count?}}
     POST   /api/workflows/{name}/instances/{id}/events/{t}  body = the payload (JSON)
     DELETE /api/workflows/{name}/instances/{id}
+    GET    /api/workflows/{name}/instances/{id}/stream      server-sent events (server/stream.py)
 
 Every route reaches instances through the bindings a script holds (the project's). Success is
 {"success": true, "result": ...}; an error is {"code", "message"} with 404 (unknown workflow or
@@ -41,6 +42,7 @@ from ..runtime.model import StatusInfo, StepInfo
 from ..runtime.rules import check_event_type
 from .errors import install_error_handlers
 from .guard import Guard
+from .stream import add_stream_route, attempts_json
 
 STATIC = Path(__file__).parent / "static"
 ANY_JSON_BODY: dict[str, Any] = {
@@ -214,7 +216,8 @@ def _routes(project: Project) -> APIRouter:
     async def get_instance(name: str, iid: str) -> JSONResponse:
         inst = await project.workflow(name).get(iid)
         st = await inst.status(steps=True)
-        return ok(_details(st, await inst.params()))
+        found = await inst.history(filter=["attempt_"])
+        return ok({**_details(st, await inst.params()), "attempts": attempts_json(found)})
 
     @r.get("/{name}/instances/{iid}/step")
     async def get_step(
@@ -240,6 +243,8 @@ def _routes(project: Project) -> APIRouter:
         inst = await project.workflow(name).get(iid)
         await inst.send_event(type=type_, payload=payload)
         return ok({"id": iid, "type": type_})
+
+    add_stream_route(r, project)
 
     @r.delete("/{name}/instances/{iid}")
     async def delete_instance(name: str, iid: str) -> JSONResponse:

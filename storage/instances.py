@@ -8,9 +8,12 @@ lease is refused (`Fenced`): an activation that outlived its turn can never over
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import (
     CorruptRecordError,
@@ -18,7 +21,7 @@ from ..errors import (
     InstanceNotFoundError,
     SchemaVersionError,
 )
-from . import blobs, keys
+from . import blobs, history, keys
 from .kv import KV, Reader, Writer
 from .migrate import migrate_v1
 from .records import (
@@ -95,6 +98,9 @@ class InstanceStore:
     def __init__(self, kv: KV, workflow: str) -> None:
         self.kv = kv
         self.workflow = workflow
+        # Stamps history events that have no time of their own in the records; runtimes on a
+        # fake clock set their clock's `now` here.
+        self.now: Callable[[], float] = time.time
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -232,11 +238,12 @@ class InstanceStore:
     # -- writing: shared pieces ---------------------------------------------------------------
 
     def _put_record(self, w: Writer, rec: InstanceRecord) -> None:
-        """Write a record and keep the timer index, the listing index and the counters in step
-        with it, in the same txn."""
+        """Write a record and keep the timer index, the listing index, the counters and the
+        history in step with it, in the same txn."""
         key = keys.instance(self.workflow, rec.id)
         old_raw = w.get(key)
         old = unpack_instance(old_raw, rec.id) if old_raw is not None else None
+        self._record_history(w, old, rec)
         old_wake = old.wake_at if old is not None else None
         if old_wake != rec.wake_at:
             if old_wake is not None:
@@ -248,6 +255,13 @@ class InstanceStore:
                 unlist(w, self.workflow, old)
             add_listed(w, self.workflow, rec)
         w.put(key, pack_instance(rec))
+
+    def _record_history(self, w: Writer, old: InstanceRecord | None, rec: InstanceRecord) -> None:
+        output = None
+        if rec.status is InstanceStatus.COMPLETE and rec.has_output:
+            output = w.get(keys.output(self.workflow, rec.id))
+        found = history.instance_events(old, rec, self.now(), output)
+        history.append(w, self.workflow, rec.id, found)
 
     def _check_lease(self, w: Reader, iid: str, lease: int) -> None:
         if keys.decode_u64(w.get(keys.lease(self.workflow, iid))) != lease:
@@ -375,6 +389,31 @@ class InstanceStore:
         self.kv.write(apply)
         blobs.delete_instance(self.kv, self.workflow, iid)
 
+    # -- history ----------------------------------------------------------------------------------
+
+    def history(self, iid: str, after: int | None, limit: int) -> list[history.Event]:
+        """Up to `limit` history events after cursor `after`; InstanceNotFoundError when the
+        instance does not exist."""
+
+        def apply(r: Reader) -> list[history.Event]:
+            self._existing(r, iid)
+            return history.read(r, self.workflow, iid, after, limit)
+
+        return self.kv.read(apply)
+
+    def append_emits(
+        self, iid: str, lease: int, step_id: tuple[str, int], attempt: int, items: list[Any]
+    ) -> None:
+        """Record what an attempt emitted (`ctx.emit`), unsynced: the attempt's end is synced
+        and carries these with it; a crash before it keeps them in the page cache."""
+        found = history.emitted_events(step_id, attempt, items)
+
+        def apply(w: Writer) -> None:
+            self._check_lease(w, iid, lease)
+            history.append(w, self.workflow, iid, found)
+
+        self.kv.write(apply, durable=False)
+
     # -- raydo.testing's modifiers -------------------------------------------------------------
 
     def modifiers(self, iid: str) -> bytes | None:
@@ -402,8 +441,12 @@ class InstanceStore:
 
         def apply(w: Writer) -> None:
             self._check_lease(w, iid, lease)
+            old_raw = w.get(key)
+            old = None if old_raw is None else unpack_step(old_raw, f"step {step_id}")
+            history.append(w, self.workflow, iid, history.step_events(step_id, old, step, now))
             w.put(key, raw)
 
+        now = self.now()
         self.kv.write(apply, durable)
 
     def take_event(
@@ -420,8 +463,11 @@ class InstanceStore:
             for key, raw in w.scan(prefix):
                 event = unpack_event(raw, f"event of instance {iid!r}", type_)
                 w.delete(key)
+                old = dataclasses.replace(step)
                 step.value, step.state = pack_event(event), StepState.DONE
                 w.put(keys.step(self.workflow, iid, *step_id), pack_step(step))
+                found = history.step_events(step_id, old, step, self.now())
+                history.append(w, self.workflow, iid, found)
                 return event
             return None
 

@@ -15,7 +15,9 @@ keys sort in logical order and a timer queue or an event FIFO is a prefix scan.
     N  wf  id  S  name  count(u32)           -> step record               |  namespace: only its
     N  wf  id  E  type  seq(u64)             -> buffered event            |  own actor (or the
     N  wf  id  Q                             -> next event sequence       |  namespace actor while
-    N  wf  id  M                             -> test modifiers           /   it holds no actor)
+    N  wf  id  M                             -> test modifiers            |   it holds no actor)
+    N  wf  id  H  seq(u64)                   -> history event             |
+    N  wf  id  h                             -> next history sequence    /
     M  wf                                    -> test modifiers for instances created next
     T  due_ms(u64)  wf  id                   -> timer (empty value)
     C  wf  created(f64s)  id                 -> listing index by creation time (empty value)
@@ -93,6 +95,22 @@ def modifiers(wf: str, iid: str) -> bytes:
 
 def workflow_modifiers(wf: str) -> bytes:
     return b"M" + _SEP + _enc(wf)
+
+
+def history_of(wf: str, iid: str) -> bytes:
+    return namespace(wf, iid) + b"H" + _SEP
+
+
+def history_event(wf: str, iid: str, seq: int) -> bytes:
+    return history_of(wf, iid) + _U64.pack(seq)
+
+
+def history_seq_of(key: bytes) -> int:
+    return int(_U64.unpack(key[-8:])[0])
+
+
+def history_next(wf: str, iid: str) -> bytes:
+    return namespace(wf, iid) + b"h"
 
 
 def steps_of(wf: str, iid: str) -> bytes:

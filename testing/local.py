@@ -29,6 +29,7 @@ from ..bindings.pending import Pending
 from ..bindings.shipping import fingerprint
 from ..bindings.workflow import Workflow, to_status
 from ..errors import InstanceNotFoundError, InvalidInputError, WaitTimeoutError
+from ..runtime import stream
 from ..runtime.clock import FakeClock
 from ..runtime.local import InstanceRunner, LocalPool
 from ..runtime.model import Env, StatusInfo, WorkflowEntrypoint
@@ -264,6 +265,7 @@ class LocalNamespace:
         self.env, self.name = env, binding.name
         options = binding.options
         store = InstanceStore(env.kv, binding.name)
+        store.now = env.clock.now
         self.runners = [
             InstanceRunner(
                 store,
@@ -369,6 +371,11 @@ class LocalNamespace:
                 f"{what} did not finish within {show_seconds(timeout or 0.0)} real seconds",
                 id=iid,
             ) from None
+
+    async def history(
+        self, iid: str, after: int | None, types: frozenset[str] | None, wait: float
+    ) -> stream.Batch:
+        return await stream.poll(self.ns.store, iid, after, types, wait)
 
     async def stats(self) -> dict[str, Any]:
         return {**self.ns.stats(), "actors": len(self.runners)}

@@ -1,6 +1,7 @@
 // raydo dashboard: plain ES modules, no build step. It reads and controls instances only through
-// the HTTP API (/api/workflows), refreshing by polling while a page is open. Data from the API is
-// always put into the page as text (never as HTML).
+// the HTTP API (/api/workflows), refreshing by polling while a list is open; an instance's page
+// follows its event stream (server-sent events) instead. Data from the API is always put into the
+// page as text (never as HTML).
 
 const API = "/api/workflows";
 const STATUSES = [
@@ -11,6 +12,7 @@ const view = document.getElementById("view");
 const crumbs = document.getElementById("crumbs");
 let refresh = null; // the pending poll of the current page
 let generation = 0; // bumps on every navigation, so a late poll of an old page is dropped
+let streamAbort = null; // stops the event stream of the page being left
 
 // -- small helpers -------------------------------------------------------------------------------
 
@@ -101,6 +103,8 @@ const enc = encodeURIComponent;
 
 function route() {
   clearTimeout(refresh);
+  if (streamAbort) streamAbort.abort();
+  streamAbort = null;
   generation += 1;
   const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
   if (parts[0] === "w" && parts[1] && parts[2] === "i" && parts[3]) {
@@ -274,13 +278,15 @@ function createForm(name) {
 
 async function showInstance(name, id, gen) {
   setCrumbs({ text: "Workflows", href: "#/" }, { text: name, href: `#/w/${enc(name)}` }, { text: id });
-  const draw = async () => {
-    const { result: inst } = await api(`${API}/${enc(name)}/instances/${enc(id)}`);
-    if (gen !== generation) return inst;
+  const progress = new Map(); // step label -> its latest step_emitted event
+  let inst = null;
+  const render = () => {
+    if (gen !== generation || !inst) return;
     const page = h("div", { class: "instance", "data-status": inst.status },
       h("div", { class: "title-row" }, h("h1", { class: "mono" }, inst.id), badge(inst.status)),
       metaGrid(inst),
       h("div", { class: "card" }, h("h2", {}, "Timeline"), timeline(inst)),
+      progressCard(inst, progress),
       h("div", { class: "columns" },
         h("div", { class: "card" }, h("h2", {}, "Params"), pretty(inst.params)),
         inst.error
@@ -293,14 +299,104 @@ async function showInstance(name, id, gen) {
     else actions = actionBar(name, inst);
     page.insertBefore(actions, page.children[1]);
     view.replaceChildren(page);
-    return inst;
+  };
+  const draw = async () => {
+    ({ result: inst } = await api(`${API}/${enc(name)}/instances/${enc(id)}`));
+    render();
+  };
+  let queued = null; // events come in bursts: one fetch of the details per 150 ms at most
+  const changed = () => {
+    if (queued) return;
+    queued = setTimeout(async () => {
+      queued = null;
+      await draw().catch((err) => console.warn(err));
+    }, 150);
   };
   try {
     await draw();
-    poll(gen, draw, 700);
   } catch (err) {
     fail(err);
+    return;
   }
+  follow(gen, `${API}/${enc(name)}/instances/${enc(id)}/stream`, (ev) => {
+    if (ev.type === "step_emitted") progress.set(ev.count > 1 ? `${ev.step} #${ev.count}` : ev.step, ev);
+    changed();
+  });
+  // Between events only the clock moves: redraw from what we have (no request).
+  poll(gen, async () => { if (inst && !FINISHED.has(inst.status)) render(); }, 1000);
+}
+
+// The instance's server-sent events, read with fetch (EventSource cannot send the token), resumed
+// from the last event's id after a dropped connection; ends with the stream's "end" message.
+async function follow(gen, url, onEvent) {
+  let cursor = null;
+  while (gen === generation) {
+    streamAbort = new AbortController();
+    try {
+      const headers = { accept: "text/event-stream" };
+      const token = sessionStorage.getItem("raydo-token");
+      if (token) headers.authorization = `Bearer ${token}`;
+      if (cursor !== null) headers["last-event-id"] = cursor;
+      const reply = await fetch(url, { headers, signal: streamAbort.signal });
+      if (reply.status === 404) return; // deleted: nothing more will come
+      if (!reply.ok) throw new Error(`event stream: ${reply.status} ${reply.statusText}`);
+      const reader = reply.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value;
+        let cut;
+        while ((cut = buffer.indexOf("\n\n")) >= 0) {
+          const msg = parseSse(buffer.slice(0, cut));
+          buffer = buffer.slice(cut + 2);
+          if (msg.event === "end") return;
+          if (msg.id !== undefined) cursor = msg.id;
+          if (msg.event && msg.data) onEvent(JSON.parse(msg.data));
+        }
+      }
+    } catch (err) {
+      if (err.name === "AbortError") return;
+      console.warn(err);
+    }
+    await new Promise((done) => setTimeout(done, 1000));
+  }
+}
+
+function parseSse(block) {
+  const msg = {};
+  for (const line of block.split("\n")) {
+    if (!line || line.startsWith(":")) continue;
+    const at = line.indexOf(":");
+    const field = at < 0 ? line : line.slice(0, at);
+    const value = at < 0 ? "" : line.slice(at + 1).replace(/^ /, "");
+    msg[field] = field === "data" && msg.data !== undefined ? `${msg.data}\n${value}` : value;
+  }
+  return msg;
+}
+
+// What steps emitted with ctx.emit: the latest record of each, live; a bar for a percentage.
+function progressCard(inst, progress) {
+  if (!progress.size) return null;
+  const rows = [...progress.entries()].map(([label, ev]) => {
+    const pct = percentOf(ev.data);
+    return h("div", { class: "progress-row", "data-step": label },
+      h("span", { class: "step-name" }, label),
+      h("span", { class: "muted" }, `attempt ${ev.attempt} · ${clock(ev.at)}`),
+      pct === null ? null : h("span", { class: "meter" }, h("i", { style: { width: `${pct}%` } })),
+      h("code", { class: "emitted" }, short(ev.data)));
+  });
+  return h("div", { class: "card" }, h("h2", {}, "Progress"), rows);
+}
+
+function percentOf(data) {
+  if (typeof data === "number") return data >= 0 && data <= 100 ? data : null;
+  if (data && typeof data === "object") {
+    for (const key of ["percent", "pct", "progress"]) {
+      if (typeof data[key] === "number" && data[key] >= 0 && data[key] <= 100) return data[key];
+    }
+  }
+  return null;
 }
 
 function metaGrid(inst) {
@@ -392,7 +488,7 @@ function timeline(inst) {
   const ticks = [0, 0.25, 0.5, 0.75, 1].map((f) =>
     h("span", { class: "tick", style: { left: `${f * 100}%` } }, f === 0 ? "0" : `+${span(width * f)}`));
   const rows = [instanceRow(inst, t0, end, pos, len)].concat(
-    inst.steps.map((s) => stepRow(s, now, axisEnd, pos, len, narrow)));
+    inst.steps.map((s) => stepRow(inst, s, now, axisEnd, pos, len, narrow)));
   return h("div", { class: "timeline" },
     h("div", { class: "tl-row axis" }, h("div", { class: "tl-label" }), h("div", { class: "tl-track" }, ticks)),
     rows,
@@ -410,13 +506,27 @@ function instanceRow(inst, t0, end, pos, len) {
         h("span", {}, span(end - start)))));
 }
 
-function stepRow(s, now, axisEnd, pos, len, narrow) {
+function stepRow(inst, s, now, axisEnd, pos, len, narrow) {
   const start = parseTime(s.start) || now;
   const until = parseTime(s.until);
   const ended = parseTime(s.end);
   const bars = [];
   let note = "";
-  if (s.type === "do") {
+  const tries = (inst.attempts || []).filter((a) => a.step === s.name && a.count === s.count);
+  if (s.type === "do" && tries.length > 1) {
+    // One bar per attempt: failed ones red, the last green when it succeeded.
+    for (const a of tries) {
+      const from = parseTime(a.started_at) || start;
+      const to = parseTime(a.ended_at) || now;
+      const kind = a.success === true ? "ok" : a.success === false ? "fail" : "run";
+      const title = a.error ? `attempt ${a.attempt}: ${a.error.name}: ${a.error.message}` : `attempt ${a.attempt}`;
+      bars.push(h("div", { class: `bar ${kind}${narrow(from, to) ? " narrow" : ""}`, style: { left: pos(from), width: len(from, to) }, title, "data-attempt": a.attempt }, h("span", {}, `#${a.attempt}`)));
+    }
+    note = s.state === "done" ? `${tries.length} attempts` : `attempt ${s.attempts}`;
+    if (s.state === "retrying" && until) {
+      bars.push(h("span", { class: "marker retry-at", style: { left: pos(Math.min(until, axisEnd)) }, title: `retries at ${clock(s.until)}` }, `retry at ${clock(s.until)}`));
+    }
+  } else if (s.type === "do") {
     const kind = s.state === "done" ? (s.success ? "ok" : "fail") : s.state === "retrying" ? "retry" : "run";
     const stop = ended && s.state !== "running" ? ended : now;
     const tries = s.attempts > 1 ? ` · ${s.attempts} attempts` : "";

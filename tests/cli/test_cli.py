@@ -190,6 +190,13 @@ def test_pages_filters_and_order(project: tuple[Cli, Any]) -> None:
     assert len(since["instances"]) == 5
     err = cli.json("workflows", "trigger", "fails", "--id", "p-9", "--wait", code=1)
     assert err["status"] == "errored" and err["error"] == {"name": "Unlucky", "message": "no luck"}
+    # every attempt with its error, from the instance's history
+    tries = cli.json("instances", "describe", "fails", "p-9")["attempts"]
+    assert [(a["step"], a["attempt"], a["success"], a["error"]["name"]) for a in tries] == [
+        ("boom", 1, False, "Unlucky")
+    ]
+    text = cli("instances", "describe", "fails", "p-9").stdout
+    assert "Attempts" in text and "Unlucky: no luck" in text.split("Attempts")[1]
 
 
 def test_terminate_restart_delete_and_exit_codes(project: tuple[Cli, Any]) -> None:

@@ -39,7 +39,9 @@ class Pipeline(raydo.WorkflowEntrypoint):
         pace = event.payload.get("pace", 0.6)
 
         async def work(ctx):
-            await asyncio.sleep(pace)
+            for k in range(4):
+                await asyncio.sleep(pace / 4)
+                ctx.emit({"percent": 25 * (k + 1), "rows": 300 * (k + 1)})
             return {"rows": 1200, "attempt": ctx.attempt}
 
         def flaky(ctx):

@@ -79,11 +79,17 @@ def test_create_and_watch_an_instance_complete(served: Served, page: Any) -> Non
     # Live: the timeline grows while it runs, without reloading the page.
     tab.wait_for_selector('.tl-row[data-step="transform"]')
     assert tab.locator('.tl-row[data-step="call upstream"]').count() == 1
+    # What the steps emit (ctx.emit) arrives through the event stream while they run.
+    tab.wait_for_selector('.progress-row[data-step="transform"] .meter')
     shot(tab, "dashboard-instance-running.png")
     tab.wait_for_selector('.instance[data-status="complete"]')
     assert tab.locator(".tl-row[data-step]").count() == 5
     assert '"loaded": 1200' in tab.inner_text("pre.json >> nth=1")
     assert tab.locator(".bar.ok").count() == 4 and tab.locator(".bar.sleep").count() == 1
+    # one bar per attempt of the retried step: the failed one, then the one that succeeded
+    retried = '.tl-row[data-step="call upstream"] [data-attempt]'
+    assert tab.locator(retried).count() == 2 and tab.locator(".bar.fail").count() == 1
+    assert '"percent":100' in tab.inner_text('.progress-row[data-step="load"]').replace(" ", "")
     shot(tab, "dashboard-instance.png")
 
     tab.goto(served.url + "/#/w/pipeline")
