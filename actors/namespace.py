@@ -78,9 +78,14 @@ class NamespaceActor:
         self.pool.retire_workers()
         return old
 
-    async def create(self, items: list[tuple[str, bytes]], skip_existing: bool) -> list[str]:
+    async def create(
+        self,
+        items: list[tuple[str, bytes]],
+        skip_existing: bool,
+        retention: dict[str, float] | None = None,
+    ) -> list[str]:
         self._start()
-        return self.ns.create(items, skip_existing)
+        return self.ns.create(items, skip_existing, retention)
 
     async def exists(self, iid: str) -> None:
         self._start()

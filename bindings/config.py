@@ -9,7 +9,7 @@ Workflows are declared once, the way wrangler declares them, in a `raydo.toml` o
     [workflows.checkout]
     class = "shop.flows:Checkout"       # module:Class; the file's folder is put on sys.path
     concurrency = 4                     # instances running at once (the rest are queued)
-    retention = { success = "7 days", error = "30 days" }   # validated, not acted on yet
+    retention = { success = "7 days", error = "30 days" }   # finished instances then deleted
     steps = 10000                       # step limit: validated, not acted on yet
     schedules = ["0 9 * * 1"]           # cron: shape validated, not acted on yet
 
@@ -63,6 +63,10 @@ class RetentionConfig(BaseModel):
     @classmethod
     def _duration(cls, value: Any) -> float:
         return bounded(value, "retention", 0, MAX_SLEEP)
+
+    def as_dict(self) -> dict[str, float] | None:
+        kept = {"success": self.success, "error": self.error}
+        return {k: v for k, v in kept.items() if v is not None} or None
 
 
 class WorkflowConfig(BaseModel):
@@ -236,8 +240,11 @@ class Project:
                 name,
             )
         if name not in self._bindings:
-            concurrency = self.config.workflows[name].concurrency
-            self._bindings[name] = Workflow(self.classes[name], name, concurrency=concurrency)
+            declared = self.config.workflows[name]
+            retention = None if declared.retention is None else declared.retention.as_dict()
+            self._bindings[name] = Workflow(
+                self.classes[name], name, concurrency=declared.concurrency, retention=retention
+            )
         return self._bindings[name]
 
     def _import(self, name: str, declared: WorkflowConfig) -> type[WorkflowEntrypoint]:

@@ -47,6 +47,7 @@ def workflow(
     block_limit: float = 60.0,
     warm: int = 1,
     node_labels: Mapping[str, str] | None = None,
+    retention: Mapping[str, Any] | None = None,
     storage: str | None = None,
     options: WorkflowOptions | None = None,
 ) -> Workflow:
@@ -54,7 +55,8 @@ def workflow(
 
     The keyword options are WorkflowOptions' fields (see its docstrings): concurrency (instances
     running at once), env (bindings for `self.env`), hibernate_after, block_limit, warm,
-    node_labels (on a cluster: home instances only on nodes with these Ray labels). Or pass
+    node_labels (on a cluster: home instances only on nodes with these Ray labels), retention
+    (default `{"success": duration, "error": duration}` for finished instances). Or pass
     a ready `options=WorkflowOptions(...)`. storage: the storage folder this binding uses
     (default: the one `raydo.init` chose).
     """
@@ -67,6 +69,7 @@ def workflow(
         block_limit=block_limit,
         warm=warm,
         node_labels=node_labels,
+        retention=retention,
         storage=storage,
         options=options,
     )

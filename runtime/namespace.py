@@ -113,6 +113,7 @@ class Namespace:
         self._faults: dict[str, dict[str, str]] = {}
         # Instances that were in a batch whose worker died: each runs alone until it settles.
         self._suspects: set[str] = set()
+        self.expired = 0  # instances deleted for retention since start (metrics)
 
     # -- recovery ------------------------------------------------------------------------------
 
@@ -120,7 +121,9 @@ class Namespace:
         """Pick up every unfinished instance found in storage. Returns how many were resumed."""
         count = 0
         for rec in sorted(self.store.records(), key=lambda r: r.created_at):
-            if not rec.finished and rec.status is not InstanceStatus.PAUSED:
+            if rec.finished:
+                self._expire_if_due(rec)  # past retention while nothing ran: deleted now
+            elif rec.status is not InstanceStatus.PAUSED:
                 self._continue_from_storage(rec)
                 count += 1
         self._pump()
@@ -140,8 +143,13 @@ class Namespace:
 
     # -- instance operations -------------------------------------------------------------------
 
-    def create(self, items: list[tuple[str, bytes]], skip_existing: bool) -> list[str]:
-        created = self.store.create(items, self.clock.now(), skip_existing)
+    def create(
+        self,
+        items: list[tuple[str, bytes]],
+        skip_existing: bool,
+        retention: dict[str, float] | None = None,
+    ) -> list[str]:
+        created = self.store.create(items, self.clock.now(), skip_existing, retention)
         for rec in created:
             self._new[rec.id] = None
         self._pump()
@@ -240,6 +248,9 @@ class Namespace:
         horizon = self.clock.now() + self.wake_lead + _IMMEDIATE
         for iid in iids:
             rec = self.store.get(iid)
+            if rec is not None and rec.finished:
+                self._expire_if_due(rec)
+                continue
             if rec is None or rec.status is not InstanceStatus.WAITING or rec.wake_at is None:
                 continue
             if rec.wake_at <= horizon and iid not in self._active:
@@ -270,6 +281,17 @@ class Namespace:
         for iid in iids:
             left = None if deadline is None else max(0.0, deadline - self.clock.monotonic())
             await self.wait(iid, left)
+
+    def _expire_if_due(self, rec: InstanceRecord) -> None:
+        """A finished instance past its retention is deleted with all its keys (by the same
+        store.delete as an explicit delete); its id can be used again."""
+        due = rec.expires_at
+        # Timers fire wake_lead early; deleting that early is harmless, missing it costs a rescan.
+        horizon = self.clock.now() + self.wake_lead + _IMMEDIATE
+        if due is not None and due <= horizon and rec.id not in self._active:
+            self.store.delete(rec.id)
+            self._finish(rec.id)
+            self.expired += 1
 
     # -- dispatch ------------------------------------------------------------------------------
 
@@ -466,11 +488,21 @@ class Namespace:
         self._new.pop(iid, None)
 
     def _finish(self, iid: str) -> None:
-        """The instance is finished (or gone): wake everyone waiting for it."""
+        """The instance is finished (or gone): wake everyone waiting for it, and arm its expiry
+        if it has a retention."""
         self._suspects.discard(iid)
         for fut in self._waiters.pop(iid, []):
             if not fut.done():
                 fut.set_result(None)
+        self._arm_expiry(iid)
+
+    def _arm_expiry(self, iid: str) -> None:
+        """The expiry is already in the storage's timer index (written with the record); telling
+        the timer service makes a short retention fire on time rather than at its next rescan."""
+        rec = self.store.get(iid)
+        due = None if rec is None else rec.expires_at
+        if due is not None:
+            self.schedule_timer(iid, due)
 
     def _step_seq(self, iid: str, from_step: RestartPoint) -> int:
         name, count, kind = _restart_point(from_step)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InvalidInputError
+from .retention import parse_retention
 from .rules import check_seconds_arg, show
 
 HIBERNATE_AFTER = 0.25
@@ -35,8 +36,13 @@ class WorkflowOptions:
     """On a multi-node cluster, instances are homed only on nodes whose Ray labels include all
     of these (`ray start --labels`); none matching is a NoEligibleNodeError at create."""
 
+    retention: Mapping[str, Any] | None = None
+    """How long finished instances are kept by default: {"success": duration, "error":
+    duration} (runtime/retention.py); None keeps them until deleted. Stored parsed (seconds)."""
+
     def __post_init__(self) -> None:
         _check_int("concurrency", self.concurrency, 1)
+        object.__setattr__(self, "retention", parse_retention(self.retention))
         _check_int("warm", self.warm, 0)
         if not isinstance(self.env, Mapping) or not all(isinstance(k, str) for k in self.env):
             raise InvalidInputError(

@@ -32,7 +32,11 @@ class Store(Protocol):
 
     # the namespace's writes (the instance holds no actor, or is being taken from it)
     def create(
-        self, items: list[tuple[str, bytes]], now: float, skip_existing: bool
+        self,
+        items: list[tuple[str, bytes]],
+        now: float,
+        skip_existing: bool,
+        retention: dict[str, float] | None = None,
     ) -> list[InstanceRecord]: ...
     def save(self, rec: InstanceRecord, durable: bool = True) -> None: ...
     def acquire(self, iids: list[str], now: float) -> dict[str, int]: ...

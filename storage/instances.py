@@ -174,15 +174,17 @@ class InstanceStore:
     # -- writing: shared pieces ---------------------------------------------------------------
 
     def _put_record(self, w: Writer, rec: InstanceRecord) -> None:
-        """Write a record and keep the timer index in step with its wake_at, in the same txn."""
+        """Write a record and keep the timer index in step with its timer_due (wake-up, or
+        expiry once finished), in the same txn."""
         key = keys.instance(self.workflow, rec.id)
         old_raw = w.get(key)
-        old_wake = unpack_instance(old_raw, rec.id).wake_at if old_raw is not None else None
-        if old_wake != rec.wake_at:
-            if old_wake is not None:
-                w.delete(keys.timer(old_wake, self.workflow, rec.id))
-            if rec.wake_at is not None:
-                w.put(keys.timer(rec.wake_at, self.workflow, rec.id), b"")
+        old_due = unpack_instance(old_raw, rec.id).timer_due if old_raw is not None else None
+        new_due = rec.timer_due
+        if old_due != new_due:
+            if old_due is not None:
+                w.delete(keys.timer(old_due, self.workflow, rec.id))
+            if new_due is not None:
+                w.put(keys.timer(new_due, self.workflow, rec.id), b"")
         w.put(key, pack_instance(rec))
 
     def _check_lease(self, w: Reader, iid: str, lease: int) -> None:
@@ -192,10 +194,15 @@ class InstanceStore:
     # -- writing: the namespace side ----------------------------------------------------------
 
     def create(
-        self, items: list[tuple[str, bytes]], now: float, skip_existing: bool
+        self,
+        items: list[tuple[str, bytes]],
+        now: float,
+        skip_existing: bool,
+        retention: dict[str, float] | None = None,
     ) -> list[InstanceRecord]:
         """Create instances in one durable txn. A taken id raises (and nothing is written) unless
-        `skip_existing`, in which case it is left out of the result."""
+        `skip_existing`, in which case it is left out of the result. `retention` (parsed, see
+        runtime/retention.py) is kept in each record."""
 
         def apply(w: Writer) -> list[InstanceRecord]:
             created = []
@@ -212,7 +219,9 @@ class InstanceStore:
                         id=iid,
                     )
                 seen.add(iid)
-                rec = InstanceRecord(id=iid, workflow=self.workflow, created_at=now)
+                rec = InstanceRecord(
+                    id=iid, workflow=self.workflow, created_at=now, retention=retention
+                )
                 w.put(keys.params(self.workflow, iid), params)
                 if introspected is not None and w.get(keys.modifiers(self.workflow, iid)) is None:
                     w.put(keys.modifiers(self.workflow, iid), introspected)
@@ -301,8 +310,8 @@ class InstanceStore:
     def delete(self, iid: str) -> None:
         def apply(w: Writer) -> None:
             rec = self._existing(w, iid)
-            if rec.wake_at is not None:
-                w.delete(keys.timer(rec.wake_at, self.workflow, iid))
+            if rec.timer_due is not None:
+                w.delete(keys.timer(rec.timer_due, self.workflow, iid))
             w.delete(keys.instance(self.workflow, iid))
             for key, _ in list(w.scan(keys.namespace(self.workflow, iid))):
                 w.delete(key)
