@@ -13,8 +13,10 @@ from ..runtime.clock import clock_for
 from ..runtime.model import InstanceStatus, WorkflowEntrypoint
 from ..runtime.namespace import Namespace, Snapshot
 from ..runtime.options import WorkflowOptions
+from ..runtime.schedules import Scheduler
 from ..storage.instances import InstanceStore, check_schema, clock_offset
 from ..storage.kv import open_lmdb
+from ..storage.schedules import ScheduleStore
 from . import handles
 from .logs import forward_logs
 from .nodes import node_storage
@@ -51,6 +53,9 @@ class NamespaceActor:
             options.concurrency,
             wake_lead=options.wake_lead,
         )
+        self.scheduler = Scheduler(
+            self.ns, ScheduleStore(kv, workflow), self.ns.clock, options.kept
+        )
         self._timers: Any = None
         self._started = False
         # Recover at once, also after Ray restarts this actor: unfinished instances must not wait
@@ -62,6 +67,7 @@ class NamespaceActor:
             self._started = True
             self.pool.prestart()
             self.ns.recover()
+            self.scheduler.start()
 
     def _schedule(self, iid: str, due: float) -> None:
         if self._timers is None:
@@ -77,6 +83,12 @@ class NamespaceActor:
         log.info("workflow %s now runs new code %s (was %s)", self.workflow, code, old)
         self.pool.retire_workers()
         return old
+
+    async def use_schedules(self, crons: list[str]) -> None:
+        """A binding declared these cron schedules: stored, and run from now on (and after
+        any restart of this actor) in place of the ones declared before."""
+        self._start()
+        self.scheduler.use(crons)
 
     async def create(
         self,

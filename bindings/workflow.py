@@ -79,6 +79,7 @@ class Workflow:
         warm: int = 1,
         node_labels: Mapping[str, str] | None = None,
         retention: Mapping[str, Any] | None = None,
+        schedules: list[str] | None = None,
         storage: str | None = None,
         options: WorkflowOptions | None = None,
         code: str | None = None,
@@ -98,6 +99,7 @@ class Workflow:
             warm=warm,
             node_labels={} if node_labels is None else node_labels,
             retention=retention,
+            schedules=None if schedules is None else tuple(schedules),
         )
         self._storage = None if storage is None else str(storage)
         # A binding given its storage works beside raydo's current one (two apps on one Ray);
@@ -180,7 +182,7 @@ class Workflow:
         """The create call; a cluster's router also learns whether raydo made the ids (they
         may go to any node that is up, without a uniqueness check across nodes). `retention`
         (given to this call) replaces the workflow's default."""
-        kept = self.options.retention if retention is None else parse_retention(retention)
+        kept = self.options.kept if retention is None else parse_retention(retention)
         actor = self.actor
         if isinstance(actor, cluster.Router):
             return submit(actor.create.remote, items, skip_existing, generated, kept)
@@ -192,6 +194,8 @@ class Workflow:
         replaced: str | None = Pending(submit(actor.use_code.remote, self.cls, self.code)).result()
         if replaced is not None:
             log.info("workflow %r now runs new code %s (was %s)", self.name, self.code, replaced)
+        if self.options.schedules is not None:
+            Pending(submit(actor.use_schedules.remote, list(self.options.schedules))).result()
         self._registered = True
 
     def _check_context(self) -> client.Context:

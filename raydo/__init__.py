@@ -48,6 +48,7 @@ def workflow(
     warm: int = 1,
     node_labels: Mapping[str, str] | None = None,
     retention: Mapping[str, Any] | None = None,
+    schedules: list[str] | None = None,
     storage: str | None = None,
     options: WorkflowOptions | None = None,
 ) -> Workflow:
@@ -56,7 +57,8 @@ def workflow(
     The keyword options are WorkflowOptions' fields (see its docstrings): concurrency (instances
     running at once), env (bindings for `self.env`), hibernate_after, block_limit, warm,
     node_labels (on a cluster: home instances only on nodes with these Ray labels), retention
-    (default `{"success": duration, "error": duration}` for finished instances). Or pass
+    (default `{"success": duration, "error": duration}` for finished instances), schedules
+    (cron expressions: an instance per tick, `event.schedule` says which). Or pass
     a ready `options=WorkflowOptions(...)`. storage: the storage folder this binding uses
     (default: the one `raydo.init` chose).
     """
@@ -70,6 +72,7 @@ def workflow(
         warm=warm,
         node_labels=node_labels,
         retention=retention,
+        schedules=schedules,
         storage=storage,
         options=options,
     )

@@ -211,6 +211,7 @@ class Activation:
             timestamp=datetime.fromtimestamp(self.record.created_at, tz=UTC),
             instance_id=self.record.id,
             workflow_name=self.record.workflow,
+            schedule=_event_schedule(self.record.schedule),
         )
         try:
             result = await instance.run(event, self._step_api())
@@ -424,3 +425,11 @@ def _error(exc: BaseException) -> dict[str, str]:
     if isinstance(exc, NonRetryableError):
         return {"name": exc.name, "message": exc.message}
     return {"name": type(exc).__name__, "message": str(exc)}
+
+
+def _event_schedule(stored: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The record's cron tick as `event.schedule` shows it (the time as a UTC datetime)."""
+    if stored is None:
+        return None
+    when = datetime.fromtimestamp(float(stored["scheduled_time"]), tz=UTC)
+    return {"cron": stored["cron"], "scheduled_time": when}

@@ -43,6 +43,7 @@ from ..errors import (
     StorageError,
     WaitTimeoutError,
 )
+from ..storage.kv import Writer
 from ..storage.records import InstanceRecord, InstanceStatus, StepKind, StepRecord, StepState
 from .clock import Clock
 from .engine import BatchResult, Outcome, OutcomeKind
@@ -148,8 +149,13 @@ class Namespace:
         items: list[tuple[str, bytes]],
         skip_existing: bool,
         retention: dict[str, float] | None = None,
+        schedule: dict[str, Any] | None = None,
+        also: Callable[[Writer], None] | None = None,
     ) -> list[str]:
-        created = self.store.create(items, self.clock.now(), skip_existing, retention)
+        """Create and queue instances (storage.instances.InstanceStore.create says what the
+        options keep; `schedule` and `also` serve runtime/schedules.py)."""
+        now = self.clock.now()
+        created = self.store.create(items, now, skip_existing, retention, schedule, also)
         for rec in created:
             self._new[rec.id] = None
         self._pump()

@@ -7,10 +7,11 @@ Every method is one transaction. Writes of a running instance carry its lease an
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Protocol
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
 from ..storage.instances import Loaded
+from ..storage.kv import Writer
 from ..storage.records import EventRecord, InstanceRecord, StepRecord
 
 
@@ -37,6 +38,8 @@ class Store(Protocol):
         now: float,
         skip_existing: bool,
         retention: dict[str, float] | None = None,
+        schedule: dict[str, Any] | None = None,
+        also: Callable[[Writer], None] | None = None,
     ) -> list[InstanceRecord]: ...
     def save(self, rec: InstanceRecord, durable: bool = True) -> None: ...
     def acquire(self, iids: list[str], now: float) -> dict[str, int]: ...

@@ -9,8 +9,9 @@ lease is refused (`Fenced`): an activation that outlived its turn can never over
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import (
     CorruptRecordError,
@@ -199,10 +200,13 @@ class InstanceStore:
         now: float,
         skip_existing: bool,
         retention: dict[str, float] | None = None,
+        schedule: dict[str, Any] | None = None,
+        also: Callable[[Writer], None] | None = None,
     ) -> list[InstanceRecord]:
         """Create instances in one durable txn. A taken id raises (and nothing is written) unless
         `skip_existing`, in which case it is left out of the result. `retention` (parsed, see
-        runtime/retention.py) is kept in each record."""
+        runtime/retention.py) and `schedule` (the cron tick that created them) are kept in each
+        record; `also` writes more in the same txn (a schedule's last tick)."""
 
         def apply(w: Writer) -> list[InstanceRecord]:
             created = []
@@ -220,13 +224,15 @@ class InstanceStore:
                     )
                 seen.add(iid)
                 rec = InstanceRecord(
-                    id=iid, workflow=self.workflow, created_at=now, retention=retention
+                    iid, self.workflow, created_at=now, retention=retention, schedule=schedule
                 )
                 w.put(keys.params(self.workflow, iid), params)
                 if introspected is not None and w.get(keys.modifiers(self.workflow, iid)) is None:
                     w.put(keys.modifiers(self.workflow, iid), introspected)
                 self._put_record(w, rec)
                 created.append(rec)
+            if also is not None:
+                also(w)
             return created
 
         return self.kv.write(apply)

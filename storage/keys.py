@@ -17,7 +17,10 @@ keys sort in logical order and a timer queue or an event FIFO is a prefix scan.
     N  wf  id  Q                             -> next event sequence       |  namespace actor while
     N  wf  id  M                             -> test modifiers           /   it holds no actor)
     M  wf                                    -> test modifiers for instances created next
-    T  due_ms(u64)  wf  id                   -> timer (empty value)
+    T  due_ms(u64)  wf  id                   -> timer (empty value): a wake-up, or the expiry of
+                                                a finished instance past its retention
+    K  wf                                    -> the workflow's cron schedules (msgpack list)
+    K  wf  cron                              -> the last tick of that schedule fired (f64)
 
 The `M` keys and meta/clock exist only where raydo.testing wrote them: production storage has none.
 """
@@ -107,6 +110,14 @@ def event(wf: str, iid: str, type_: str, seq: int) -> bytes:
 
 
 TIMERS = b"T" + _SEP
+
+
+def schedules(wf: str) -> bytes:
+    return b"K" + _SEP + _enc(wf)
+
+
+def schedule_tick(wf: str, cron: str) -> bytes:
+    return schedules(wf) + _SEP + _enc(cron)
 
 
 _U64_MAX = (1 << 64) - 1

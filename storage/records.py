@@ -82,6 +82,8 @@ class InstanceRecord:
     code: str | None = None  # fingerprint of the workflow class its last activation ran
     # seconds a finished instance is kept: {"success": s, "error": s} (runtime/retention.py)
     retention: dict[str, float] | None = None
+    # the cron tick that created it: {"cron": str, "scheduled_time": float} (runtime/schedules.py)
+    schedule: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.status = InstanceStatus(self.status)
