@@ -10,6 +10,7 @@ from typing import Any
 
 from ..runtime import listing
 from ..runtime.clock import clock_for
+from ..runtime.metrics import Report
 from ..runtime.model import InstanceStatus, WorkflowEntrypoint
 from ..runtime.namespace import Namespace, Snapshot
 from ..runtime.options import WorkflowOptions
@@ -19,6 +20,7 @@ from ..storage.kv import open_lmdb
 from ..storage.schedules import ScheduleStore
 from . import handles
 from .logs import forward_logs
+from .metrics import WorkflowMetrics
 from .nodes import node_storage
 from .pool import ActorPool
 
@@ -40,10 +42,12 @@ class NamespaceActor:
         check_schema(kv)
         self.storage, self.workflow = storage, workflow
         self.cls, self.code = workflow_cls, code
+        self.metrics = WorkflowMetrics(workflow)
         self.pool = ActorPool(
             lambda: handles.new_instance_actor(storage, workflow, self.cls, options, self.code),
             max_size=options.concurrency,
             warm=options.warm,
+            on_metrics=self.metrics.add,
         )
         self.ns = Namespace(
             InstanceStore(kv, workflow),
@@ -68,6 +72,7 @@ class NamespaceActor:
             self.pool.prestart()
             self.ns.recover()
             self.scheduler.start()
+            self._exporter = asyncio.ensure_future(self.metrics.export_forever(self._report))
 
     def _schedule(self, iid: str, due: float) -> None:
         if self._timers is None:
@@ -97,7 +102,17 @@ class NamespaceActor:
         retention: dict[str, float] | None = None,
     ) -> list[str]:
         self._start()
-        return self.ns.create(items, skip_existing, retention)
+        ids = self.ns.create(items, skip_existing, retention)
+        self.metrics.count_created(len(ids))
+        return ids
+
+    async def metrics_report(self) -> Report:
+        """The workflow's metrics now (runtime/metrics.py): the raydo server's /metrics."""
+        self._start()
+        return self._report()
+
+    def _report(self) -> Report:
+        return self.metrics.report(self.ns, self.pool.size, self.scheduler.fired)
 
     async def exists(self, iid: str) -> None:
         self._start()

@@ -22,6 +22,7 @@ from ..errors import (
 )
 from ..runtime import listing
 from ..runtime.engine import stop_if_running
+from ..runtime.metrics import Report
 from ..runtime.model import (
     ErrorInfo,
     InstanceStatus,
@@ -296,6 +297,11 @@ class Workflow:
             raise InvalidInputError(f"reverse {show(reverse)} must be a bool")
         ref = self.actor.list_instances.remote(wanted, limit, cursor, reverse)
         return Pending(ref, _to_page)
+
+    def metrics_report(self) -> Pending[Report]:
+        """The workflow's metrics now: totals, histograms and gauges (runtime/metrics.py), as
+        the raydo server's /metrics shows them. On one raydo node only."""
+        return Pending(self.actor.metrics_report.remote())
 
     def counts(self) -> Pending[dict[str, int]]:
         """How many instances are in each of the nine statuses."""

@@ -42,6 +42,7 @@ from ..errors import (
 from ..storage.codec import decode, encode
 from ..storage.records import Fenced, InstanceRecord, InstanceStatus, StepKind, StepRecord
 from .clock import Clock
+from .metrics import Tally
 from .model import Env, WorkflowEntrypoint, WorkflowEvent
 from .modifiers import ModifiedStep, Modifiers
 from .options import HIBERNATE_AFTER
@@ -85,6 +86,7 @@ class BatchResult:
     failed: dict[str, Exception] = field(default_factory=dict)
     running: str | None = None  # still running: collect it with join()
     unstarted: list[str] = field(default_factory=list)
+    metrics: Tally | None = None  # the worker's step metrics since its last report
 
 
 @dataclass(eq=False)

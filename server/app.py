@@ -12,6 +12,7 @@
                                                              from?: {name, count?}}
     POST   /api/workflows/{name}/instances/{id}/events/{t}  body = the payload (JSON)
     DELETE /api/workflows/{name}/instances/{id}
+    GET    /metrics                                         Prometheus text (server/metrics.py)
 
 Every route reaches instances through the bindings a script holds (the project's). Success is
 {"success": true, "result": ...}; an error is {"code", "message"} with 404 (unknown workflow or
@@ -41,6 +42,7 @@ from ..runtime.model import StatusInfo, StepInfo
 from ..runtime.rules import check_event_type
 from .errors import install_error_handlers
 from .guard import Guard
+from .metrics import add_metrics_route
 
 STATIC = Path(__file__).parent / "static"
 ANY_JSON_BODY: dict[str, Any] = {
@@ -133,6 +135,7 @@ def create_app(project: Project, token: str | None = None) -> Any:
     api.router.route_class = StrictRoute
     install_error_handlers(api)
     api.include_router(_routes(project))
+    add_metrics_route(api, project)
     if STATIC.is_dir():
         api.mount("/static", StaticFiles(directory=STATIC), name="static")
 
