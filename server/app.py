@@ -12,6 +12,8 @@
                                                              from?: {name, count?}}
     POST   /api/workflows/{name}/instances/{id}/events/{t}  body = the payload (JSON)
     DELETE /api/workflows/{name}/instances/{id}
+    DELETE /api/workflows/{name}                            every instance (server/bulk_routes.py)
+    POST   /api/workflows/{name}/instances/batch/terminate  {status?} (server/bulk_routes.py)
     GET    /metrics                                         Prometheus text (server/metrics.py)
 
 Every route reaches instances through the bindings a script holds (the project's). Success is
@@ -136,6 +138,9 @@ def create_app(project: Project, token: str | None = None) -> Any:
     install_error_handlers(api)
     api.include_router(_routes(project))
     add_metrics_route(api, project)
+    from .bulk_routes import bulk_routes  # it builds on this module's route class
+
+    api.include_router(bulk_routes(project))
     if STATIC.is_dir():
         api.mount("/static", StaticFiles(directory=STATIC), name="static")
 
