@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_cli import Cli, project, until  # noqa: F401  (project is the fixture)
+from test_cli import Cli, until
+from test_cli import project as cli_project  # noqa: F401  (the fixture `project`)
 
 import raydo
 
