@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from test_cli import Cli, until
-from test_cli import project as cli_project  # noqa: F401  (the fixture `project`)
 
 import raydo
 
