@@ -504,8 +504,12 @@ class Namespace:
 
     def _arm_expiry(self, iid: str) -> None:
         """The expiry is already in the storage's timer index (written with the record); telling
-        the timer service makes a short retention fire on time rather than at its next rescan."""
-        rec = self.store.get(iid)
+        the timer service makes a short retention fire on time rather than at its next rescan.
+        Only a hint: a record that cannot be read now expires at a later rescan."""
+        try:
+            rec = self.store.get(iid)
+        except StorageError:  # corrupt or unreadable
+            return
         due = None if rec is None else rec.expires_at
         if due is not None:
             self.schedule_timer(iid, due)
