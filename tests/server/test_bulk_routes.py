@@ -66,3 +66,28 @@ def test_terminate_all_and_delete_workflow(served: Served) -> None:
     assert statuses(s, "approve") == {}
     assert statuses(s, "greet") == {"g0": "complete"}  # another workflow is untouched
     create(s, "approve", "a0")  # the ids are free again
+
+
+def test_create_with_retention_expires_and_bad_retention_is_422(served: Served) -> None:
+    s = served
+    url = f"{s.url}{API}/greet/instances"
+    for body in [
+        {"id": "r0", "retention": {"success": "forever"}},
+        {"id": "r0", "retention": {"sucess": "1 day"}},
+        {"id": "r0", "retention": "7 days"},
+    ]:
+        r = httpx.post(url, json=body, timeout=60)
+        assert r.status_code == 422 and "retention" in r.json()["message"], r.text
+    mixed = [{"id": "b0", "retention": {"success": 1}}, {"id": "b1"}]
+    assert httpx.post(f"{url}/batch", json=mixed, timeout=60).status_code == 422
+    assert statuses(s, "greet") == {}  # nothing created
+
+    short = {"success": "0.5 seconds"}
+    made = httpx.post(url, json={"id": "r0", "params": {"name": "x"}, "retention": short})
+    assert made.status_code == 201
+    batch = [{"id": f"b{n}", "params": {"name": "y"}, "retention": short} for n in range(2)]
+    assert httpx.post(f"{url}/batch", json=batch, timeout=60).status_code == 201
+    until(lambda: httpx.get(f"{url}/r0").status_code == 404, "r0 to expire")
+    until(lambda: statuses(s, "greet") == {}, "the batch to expire")
+    again = httpx.post(url, json={"id": "r0", "params": {"name": "z"}})
+    assert again.status_code == 201  # the id is free again
