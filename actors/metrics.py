@@ -50,7 +50,8 @@ class WorkflowMetrics:
             (m.ACTIVE, wf): stats["active"],
             (m.POOL, wf): pool_size,
         }
-        for status, n in listing.counts(ns.summaries()).items():
+        # The kept counters (no scan), as `counts()` reports them.
+        for status, n in listing.kept_counts(ns.store, ns.reported, ns.overlaid()).items():
             gauges[(m.INSTANCES, (self.workflow, str(status)))] = n
         return m.Report(self.workflow, totals, gauges)
 

@@ -5,6 +5,7 @@ and so do the instance actors and the timer actor it starts."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import Any
 
@@ -15,7 +16,7 @@ from ..runtime.model import InstanceStatus, WorkflowEntrypoint
 from ..runtime.namespace import Namespace, Snapshot
 from ..runtime.options import WorkflowOptions
 from ..runtime.schedules import Scheduler
-from ..storage.instances import InstanceStore, check_schema, clock_offset
+from ..storage.instances import InstanceStore, TimerIndex, check_schema, clock_offset
 from ..storage.kv import open_lmdb
 from ..storage.schedules import ScheduleStore
 from . import handles
@@ -61,6 +62,7 @@ class NamespaceActor:
             self.ns, ScheduleStore(kv, workflow), self.ns.clock, options.kept
         )
         self._timers: Any = None
+        self._index = TimerIndex(kv)
         self._started = False
         # Recover at once, also after Ray restarts this actor: unfinished instances must not wait
         # for some client to call. (Ray runs an async actor's __init__ inside its event loop.)
@@ -71,8 +73,20 @@ class NamespaceActor:
             self._started = True
             self.pool.prestart()
             self.ns.recover()
+            self._expire_overdue()
             self.scheduler.start()
             self._exporter = asyncio.ensure_future(self.metrics.export_forever(self._report))
+
+    def _expire_overdue(self) -> None:
+        """Retention expiries that fell due while nothing ran are applied now (`wake` deletes a
+        finished instance past its expiry); later ones need the timer actor, started here when
+        the index holds anything (recovery reads unfinished instances only)."""
+        due = self._index.due(self.ns.clock.now())
+        mine = [iid for _, wf, iid in due if wf == self.workflow]
+        if mine:
+            self.ns.wake(mine)
+        if self._timers is None and not self._index.is_empty():
+            self._timers = handles.timer_actor(self.storage)
 
     def _schedule(self, iid: str, due: float) -> None:
         if self._timers is None:
@@ -127,19 +141,39 @@ class NamespaceActor:
         self._start()
         return self.ns.snapshot(iid, steps)
 
-    async def instances(self) -> list[Snapshot]:
+    async def instances(
+        self, since: float | None = None, until: float | None = None
+    ) -> list[Snapshot]:
+        """Every instance (created within since..until), oldest first, read through the index
+        a page at a time."""
         self._start()
-        return [Snapshot(rec, None, None, False) for rec in self.ns.store.records()]
+        snaps: list[Snapshot] = []
+        query = listing.Query(limit=listing.MAX_LIMIT, reverse=True, since=since, until=until)
+        while True:
+            page = self._page(query)
+            snaps += page.snapshots
+            if page.cursor is None:
+                return snaps
+            query = dataclasses.replace(query, cursor=page.cursor)
 
     async def list_instances(
-        self, status: InstanceStatus | None, limit: int, cursor: str | None, reverse: bool
+        self,
+        status: InstanceStatus | None,
+        limit: int,
+        cursor: str | None,
+        reverse: bool,
+        since: float | None = None,
+        until: float | None = None,
     ) -> listing.Page:
         self._start()
-        return listing.page(self.ns.summaries(), status, limit, cursor, reverse)
+        return self._page(listing.Query(status, limit, cursor, reverse, since, until))
+
+    def _page(self, query: listing.Query) -> listing.Page:
+        return listing.page_indexed(self.ns.store, self.ns.reported, self.ns.overlaid(), query)
 
     async def counts(self) -> dict[str, int]:
         self._start()
-        return listing.counts(self.ns.summaries())
+        return listing.kept_counts(self.ns.store, self.ns.reported, self.ns.overlaid())
 
     async def params(self, iid: str) -> bytes | None:
         self._start()

@@ -21,6 +21,7 @@ from ..errors import (
     StorageMismatchError,
 )
 from ..runtime import listing
+from ..runtime.compute import INFEASIBLE_AFTER
 from ..runtime.engine import stop_if_running
 from ..runtime.metrics import Report
 from ..runtime.model import (
@@ -79,6 +80,9 @@ class Workflow:
         block_limit: float = 60.0,
         warm: int = 1,
         node_labels: Mapping[str, str] | None = None,
+        runtime_env: Mapping[str, Any] | None = None,
+        resources: Mapping[str, Any] | None = None,
+        infeasible_after: float = INFEASIBLE_AFTER,
         retention: Mapping[str, Any] | None = None,
         schedules: list[str] | None = None,
         storage: str | None = None,
@@ -99,6 +103,9 @@ class Workflow:
             block_limit=block_limit,
             warm=warm,
             node_labels={} if node_labels is None else node_labels,
+            runtime_env=runtime_env,
+            resources=resources,
+            infeasible_after=infeasible_after,
             retention=retention,
             schedules=None if schedules is None else tuple(schedules),
         )
@@ -147,6 +154,7 @@ class Workflow:
         if not submit(view.is_single):
             return cluster.Router(self, view)
         node = submit(view.single_node, self._in_actor or self._context_started_ray())
+        cluster.check_eligible(self.name, self.options.node_labels, node)
         actor = submit(
             handles.namespace_actor_on,
             node,
@@ -274,11 +282,14 @@ class Workflow:
         )
         return Pending(ref, lambda snaps: [to_status(s) for s in snaps])
 
-    def instances(self) -> Pending[list[StatusInfo]]:
-        """The status of every instance of this workflow (without outputs)."""
-        return Pending(
-            submit(self.actor.instances.remote), lambda snaps: [to_status(s) for s in snaps]
-        )
+    def instances(
+        self, *, created_after: Any = None, created_before: Any = None
+    ) -> Pending[list[StatusInfo]]:
+        """The status of every instance of this workflow (without outputs), oldest first; only
+        those created within the dates if given (datetime, naive = UTC, or epoch seconds)."""
+        q = listing.check_query(since=created_after, until=created_before)
+        ref = submit(self.actor.instances.remote, q.since, q.until)
+        return Pending(ref, lambda snaps: [to_status(s) for s in snaps])
 
     def list_instances(
         self,
@@ -287,15 +298,16 @@ class Workflow:
         limit: int = listing.DEFAULT_LIMIT,
         cursor: str | None = None,
         reverse: bool = False,
+        created_after: Any = None,
+        created_before: Any = None,
     ) -> Pending[InstancePage]:
         """One page of instances (without outputs), newest first or, with `reverse`, oldest
-        first; only those in `status` if given. Pass the page's `cursor` to get the next one."""
-        wanted = listing.check_status_filter(status)
-        listing.check_limit(limit)
-        listing.decode_cursor(cursor)
-        if not isinstance(reverse, bool):
-            raise InvalidInputError(f"reverse {show(reverse)} must be a bool")
-        ref = self.actor.list_instances.remote(wanted, limit, cursor, reverse)
+        first; only those in `status` and created within the dates (inclusive; datetime, naive
+        = UTC, or epoch seconds) if given. Pass the page's `cursor` to get the next one."""
+        q = listing.check_query(status, limit, cursor, reverse, created_after, created_before)
+        ref = self.actor.list_instances.remote(
+            q.status, q.limit, q.cursor, q.reverse, q.since, q.until
+        )
         return Pending(ref, _to_page)
 
     def metrics_report(self) -> Pending[Report]:

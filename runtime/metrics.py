@@ -10,7 +10,7 @@ cluster's own Prometheus scrape sees the same numbers.
 A histogram is kept as Prometheus keeps one: cumulative counts per upper bound, a sum and a count.
 
     name                                   kind       labels             where it is counted
-    raydo_instances                        gauge      workflow, status   namespace (storage scan)
+    raydo_instances                        gauge      workflow, status   namespace (kept counters)
     raydo_instances_created_total          counter    workflow           namespace create
     raydo_instances_expired_total          counter    workflow           namespace (retention)
     raydo_schedule_ticks_total             counter    workflow           namespace (cron)
