@@ -11,7 +11,9 @@ Ray's own scrape of `ray.util.metrics` covers them) is left out and counted in
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import TypeVar, cast
 
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -57,9 +59,7 @@ class _Reports(Collector):
     def collect(self) -> Iterator[Metric]:
         families: dict[str, Metric] = {}
         for report in self.reports:
-            self._add_gauges(families, report)
-            self._add_counters(families, report)
-            self._add_histograms(families, report)
+            self._add(families, report)
         yield from families.values()
         failed = CounterMetricFamily(
             "raydo_metrics_errors", "Workflows whose metrics a scrape could not read"
@@ -67,31 +67,37 @@ class _Reports(Collector):
         failed.add_metric([], self.errors)
         yield failed
 
-    def _add_gauges(self, families: dict[str, Metric], report: m.Report) -> None:
+    @staticmethod
+    def _add(families: dict[str, Metric], report: m.Report) -> None:
         for (name, labels), value in sorted(report.gauges.items()):
-            family = families.get(name)
-            if family is None:
-                family = GaugeMetricFamily(name, m.HELP[name], labels=m.label_names(name))
-                families[name] = family
-            assert isinstance(family, GaugeMetricFamily)
-            family.add_metric(list(labels), value)
-
-    def _add_counters(self, families: dict[str, Metric], report: m.Report) -> None:
+            keys = m.label_names(name)
+            gauge = _family(
+                families, name, partial(GaugeMetricFamily, name, m.HELP[name], labels=keys)
+            )
+            gauge.add_metric(list(labels), value)
         for (name, labels), value in sorted(report.totals.counters.items()):
-            family = families.get(name)
-            if family is None:
-                bare = name.removesuffix("_total")  # prometheus_client adds it back
-                family = CounterMetricFamily(bare, m.HELP[name], labels=m.label_names(name))
-                families[name] = family
-            assert isinstance(family, CounterMetricFamily)
-            family.add_metric(list(labels), value)
-
-    def _add_histograms(self, families: dict[str, Metric], report: m.Report) -> None:
+            # prometheus_client adds _total back to the name
+            bare, keys = name.removesuffix("_total"), m.label_names(name)
+            counter = _family(
+                families, name, partial(CounterMetricFamily, bare, m.HELP[name], labels=keys)
+            )
+            counter.add_metric(list(labels), value)
         for (name, labels), hist in sorted(report.totals.histograms.items()):
-            family = families.get(name)
-            if family is None:
-                family = HistogramMetricFamily(name, m.HELP[name], labels=["workflow"])
-                families[name] = family
-            assert isinstance(family, HistogramMetricFamily)
+            made = _family(
+                families,
+                name,
+                partial(HistogramMetricFamily, name, m.HELP[name], labels=["workflow"]),
+            )
             buckets, total, _ = m.cumulative(name, hist)
-            family.add_metric(list(labels), buckets, total)
+            made.add_metric(list(labels), buckets, total)
+
+
+F = TypeVar("F", bound=Metric)
+
+
+def _family(families: dict[str, Metric], name: str, make: Callable[[], F]) -> F:
+    """The family of `name` in this scrape, made on first use (one per name across workflows)."""
+    found = families.get(name)
+    if found is None:
+        found = families[name] = make()
+    return cast(F, found)
