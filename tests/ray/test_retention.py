@@ -50,8 +50,9 @@ def test_storage_does_not_grow_over_create_finish_expire_cycles(raydo_env: Path)
     baseline = None
     for cycle in range(6):
         items = [{"id": f"c{n}", "params": n} for n in range(20)]  # the same ids every cycle
-        insts = wf.create_batch(items).result()
-        assert [s.status for s in wf.wait_all(insts, timeout=60).result()] == ["complete"] * 20
+        wf.create_batch(items).result()
+        # Only a success retention is given: an instance that errored would stay, so their
+        # going shows they completed (waiting for them races with so short a retention).
         until(lambda: all(gone(wf, f"c{n}") for n in range(20)), "expiry of the batch")
         count = key_count(raydo_env)
         baseline = count if baseline is None else baseline
@@ -66,8 +67,7 @@ def test_per_create_retention_beats_the_default_and_ids_are_reused(raydo_env: Pa
     kept = wf.create(id="kept", params=1).result()
     short = wf.create(id="short", params=2, retention={"success": "0.2 seconds"}).result()
     assert kept.wait(timeout=60).result().status == "complete"
-    short.wait(timeout=60).result()
-    until(lambda: gone(wf, "short"), "expiry of 'short'")
+    until(lambda: gone(wf, short.id), "expiry of 'short' (complete: only success is given)")
     assert not gone(wf, "kept")
     with pytest.raises(InstanceExistsError):
         wf.create(id="kept", params=1).result()
