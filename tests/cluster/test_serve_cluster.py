@@ -1,4 +1,4 @@
-"""`raydo serve --address auto` on the head node of a real `ray start --head` cluster (its own temp
+"""`raydo --address auto serve` on the head node of a real `ray start --head` cluster (its own temp
 dir and RAY_TMPDIR; every pid started here is recorded and killed): the server is only a driver,
 so instances and cron schedules go on while it is stopped, and a new server sees them
 (docs/cluster.md, "The HTTP server on a cluster")."""
@@ -69,12 +69,12 @@ def head(tmp_path: Path) -> Iterator[tuple[LocalCluster, Path]]:
 
 
 class Server:
-    """`raydo serve --address auto --port 0` in the project folder; its URL read from stdout."""
+    """`raydo --address auto serve --port 0` in the project folder; its URL read from stdout."""
 
     def __init__(self, cluster: LocalCluster, root: Path) -> None:
         env = {k: v for k, v in cluster.env.items() if k != "RAY_ADDRESS"}  # found by "auto"
         self.proc = subprocess.Popen(
-            [RAYDO, "serve", "--address", "auto", "--port", "0"],
+            [RAYDO, "--address", "auto", "serve", "--port", "0"],
             cwd=root,
             env=env,
             stdout=subprocess.PIPE,
