@@ -12,9 +12,10 @@ import time
 from ..runtime.clock import clock_for
 from ..runtime.engine import BatchResult, Outcome
 from ..runtime.local import InstanceRunner
+from ..runtime.metrics import MeteredStore, Tally
 from ..runtime.model import Env, WorkflowEntrypoint
 from ..runtime.options import WorkflowOptions
-from ..storage.instances import InstanceStore, clock_offset
+from ..storage.instances import clock_offset
 from ..storage.kv import open_lmdb
 from .compute import RayCompute
 from .logs import forward_logs
@@ -37,24 +38,32 @@ class InstanceActor:
     ) -> None:
         forward_logs()
         kv = open_lmdb(storage)
-        store = InstanceStore(kv, workflow)
-        self.runner = runner = InstanceRunner(
+        clock = clock_for(lambda: clock_offset(kv))  # SystemClock outside raydo.testing
+        self.tally = Tally()
+        store = MeteredStore(kv, workflow, clock=clock, tally=self.tally)
+        store.now = clock.now
+        self.runner = InstanceRunner(
             store,
             workflow_cls,
-            clock_for(lambda: clock_offset(kv)),  # SystemClock outside raydo.testing
+            clock,
             Env(dict(options.env)),
             options.hibernate_after,
             code=code,
             compute=RayCompute(options.infeasible_after),
         )
-        store.now = runner.clock.now
         self.block_limit = options.block_limit
         self._beat = time.monotonic()
         asyncio.get_running_loop().call_soon(self._heartbeat)
         threading.Thread(target=self._watch, name="raydo-watchdog", daemon=True).start()
 
     async def run_batch(self, items: list[tuple[str, int]]) -> BatchResult:
-        return await self.runner.run_batch(items)
+        result = await self.runner.run_batch(items)
+        result.metrics = self.tally.take()  # carried home with the result: no call of its own
+        return result
+
+    async def take_metrics(self) -> Tally:
+        """The step metrics not yet reported (after a join, which returns an Outcome only)."""
+        return self.tally.take()
 
     async def join(self, iid: str) -> Outcome:
         return await self.runner.join(iid)

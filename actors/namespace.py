@@ -11,14 +11,18 @@ from typing import Any
 
 from ..runtime import listing, stream
 from ..runtime.clock import clock_for
+from ..runtime.metrics import Report
 from ..runtime.model import InstanceStatus, WorkflowEntrypoint
 from ..runtime.namespace import Namespace, Snapshot
 from ..runtime.options import WorkflowOptions
+from ..runtime.schedules import Scheduler
 from ..runtime.timers import HORIZON as TIMER_HORIZON
-from ..storage.instances import InstanceStore, check_schema, clock_offset
+from ..storage.instances import InstanceStore, TimerIndex, check_schema, clock_offset
 from ..storage.kv import open_lmdb
+from ..storage.schedules import ScheduleStore
 from . import handles
 from .logs import forward_logs
+from .metrics import WorkflowMetrics
 from .nodes import node_storage
 from .pool import ActorPool
 
@@ -40,10 +44,12 @@ class NamespaceActor:
         check_schema(kv)
         self.storage, self.workflow = storage, workflow
         self.cls, self.code = workflow_cls, code
+        self.metrics = WorkflowMetrics(workflow)
         self.pool = ActorPool(
             lambda: handles.new_instance_actor(storage, workflow, self.cls, options, self.code),
             max_size=options.concurrency,
             warm=options.warm,
+            on_metrics=self.metrics.add,
         )
         store = InstanceStore(kv, workflow)
         clock = clock_for(lambda: clock_offset(kv))  # SystemClock outside raydo.testing
@@ -56,8 +62,12 @@ class NamespaceActor:
             options.concurrency,
             wake_lead=options.wake_lead,
         )
+        self.scheduler = Scheduler(
+            self.ns, ScheduleStore(kv, workflow), self.ns.clock, options.kept
+        )
         self._timers: Any = None
         self._due_soon: list[tuple[str, float]] = []  # timers for the next schedule_many call
+        self._index = TimerIndex(kv)
         self._started = False
         # Recover at once, also after Ray restarts this actor: unfinished instances must not wait
         # for some client to call. (Ray runs an async actor's __init__ inside its event loop.)
@@ -68,6 +78,20 @@ class NamespaceActor:
             self._started = True
             self.pool.prestart()
             self.ns.recover()
+            self._expire_overdue()
+            self.scheduler.start()
+            self._exporter = asyncio.ensure_future(self.metrics.export_forever(self._report))
+
+    def _expire_overdue(self) -> None:
+        """Retention expiries that fell due while nothing ran are applied now (`wake` deletes a
+        finished instance past its expiry); later ones need the timer actor, started here when
+        the index holds anything (recovery reads unfinished instances only)."""
+        due = self._index.due(self.ns.clock.now())
+        mine = [iid for _, wf, iid in due if wf == self.workflow]
+        if mine:
+            self.ns.wake(mine)
+        if self._timers is None and not self._index.is_empty():
+            self._timers = handles.timer_actor(self.storage)
 
     def _schedule(self, iid: str, due: float) -> None:
         """A timer was written to the durable index. The timer actor reads the index itself for
@@ -95,9 +119,30 @@ class NamespaceActor:
         self.pool.retire_workers()
         return old
 
-    async def create(self, items: list[tuple[str, bytes]], skip_existing: bool) -> list[str]:
+    async def use_schedules(self, crons: list[str]) -> None:
+        """A binding declared these cron schedules: stored, and run from now on (and after
+        any restart of this actor) in place of the ones declared before."""
         self._start()
-        return self.ns.create(items, skip_existing)
+        self.scheduler.use(crons)
+
+    async def create(
+        self,
+        items: list[tuple[str, bytes]],
+        skip_existing: bool,
+        retention: dict[str, float] | None = None,
+    ) -> list[str]:
+        self._start()
+        ids = self.ns.create(items, skip_existing, retention)
+        self.metrics.count_created(len(ids))
+        return ids
+
+    async def metrics_report(self) -> Report:
+        """The workflow's metrics now (runtime/metrics.py): the raydo server's /metrics."""
+        self._start()
+        return self._report()
+
+    def _report(self) -> Report:
+        return self.metrics.report(self.ns, self.pool.size, self.scheduler.fired)
 
     async def exists(self, iid: str) -> None:
         self._start()

@@ -15,6 +15,7 @@ import ray
 from ray.exceptions import RayActorError, RayTaskError
 
 from ..runtime.engine import BatchResult, Outcome
+from ..runtime.metrics import Tally
 from ..runtime.namespace import Worker, WorkerLost
 
 log = logging.getLogger("raydo")
@@ -23,17 +24,33 @@ log = logging.getLogger("raydo")
 class RayWorker:
     """The namespace's view of one InstanceActor."""
 
-    def __init__(self, handle: Any, generation: int = 0) -> None:
+    def __init__(
+        self, handle: Any, generation: int = 0, on_metrics: Callable[[Tally], None] | None = None
+    ) -> None:
         self.handle = handle
         self.generation = generation  # the pool's generation (workflow code) it was made for
+        self.on_metrics = on_metrics
 
     async def run_batch(self, items: list[tuple[str, int]]) -> BatchResult:
         result: BatchResult = await self._call(self.handle.run_batch.remote(items))
+        if result.metrics and self.on_metrics is not None:
+            self.on_metrics(result.metrics)
         return result
 
     async def join(self, iid: str) -> Outcome:
         outcome: Outcome = await self._call(self.handle.join.remote(iid))
+        if self.on_metrics is not None:
+            await self._collect_metrics()
         return outcome
+
+    async def _collect_metrics(self) -> None:
+        """After a join: the activation's step metrics (a lost report only loses counts)."""
+        try:
+            tally: Tally = await self.handle.take_metrics.remote()
+        except Exception:
+            return
+        if tally and self.on_metrics is not None:
+            self.on_metrics(tally)
 
     async def _call(self, ref: Any) -> Any:
         try:
@@ -54,8 +71,15 @@ class RayWorker:
 
 
 class ActorPool:
-    def __init__(self, factory: Callable[[], Any], max_size: int, warm: int) -> None:
+    def __init__(
+        self,
+        factory: Callable[[], Any],
+        max_size: int,
+        warm: int,
+        on_metrics: Callable[[Tally], None] | None = None,
+    ) -> None:
         self._factory = factory
+        self._on_metrics = on_metrics
         self._max = max_size
         self._warm = min(warm, max_size)
         self._idle: list[RayWorker] = []
@@ -69,7 +93,7 @@ class ActorPool:
 
     def _spawn(self) -> RayWorker:
         self._size += 1
-        return RayWorker(self._factory(), self._generation)
+        return RayWorker(self._factory(), self._generation, self._on_metrics)
 
     def retire_workers(self) -> None:
         """The workflow's code changed: idle workers are replaced now, busy ones when they

@@ -322,7 +322,11 @@ class Router:
             return Snapshot(rec, None, [] if steps else None, False)
 
     async def _create(
-        self, items: list[tuple[str, bytes]], skip_existing: bool, generated: bool = False
+        self,
+        items: list[tuple[str, bytes]],
+        skip_existing: bool,
+        generated: bool = False,
+        retention: dict[str, float] | None = None,
     ) -> list[str]:
         """Create on each item's home. Generated ids go to a home that is up; an explicit id
         goes to its rule's home (refused while that is down) once no other node has it."""
@@ -334,7 +338,7 @@ class Router:
             items = await self._drop_existing_elsewhere(groups, skip_existing)
         done = await asyncio.gather(
             *(
-                self._create_on(n, group, skip_existing, generated)
+                self._create_on(n, group, skip_existing, generated, retention)
                 for n, group in groups.items()
                 if group
             )
@@ -343,16 +347,23 @@ class Router:
         return [iid for iid, _ in items if iid in created]
 
     async def _create_on(
-        self, node: str, group: list[tuple[str, bytes]], skip_existing: bool, generated: bool
+        self,
+        node: str,
+        group: list[tuple[str, bytes]],
+        skip_existing: bool,
+        generated: bool,
+        retention: dict[str, float] | None,
     ) -> list[str]:
         """One node's part of a create: one durable write there. A node found down meanwhile
         gets nothing; generated ids then go to the nodes that are up (explicit ids may not)."""
         try:
-            ids: list[str] = await self.call(self.view.nodes[node], "create", group, skip_existing)
+            ids: list[str] = await self.call(
+                self.view.nodes[node], "create", group, skip_existing, retention
+            )
         except NodeUnavailableError:
             if not generated:
                 raise
-            return await self._create(group, skip_existing, generated)
+            return await self._create(group, skip_existing, generated, retention)
         for iid, _ in group:  # created here, or (skip_existing) found here
             self.homes[iid] = node
         return ids

@@ -9,9 +9,9 @@ Workflows are declared once, the way wrangler declares them, in a `raydo.toml` o
     [workflows.checkout]
     class = "shop.flows:Checkout"       # module:Class; the file's folder is put on sys.path
     concurrency = 4                     # instances running at once (the rest are queued)
-    retention = { success = "7 days", error = "30 days" }   # validated, not acted on yet
+    retention = { success = "7 days", error = "30 days" }   # finished instances then deleted
     steps = 10000                       # step limit: validated, not acted on yet
-    schedules = ["0 9 * * 1"]           # cron: shape validated, not acted on yet
+    schedules = ["0 9 * * 1"]           # cron (UTC): an instance per tick (runtime/schedules.py)
 
 A file that breaks a rule raises ConfigError naming the file, the dotted key and the rule. The
 tools build their bindings from it exactly as a user script does (`raydo.workflow(Cls, name=...)`),
@@ -42,6 +42,7 @@ from pydantic import (
 from ..errors import ConfigError, WorkflowNotFoundError
 from ..runtime.model import WorkflowEntrypoint
 from ..runtime.rules import MAX_SLEEP, bounded, check_id, show
+from ..runtime.schedules import check_cron
 from .workflow import MAX_WORKFLOW_NAME, Workflow
 
 CONFIG_FILE = "raydo.toml"
@@ -63,6 +64,10 @@ class RetentionConfig(BaseModel):
     @classmethod
     def _duration(cls, value: Any) -> float:
         return bounded(value, "retention", 0, MAX_SLEEP)
+
+    def as_dict(self) -> dict[str, float] | None:
+        kept = {"success": self.success, "error": self.error}
+        return {k: v for k, v in kept.items() if v is not None} or None
 
 
 class WorkflowConfig(BaseModel):
@@ -92,6 +97,7 @@ class WorkflowConfig(BaseModel):
     def _cron_shape(cls, value: list[str]) -> list[str]:
         for cron in value:
             check_cron_shape(cron)
+            check_cron(cron)  # croniter's full parse (raydo[cron])
         return value
 
 
@@ -236,8 +242,15 @@ class Project:
                 name,
             )
         if name not in self._bindings:
-            concurrency = self.config.workflows[name].concurrency
-            self._bindings[name] = Workflow(self.classes[name], name, concurrency=concurrency)
+            declared = self.config.workflows[name]
+            retention = None if declared.retention is None else declared.retention.as_dict()
+            self._bindings[name] = Workflow(
+                self.classes[name],
+                name,
+                concurrency=declared.concurrency,
+                retention=retention,
+                schedules=list(declared.schedules),  # the config is the declaration: [] clears
+            )
         return self._bindings[name]
 
     def _import(self, name: str, declared: WorkflowConfig) -> type[WorkflowEntrypoint]:

@@ -23,6 +23,7 @@ from ..errors import (
 from ..runtime import listing, rollback
 from ..runtime.compute import INFEASIBLE_AFTER
 from ..runtime.engine import stop_if_running
+from ..runtime.metrics import Report
 from ..runtime.model import (
     REDACTED,
     ErrorInfo,
@@ -34,6 +35,7 @@ from ..runtime.model import (
 )
 from ..runtime.namespace import Snapshot
 from ..runtime.options import HIBERNATE_AFTER, WorkflowOptions
+from ..runtime.retention import parse_retention
 from ..runtime.rules import (
     check_event_type,
     check_id,
@@ -83,6 +85,8 @@ class Workflow:
         runtime_env: Mapping[str, Any] | None = None,
         resources: Mapping[str, Any] | None = None,
         infeasible_after: float = INFEASIBLE_AFTER,
+        retention: Mapping[str, Any] | None = None,
+        schedules: list[str] | None = None,
         storage: str | None = None,
         options: WorkflowOptions | None = None,
         code: str | None = None,
@@ -104,6 +108,8 @@ class Workflow:
             runtime_env=runtime_env,
             resources=resources,
             infeasible_after=infeasible_after,
+            retention=retention,
+            schedules=None if schedules is None else tuple(schedules),
         )
         self._storage = None if storage is None else str(storage)
         # A binding given its storage works beside raydo's current one (two apps on one Ray);
@@ -178,14 +184,20 @@ class Workflow:
         return not submit(cluster.view_of(self.storage).is_single)
 
     def _send_create(
-        self, items: list[tuple[str, bytes]], skip_existing: bool, generated: bool
+        self,
+        items: list[tuple[str, bytes]],
+        skip_existing: bool,
+        generated: bool,
+        retention: Any = None,
     ) -> Any:
         """The create call; a cluster's router also learns whether raydo made the ids (they
-        may go to any node that is up, without a uniqueness check across nodes)."""
+        may go to any node that is up, without a uniqueness check across nodes). `retention`
+        (given to this call) replaces the workflow's default."""
+        kept = self.options.kept if retention is None else parse_retention(retention)
         actor = self.actor
         if isinstance(actor, cluster.Router):
-            return submit(actor.create.remote, items, skip_existing, generated)
-        return submit(actor.create.remote, items, skip_existing)
+            return submit(actor.create.remote, items, skip_existing, generated, kept)
+        return submit(actor.create.remote, items, skip_existing, kept)
 
     def _register_code(self, actor: Any) -> None:
         """The newest binding's class is what new activations run (a notebook cell run again,
@@ -193,6 +205,8 @@ class Workflow:
         replaced: str | None = Pending(submit(actor.use_code.remote, self.cls, self.code)).result()
         if replaced is not None:
             log.info("workflow %r now runs new code %s (was %s)", self.name, self.code, replaced)
+        if self.options.schedules is not None:
+            Pending(submit(actor.use_schedules.remote, list(self.options.schedules))).result()
         self._registered = True
 
     def _check_context(self) -> client.Context:
@@ -214,18 +228,25 @@ class Workflow:
             )
         return ctx
 
-    def create(self, id: str | None = None, params: Any = None) -> Pending[WorkflowInstance]:
-        """Start a new instance. `id` defaults to a uuid4; a taken id raises InstanceExistsError."""
+    def create(
+        self, id: str | None = None, params: Any = None, retention: Any = None
+    ) -> Pending[WorkflowInstance]:
+        """Start a new instance. `id` defaults to a uuid4; a taken id raises InstanceExistsError
+        (an id is free again once its instance is deleted, or expired by its retention).
+        `retention`: {"success": duration, "error": duration}, how long the instance is kept
+        once complete / errored or terminated (default: the workflow's, else kept)."""
         item = self._item(id, params)
-        ref = self._send_create([item], False, id is None)
+        ref = self._send_create([item], False, id is None, retention)
         return Pending(ref, lambda ids: WorkflowInstance(self, ids[0]))
 
-    def create_batch(self, items: list[dict[str, Any]]) -> Pending[list[WorkflowInstance]]:
+    def create_batch(
+        self, items: list[dict[str, Any]], retention: Any = None
+    ) -> Pending[list[WorkflowInstance]]:
         """Create 1 to 100 instances in one durable write. Returns one handle per item, in the
         order given; an item whose id already exists is not created again, and its handle is
-        the existing instance's."""
+        the existing instance's. `retention` applies to every item (as in `create`)."""
         prepared = self._prepare_batch(items)
-        ref = self._send_create(prepared, True, _all_generated(items))
+        ref = self._send_create(prepared, True, _all_generated(items), retention)
         return Pending(ref, lambda _created: [WorkflowInstance(self, iid) for iid, _ in prepared])
 
     def _create_new(self, items: list[dict[str, Any]]) -> Pending[list[str]]:
@@ -290,6 +311,11 @@ class Workflow:
             q.status, q.limit, q.cursor, q.reverse, q.since, q.until
         )
         return Pending(ref, _to_page)
+
+    def metrics_report(self) -> Pending[Report]:
+        """The workflow's metrics now: totals, histograms and gauges (runtime/metrics.py), as
+        the raydo server's /metrics shows them. On one raydo node only."""
+        return Pending(self.actor.metrics_report.remote())
 
     def counts(self) -> Pending[dict[str, int]]:
         """How many instances are in each of the nine statuses."""

@@ -22,7 +22,7 @@ import typer
 from pydantic import BaseModel
 from rich.live import Live
 
-from ..bindings import client
+from ..bindings import bulk, client
 from ..bindings.config import Project, load_project
 from ..bindings.events import attempts_of
 from ..bindings.workflow import Workflow, WorkflowInstance
@@ -348,19 +348,25 @@ def instances_send_event(
 @handled
 def instances_delete(
     name: NameArg,
-    ids: Annotated[list[str], typer.Argument(help="Instance ids.")],
+    ids: Annotated[list[str] | None, typer.Argument(help="Instance ids.")] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", help="Ids from a file: one a line, or a JSON array.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Delete instances and all their state (stops them if they run)."""
+    if bool(ids) == (file is not None):
+        raise usage("give instance ids or --file FILE (one of the two)", as_json)
+    chosen = bulk.read_ids_file(file) if file is not None else list(ids or [])
     with connected() as project:
         wf = project.workflow(name)
-        handles = [wf.get(i).result() for i in ids]  # every id checked before any delete
+        handles = [wf.get(i).result() for i in chosen]  # every id checked before any delete
         for inst in handles:
             inst.delete().result()
     if as_json:
-        render.print_json({"deleted": ids})
+        render.print_json({"deleted": chosen})
     else:
-        render.out.print(f"deleted {len(ids)} instance(s): {', '.join(ids)}", markup=False)
+        render.out.print(f"deleted {len(chosen)} instance(s): {', '.join(chosen)}", markup=False)
 
 
 @instances_app.command("wait")
@@ -444,6 +450,9 @@ def serve(
         raise usage(str(exc), False) from None
     except OSError as exc:
         raise fail(f"cannot serve on {host}:{port}: {exc}", Exit.FAILED, "failed", False) from None
+
+
+from . import ops  # noqa: E402, F401  (its commands register on the apps above)
 
 
 def main() -> None:

@@ -53,6 +53,8 @@ def workflow(
     runtime_env: Mapping[str, Any] | None = None,
     resources: Mapping[str, Any] | None = None,
     infeasible_after: float = INFEASIBLE_AFTER,
+    retention: Mapping[str, Any] | None = None,
+    schedules: list[str] | None = None,
     storage: str | None = None,
     options: WorkflowOptions | None = None,
 ) -> Workflow:
@@ -62,7 +64,9 @@ def workflow(
     running at once), env (bindings for `self.env`), hibernate_after, block_limit, warm,
     node_labels (on a cluster: home instances only on nodes with these Ray labels),
     runtime_env and resources (of the instance actors), infeasible_after (how long a step's
-    `resources=` may match no node before its attempt fails). Or pass
+    `resources=` may match no node before its attempt fails), retention (default
+    `{"success": duration, "error": duration}` for finished instances), schedules (cron
+    expressions: an instance per tick, `event.schedule` says which). Or pass
     a ready `options=WorkflowOptions(...)`. storage: the storage folder this binding uses
     (default: the one `raydo.init` chose).
     """
@@ -78,6 +82,8 @@ def workflow(
         runtime_env=runtime_env,
         resources=resources,
         infeasible_after=infeasible_after,
+        retention=retention,
+        schedules=schedules,
         storage=storage,
         options=options,
     )

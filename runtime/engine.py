@@ -52,6 +52,7 @@ from ..storage.records import (
 from .clock import Clock
 from .compute import ComputeExecutor
 from .emits import Emitter
+from .metrics import Tally
 from .model import Env, WorkflowEntrypoint, WorkflowEvent
 from .modifiers import ModifiedStep, Modifiers
 from .options import HIBERNATE_AFTER
@@ -98,6 +99,7 @@ class BatchResult:
     failed: dict[str, Exception] = field(default_factory=dict)
     running: str | None = None  # still running: collect it with join()
     unstarted: list[str] = field(default_factory=list)
+    metrics: Tally | None = None  # the worker's step metrics since its last report
 
 
 @dataclass(eq=False)
@@ -238,6 +240,7 @@ class Activation:
             timestamp=datetime.fromtimestamp(self.record.created_at, tz=UTC),
             instance_id=self.record.id,
             workflow_name=self.record.workflow,
+            schedule=_event_schedule(self.record.schedule),
         )
         try:
             result = await self._run_then_roll_back(instance, event, self._step_api())
@@ -524,3 +527,11 @@ def _error(exc: BaseException) -> dict[str, str]:
     if isinstance(exc, NonRetryableError):
         return {"name": exc.name, "message": exc.message}
     return {"name": type(exc).__name__, "message": str(exc)}
+
+
+def _event_schedule(stored: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The record's cron tick as `event.schedule` shows it (the time as a UTC datetime)."""
+    if stored is None:
+        return None
+    when = datetime.fromtimestamp(float(stored["scheduled_time"]), tz=UTC)
+    return {"cron": stored["cron"], "scheduled_time": when}

@@ -103,6 +103,9 @@ class WorkflowEvent:
     timestamp: datetime
     instance_id: str
     workflow_name: str
+    schedule: dict[str, Any] | None = None
+    """For an instance a cron schedule created: {"cron": the expression, "scheduled_time": the
+    tick it fired for (datetime, UTC)}; None for every other instance."""
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ from ..errors import (
     StorageError,
     WaitTimeoutError,
 )
+from ..storage.kv import Writer
 from ..storage.records import InstanceRecord, InstanceStatus, StepKind, StepRecord, StepState
 from .clock import Clock
 from .engine import BatchResult, Outcome, OutcomeKind
@@ -119,6 +120,7 @@ class Namespace:
         # How many instances a worker last started within its batch budget: batches are cut to
         # it, so instances are not acquired (a write each) only to be handed back unstarted.
         self._fits, self._whole = MAX_BATCH, 0
+        self.expired = 0  # instances deleted for retention since start (metrics)
 
     # -- recovery ------------------------------------------------------------------------------
 
@@ -145,8 +147,18 @@ class Namespace:
 
     # -- instance operations -------------------------------------------------------------------
 
-    def create(self, items: list[tuple[str, bytes]], skip_existing: bool) -> list[str]:
-        created = self.store.create(items, self.clock.now(), skip_existing)
+    def create(
+        self,
+        items: list[tuple[str, bytes]],
+        skip_existing: bool,
+        retention: dict[str, float] | None = None,
+        schedule: dict[str, Any] | None = None,
+        also: Callable[[Writer], None] | None = None,
+    ) -> list[str]:
+        """Create and queue instances (storage.instances.InstanceStore.create says what the
+        options keep; `schedule` and `also` serve runtime/schedules.py)."""
+        now = self.clock.now()
+        created = self.store.create(items, now, skip_existing, retention, schedule, also)
         for rec in created:
             self._new[rec.id] = None
         self._pump()
@@ -267,6 +279,9 @@ class Namespace:
         together so they go out in batches."""
         horizon = self.clock.now() + self.wake_lead + _IMMEDIATE
         for iid, rec in zip(iids, self.store.get_many(iids), strict=True):
+            if rec is not None and rec.finished:
+                self._expire_if_due(rec)
+                continue
             if rec is None or rec.status is not InstanceStatus.WAITING or rec.wake_at is None:
                 continue
             if rec.wake_at <= horizon and iid not in self._active:
@@ -297,6 +312,17 @@ class Namespace:
         for iid in iids:
             left = None if deadline is None else max(0.0, deadline - self.clock.monotonic())
             await self.wait(iid, left)
+
+    def _expire_if_due(self, rec: InstanceRecord) -> None:
+        """A finished instance past its retention is deleted with all its keys (by the same
+        store.delete as an explicit delete); its id can be used again."""
+        due = rec.expires_at
+        # Timers fire wake_lead early; deleting that early is harmless, missing it costs a rescan.
+        horizon = self.clock.now() + self.wake_lead + _IMMEDIATE
+        if due is not None and due <= horizon and rec.id not in self._active:
+            self.store.delete(rec.id)
+            self._finish(rec.id)
+            self.expired += 1
 
     # -- dispatch ------------------------------------------------------------------------------
 
@@ -505,11 +531,25 @@ class Namespace:
         self._new.pop(iid, None)
 
     def _finish(self, iid: str) -> None:
-        """The instance is finished (or gone): wake everyone waiting for it."""
+        """The instance is finished (or gone): wake everyone waiting for it, and arm its expiry
+        if it has a retention."""
         self._suspects.discard(iid)
         for fut in self._waiters.pop(iid, []):
             if not fut.done():
                 fut.set_result(None)
+        self._arm_expiry(iid)
+
+    def _arm_expiry(self, iid: str) -> None:
+        """The expiry is already in the storage's timer index (written with the record); telling
+        the timer service makes a short retention fire on time rather than at its next rescan.
+        Only a hint: a record that cannot be read now expires at a later rescan."""
+        try:
+            rec = self.store.get(iid)
+        except StorageError:  # corrupt or unreadable
+            return
+        due = None if rec is None else rec.expires_at
+        if due is not None:
+            self.schedule_timer(iid, due)
 
     def _step_seq(self, iid: str, from_step: RestartPoint) -> int:
         name, count, kind = _restart_point(from_step)

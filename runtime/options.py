@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from ..errors import InvalidInputError
 from .compute import INFEASIBLE_AFTER, ComputeRequest, compute_request
+from .retention import parse_retention
 from .rules import check_seconds_arg, show
+from .schedules import check_crons
 
 HIBERNATE_AFTER = 0.25
 
@@ -48,9 +50,20 @@ class WorkflowOptions:
     """Seconds a step's `resources=` may match no node before its attempt fails with
     InfeasibleResourcesError (a step's own "infeasible_after" overrides it)."""
 
+    retention: Mapping[str, Any] | None = None
+    """How long finished instances are kept by default: {"success": duration, "error":
+    duration} (runtime/retention.py); None keeps them until deleted. Stored parsed (seconds)."""
+
+    schedules: tuple[str, ...] | None = None
+    """Cron expressions that create an instance at each tick (runtime/schedules.py); None
+    leaves the schedules stored for the workflow as they are, () removes them."""
+
     def __post_init__(self) -> None:
         _check_int("concurrency", self.concurrency, 1)
         self._check_compute()
+        object.__setattr__(self, "retention", parse_retention(self.retention))
+        if self.schedules is not None:
+            object.__setattr__(self, "schedules", tuple(check_crons(self.schedules)))
         _check_int("warm", self.warm, 0)
         if not isinstance(self.env, Mapping) or not all(isinstance(k, str) for k in self.env):
             raise InvalidInputError(
@@ -92,6 +105,11 @@ class WorkflowOptions:
         """`resources`, checked (a dict given to the constructor is made a request there)."""
         assert self.resources is None or isinstance(self.resources, ComputeRequest)
         return self.resources
+
+    @property
+    def kept(self) -> dict[str, float] | None:
+        """`retention` as parsed in __post_init__: seconds per kind."""
+        return cast("dict[str, float] | None", self.retention)
 
     @property
     def wake_lead(self) -> float:

@@ -7,11 +7,12 @@ Every method is one transaction. Writes of a running instance carry its lease an
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from ..storage.history import Event
 from ..storage.instances import Loaded
+from ..storage.kv import Writer
 from ..storage.records import EventRecord, InstanceRecord, StepRecord
 
 
@@ -44,7 +45,13 @@ class Store(Protocol):
 
     # the namespace's writes (the instance holds no actor, or is being taken from it)
     def create(
-        self, items: list[tuple[str, bytes]], now: float, skip_existing: bool
+        self,
+        items: list[tuple[str, bytes]],
+        now: float,
+        skip_existing: bool,
+        retention: dict[str, float] | None = None,
+        schedule: dict[str, Any] | None = None,
+        also: Callable[[Writer], None] | None = None,
     ) -> list[InstanceRecord]: ...
     def save(self, rec: InstanceRecord, durable: bool = True) -> None: ...
     def acquire(self, iids: list[str], now: float) -> dict[str, int]: ...

@@ -13,6 +13,9 @@
     POST   /api/workflows/{name}/instances/{id}/events/{t}  body = the payload (JSON)
     DELETE /api/workflows/{name}/instances/{id}
     GET    /api/workflows/{name}/instances/{id}/stream      server-sent events (server/stream.py)
+    DELETE /api/workflows/{name}                            every instance (server/bulk_routes.py)
+    POST   /api/workflows/{name}/instances/batch/terminate  {status?} (server/bulk_routes.py)
+    GET    /metrics                                         Prometheus text (server/metrics.py)
 
 Every route reaches instances through the bindings a script holds (the project's). Success is
 {"success": true, "result": ...}; an error is {"code", "message"} with 404 (unknown workflow or
@@ -42,6 +45,7 @@ from ..runtime.model import StatusInfo, StepInfo
 from ..runtime.rules import check_event_type
 from .errors import install_error_handlers
 from .guard import Guard
+from .metrics import add_metrics_route
 from .stream import add_stream_route, attempts_json
 
 STATIC = Path(__file__).parent / "static"
@@ -88,6 +92,11 @@ class CreateBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str | None = Field(default=None, description="Instance id; default a uuid4.")
     params: Any = Field(default=None, description="Any JSON: the event payload of run().")
+    retention: dict[str, Any] | None = Field(
+        default=None,
+        description='{"success": "7 days", "error": "30 days"}: how long it is kept once '
+        "finished (default: the workflow's).",
+    )
 
 
 class FromStep(BaseModel):
@@ -144,6 +153,10 @@ def create_app(project: Project, token: str | None = None) -> Any:
     api.router.route_class = StrictRoute
     install_error_handlers(api)
     api.include_router(_routes(project))
+    add_metrics_route(api, project)
+    from .bulk_routes import bulk_routes  # it builds on this module's route class
+
+    api.include_router(bulk_routes(project))
     if STATIC.is_dir():
         api.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -193,13 +206,14 @@ def _routes(project: Project) -> APIRouter:
     @r.post("/{name}/instances", status_code=201)
     async def create_instance(name: str, body: CreateBody | None = None) -> JSONResponse:
         body = body or CreateBody()
-        inst = await project.workflow(name).create(id=body.id, params=body.params)
+        wf = project.workflow(name)
+        inst = await wf.create(id=body.id, params=body.params, retention=body.retention)
         return ok({"id": inst.id, "status": "queued"}, status_code=201)
 
     @r.post("/{name}/instances/batch", status_code=201)
     async def create_batch(name: str, body: list[CreateBody]) -> JSONResponse:
-        items = [item.model_dump(exclude_unset=True) for item in body]
-        made = await project.workflow(name).create_batch(items)
+        items = [item.model_dump(exclude_unset=True, exclude={"retention"}) for item in body]
+        made = await project.workflow(name).create_batch(items, _batch_retention(body))
         # One entry per item, in order; an item whose id existed names the existing instance
         # (the binding's create_batch contract).
         return ok([{"id": inst.id} for inst in made], status_code=201)
@@ -253,6 +267,16 @@ def _routes(project: Project) -> APIRouter:
         return ok({"id": iid, "deleted": True})
 
     return r
+
+
+def _batch_retention(body: list[CreateBody]) -> dict[str, Any] | None:
+    """One write creates the batch, so its items share one retention (or give none)."""
+    given = [item.retention for item in body if item.retention is not None]
+    if any(r != given[0] for r in given) or (given and len(given) != len(body)):
+        raise InvalidInputError(
+            "retention: the items of a batch must all give the same retention, or none"
+        )
+    return given[0] if given else None
 
 
 def _payload(raw: bytes, content_type: str | None) -> Any:

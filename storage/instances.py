@@ -238,18 +238,20 @@ class InstanceStore:
     # -- writing: shared pieces ---------------------------------------------------------------
 
     def _put_record(self, w: Writer, rec: InstanceRecord) -> None:
-        """Write a record and keep the timer index, the listing index, the counters and the
-        history in step with it, in the same txn."""
+        """Write a record and keep the timer index (wake-up, or expiry once finished: its
+        timer_due), the listing index, the counters and the history in step with it, in the
+        same txn."""
         key = keys.instance(self.workflow, rec.id)
         old_raw = w.get(key)
         old = unpack_instance(old_raw, rec.id) if old_raw is not None else None
         self._record_history(w, old, rec)
-        old_wake = old.wake_at if old is not None else None
-        if old_wake != rec.wake_at:
-            if old_wake is not None:
-                w.delete(keys.timer(old_wake, self.workflow, rec.id))
-            if rec.wake_at is not None:
-                w.put(keys.timer(rec.wake_at, self.workflow, rec.id), b"")
+        old_due = old.timer_due if old is not None else None
+        new_due = rec.timer_due
+        if old_due != new_due:
+            if old_due is not None:
+                w.delete(keys.timer(old_due, self.workflow, rec.id))
+            if new_due is not None:
+                w.put(keys.timer(new_due, self.workflow, rec.id), b"")
         if old is None or (old.status, old.created_at) != (rec.status, rec.created_at):
             if old is not None:
                 unlist(w, self.workflow, old)
@@ -270,10 +272,18 @@ class InstanceStore:
     # -- writing: the namespace side ----------------------------------------------------------
 
     def create(
-        self, items: list[tuple[str, bytes]], now: float, skip_existing: bool
+        self,
+        items: list[tuple[str, bytes]],
+        now: float,
+        skip_existing: bool,
+        retention: dict[str, float] | None = None,
+        schedule: dict[str, Any] | None = None,
+        also: Callable[[Writer], None] | None = None,
     ) -> list[InstanceRecord]:
         """Create instances in one durable txn. A taken id raises (and nothing is written) unless
-        `skip_existing`, in which case it is left out of the result."""
+        `skip_existing`, in which case it is left out of the result. `retention` (parsed, see
+        runtime/retention.py) and `schedule` (the cron tick that created them) are kept in each
+        record; `also` writes more in the same txn (a schedule's last tick)."""
 
         def apply(w: Writer) -> list[InstanceRecord]:
             created = []
@@ -290,12 +300,16 @@ class InstanceStore:
                         id=iid,
                     )
                 seen.add(iid)
-                rec = InstanceRecord(id=iid, workflow=self.workflow, created_at=now)
+                rec = InstanceRecord(
+                    iid, self.workflow, created_at=now, retention=retention, schedule=schedule
+                )
                 w.put(keys.params(self.workflow, iid), params)
                 if introspected is not None and w.get(keys.modifiers(self.workflow, iid)) is None:
                     w.put(keys.modifiers(self.workflow, iid), introspected)
                 self._put_record(w, rec)
                 created.append(rec)
+            if also is not None:
+                also(w)
             return created
 
         return self.kv.write(apply)
@@ -379,8 +393,8 @@ class InstanceStore:
     def delete(self, iid: str) -> None:
         def apply(w: Writer) -> None:
             rec = self._existing(w, iid)
-            if rec.wake_at is not None:
-                w.delete(keys.timer(rec.wake_at, self.workflow, iid))
+            if rec.timer_due is not None:
+                w.delete(keys.timer(rec.timer_due, self.workflow, iid))
             unlist(w, self.workflow, rec)
             w.delete(keys.instance(self.workflow, iid))
             for key, _ in list(w.scan(keys.namespace(self.workflow, iid))):
@@ -578,3 +592,7 @@ class TimerIndex:
             return out
 
         return self.kv.read(apply)
+
+    def is_empty(self) -> bool:
+        """No wake-up or expiry is pending in this storage (reads one key at most)."""
+        return self.kv.read(lambda r: next(iter(r.scan(keys.TIMERS)), None) is None)

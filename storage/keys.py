@@ -19,10 +19,13 @@ keys sort in logical order and a timer queue or an event FIFO is a prefix scan.
     N  wf  id  H  seq(u64)                   -> history event             |
     N  wf  id  h                             -> next history sequence    /
     M  wf                                    -> test modifiers for instances created next
-    T  due_ms(u64)  wf  id                   -> timer (empty value)
+    T  due_ms(u64)  wf  id                   -> timer (empty value): a wake-up, or the expiry of
+                                                a finished instance past its retention
     C  wf  created(f64s)  id                 -> listing index by creation time (empty value)
     S  wf  status  created(f64s)  id         -> listing index by status, then creation time
     K  wf  status                            -> how many instances are stored in that status (u64)
+    Y  wf                                    -> the workflow's cron schedules (storage/schedules.py)
+    Y  wf  cron                              -> the last tick of that schedule fired (f64)
 
 `C`, `S` and `K` are written in the same transaction as the record they reflect (create, status
 change, delete: storage/instances.py `_put_record` and `delete`), so no crash leaves them out of
@@ -135,6 +138,14 @@ def event(wf: str, iid: str, type_: str, seq: int) -> bytes:
 
 
 TIMERS = b"T" + _SEP
+
+
+def schedules(wf: str) -> bytes:
+    return b"Y" + _SEP + _enc(wf)
+
+
+def schedule_tick(wf: str, cron: str) -> bytes:
+    return schedules(wf) + _SEP + _enc(cron)
 
 
 _U64_MAX = (1 << 64) - 1

@@ -84,6 +84,10 @@ class InstanceRecord:
     rollback: dict[str, Any] | None = None
     """{outcome, error} of its rollback (runtime/rollback.py); {"outcome": "running",
     "terminate": True} while a terminate with rollback is under way."""
+    # seconds a finished instance is kept: {"success": s, "error": s} (runtime/retention.py)
+    retention: dict[str, float] | None = None
+    # the cron tick that created it: {"cron": str, "scheduled_time": float} (runtime/schedules.py)
+    schedule: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.status = InstanceStatus(self.status)
@@ -91,6 +95,22 @@ class InstanceRecord:
     @property
     def finished(self) -> bool:
         return self.status.finished
+
+    @property
+    def expires_at(self) -> float | None:
+        """When a finished instance is past its retention (complete: success retention;
+        errored, terminated: error retention), or None while it is kept."""
+        status = InstanceStatus(self.status)  # callers may have set a plain str
+        if not status.finished or self.retention is None or self.ended_at is None:
+            return None
+        keep = self.retention.get("success" if status is InstanceStatus.COMPLETE else "error")
+        return None if keep is None else self.ended_at + keep
+
+    @property
+    def timer_due(self) -> float | None:
+        """What the storage's timer index holds for this record: its wake-up while it is
+        unfinished, its expiry once finished (the namespace deletes it then)."""
+        return self.expires_at if InstanceStatus(self.status).finished else self.wake_at
 
 
 @dataclass

@@ -305,8 +305,13 @@ class LocalNamespace:
         self.use_class(cls)
         return None
 
-    async def create(self, items: list[tuple[str, bytes]], skip_existing: bool) -> list[str]:
-        return self.ns.create(items, skip_existing)
+    async def create(
+        self,
+        items: list[tuple[str, bytes]],
+        skip_existing: bool,
+        retention: dict[str, float] | None = None,
+    ) -> list[str]:
+        return self.ns.create(items, skip_existing, retention)
 
     async def exists(self, iid: str) -> None:
         self.ns.store.require(iid)

@@ -103,6 +103,8 @@ def test_pyproject_without_table_is_not_a_config(tmp_path: Path) -> None:
         ("[workflows.greet]\nclass = 'm:C'\nretention = {success = 'soon'}\n", "success", "unit"),
         ("[workflows.greet]\nclass = 'm:C'\nretention = {ok = '1 day'}\n", "ok", "unknown key"),
         ("[workflows.greet]\nclass = 'm:C'\nschedules = ['every day']\n", "schedules", "cron"),
+        # the right shape, but croniter's parse refuses it
+        ("[workflows.greet]\nclass = 'm:C'\nschedules = ['61 * * * *']\n", "schedules", "cron"),
         ("[workflows.greet]\nclass = 'm:C'\nbogus = 1\n", "workflows.greet.bogus", "unknown key"),
         ("[workflows.'bad name']\nclass = 'm:C'\n", "workflows", "workflow name 'bad name'"),
         ("storage = ''\n", "storage", "non-empty"),
