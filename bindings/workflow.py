@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, overload
 
 from pydantic import BaseModel, ConfigDict
 
@@ -31,6 +31,7 @@ from ..runtime.model import (
 )
 from ..runtime.namespace import Snapshot
 from ..runtime.options import HIBERNATE_AFTER, WorkflowOptions
+from ..runtime.params import validated
 from ..runtime.rules import (
     check_event_type,
     check_id,
@@ -41,6 +42,7 @@ from ..runtime.rules import (
 from ..storage.codec import decode, encode
 from ..storage.records import StepKind, StepRecord, unpack_event
 from . import client, cluster
+from .batch import BatchItem, create_per_item
 from .display import InstanceDescription, ProgressWait, print_line
 from .pending import Pending, submit
 from .shipping import fingerprint, ship_by_value_if_needed
@@ -210,10 +212,34 @@ class Workflow:
         ref = self._send_create([item], False, id is None)
         return Pending(ref, lambda ids: WorkflowInstance(self, ids[0]))
 
-    def create_batch(self, items: list[dict[str, Any]]) -> Pending[list[WorkflowInstance]]:
+    @overload
+    def create_batch(
+        self, items: list[dict[str, Any]], *, per_item: Literal[False] = False
+    ) -> Pending[list[WorkflowInstance]]: ...
+
+    @overload
+    def create_batch(
+        self, items: list[dict[str, Any]], *, per_item: Literal[True]
+    ) -> Pending[list[BatchItem]]: ...
+
+    def create_batch(self, items: list[dict[str, Any]], *, per_item: bool = False) -> Any:
         """Create 1 to 100 instances in one durable write. Returns one handle per item, in the
         order given; an item whose id already exists is not created again, and its handle is
-        the existing instance's."""
+        the existing instance's. A bad item raises its typed error and nothing is created.
+
+        `per_item=True` (the object form, bindings/batch.py): every good item is created, and
+        the answer is one BatchItem per item: `created`, or `instance` of the one that existed,
+        or the `error` that rejected it; a bad item no longer stops the others."""
+        if per_item is not False and per_item is not True:
+            raise InvalidInputError(f"per_item {show(per_item)} must be True or False")
+        if per_item:
+            self._check_batch_size(items)
+            return create_per_item(
+                self,
+                items,
+                lambda i, entry: self._item(*_batch_entry(i, entry)),
+                lambda good: self._send_create(good, True, _all_generated(items)),
+            )
         prepared = self._prepare_batch(items)
         ref = self._send_create(prepared, True, _all_generated(items))
         return Pending(ref, lambda _created: [WorkflowInstance(self, iid) for iid, _ in prepared])
@@ -224,6 +250,10 @@ class Workflow:
         return Pending(self._send_create(self._prepare_batch(items), True, _all_generated(items)))
 
     def _prepare_batch(self, items: Any) -> list[tuple[str, bytes]]:
+        self._check_batch_size(items)
+        return [self._item(*_batch_entry(i, entry)) for i, entry in enumerate(items)]
+
+    def _check_batch_size(self, items: Any) -> None:
         if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
             size = f"{len(items)} items" if isinstance(items, list) else show(items)
             raise InvalidInputError(
@@ -231,7 +261,6 @@ class Workflow:
                 + (" (an empty batch)" if items == [] else ""),
                 value=show(items),
             )
-        return [self._item(*_batch_entry(i, entry)) for i, entry in enumerate(items)]
 
     def get(self, id: str) -> Pending[WorkflowInstance]:
         """A handle to an existing instance; raises InstanceNotFoundError for an unknown id."""
@@ -283,7 +312,8 @@ class Workflow:
 
     def _item(self, id: str | None, params: Any) -> tuple[str, bytes]:
         iid = check_id(id) if id is not None else str(uuid.uuid4())
-        return iid, encode(params, f"params of instance {iid!r}")
+        what = f"params of instance {iid!r}"
+        return iid, encode(validated(self.cls, self.name, what, params), what)
 
     def __repr__(self) -> str:
         return f"Workflow({self.cls.__name__}, name={self.name!r})"
@@ -362,7 +392,7 @@ def _rebuild(
 
 
 def _all_generated(items: list[dict[str, Any]]) -> bool:
-    return all(entry.get("id") is None for entry in items)
+    return all(not isinstance(entry, dict) or entry.get("id") is None for entry in items)
 
 
 def _batch_entry(index: int, entry: Any) -> tuple[str | None, Any]:

@@ -45,6 +45,7 @@ from .clock import Clock
 from .model import Env, WorkflowEntrypoint, WorkflowEvent
 from .modifiers import ModifiedStep, Modifiers
 from .options import HIBERNATE_AFTER
+from .params import typed_payload
 from .rules import check_step_name
 from .step import WorkflowStep
 from .store import Store
@@ -205,9 +206,9 @@ class Activation:
         _RUNNING.set(self)  # this task's context only
         instance = self.cls()
         instance.env = self.env
-        payload = self._params
+        payload = decode(self._params) if self._params is not None else None
         event = WorkflowEvent(
-            payload=decode(payload) if payload is not None else None,
+            payload=typed_payload(self.cls, self.record.workflow, "params", payload),
             timestamp=datetime.fromtimestamp(self.record.created_at, tz=UTC),
             instance_id=self.record.id,
             workflow_name=self.record.workflow,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -25,6 +25,7 @@ from ..errors import (
 )
 from ..storage.codec import decode, encode_read_back
 from ..storage.records import StepKind, StepRecord, StepState, unpack_event
+from . import dag
 from .model import ReceivedEvent, StepContext, StepIdentity
 from .retrying import Transition, after_failure, failure_of, lost_attempt
 from .rules import (
@@ -35,7 +36,6 @@ from .rules import (
     bounded,
     check_event_type,
     show,
-    step_config,
 )
 
 if TYPE_CHECKING:
@@ -59,6 +59,7 @@ class WorkflowStep:
         *,
         retries: dict[str, Any] | None = None,
         timeout: Duration | None = None,
+        config: Mapping[str, Any] | None = None,
     ) -> Awaitable[T]: ...
 
     @overload
@@ -69,37 +70,46 @@ class WorkflowStep:
         *,
         retries: dict[str, Any] | None = None,
         timeout: Duration | None = None,
+        config: Mapping[str, Any] | None = None,
     ) -> Awaitable[T]: ...
 
     @overload
     def do(
         self,
-        name: str,
+        name: str | None = None,
         fn: None = None,
         *,
         retries: dict[str, Any] | None = None,
         timeout: Duration | None = None,
-    ) -> Callable[[StepFn], Callable[[], Awaitable[Any]]]: ...
+        config: Mapping[str, Any] | None = None,
+        concurrent: bool = False,
+    ) -> Callable[[StepFn], dag.StepFunction]: ...
 
     def do(
         self,
-        name: str,
+        name: str | None = None,
         fn: StepFn | None = None,
         *,
         retries: dict[str, Any] | None = None,
         timeout: Duration | None = None,
+        config: Mapping[str, Any] | None = None,
+        concurrent: bool = False,
     ) -> Any:
         """Run `fn` once, durably: `await step.do(name, fn)`, or as a decorator `@step.do(name)`.
 
         `fn` may be sync (run in a thread) or async, and take no argument or a StepContext.
         `retries`: {"limit": 5, "delay": "10 seconds", "backoff": "exponential"}; `timeout` is per
-        attempt (default 10 minutes). A step that fails for good raises WorkflowStepError.
+        attempt (default 10 minutes); or both as Cloudflare's `config={"retries", "timeout"}`.
+        A step that fails for good raises WorkflowStepError. The decorator form is a DAG step
+        (runtime/dag.py): parameters named after earlier step functions receive their results,
+        one named `ctx` the StepContext; `concurrent=True` resolves them together; the name
+        defaults to the function's.
         """
-        config = step_config(retries, timeout)
+        resolved = dag.resolve_config(retries, timeout, config)
         if fn is None:
-            return lambda f: _DeferredStep(self, name, _callable(name, f), config)
-        sid = self._act.next_id(name)
-        return self._act.track(sid, self._do(sid, _callable(name, fn), config))
+            return dag.decorator(self, name, resolved, concurrent)
+        sid = self._act.next_id(dag.check_plain_call(name, concurrent))
+        return self._act.track(sid, self._do(sid, _callable(sid[0], fn), resolved))
 
     def sleep(self, name: str, duration: Duration) -> Awaitable[None]:
         """Sleep durably for `duration` ("2 days", timedelta, or seconds), at most 365 days."""
@@ -252,18 +262,6 @@ class WorkflowStep:
         assert rec.value is not None
         event = unpack_event(rec.value, f"event of step {sid[0]!r}")
         return ReceivedEvent(event.type, decode(event.payload), _utc(event.timestamp))
-
-
-class _DeferredStep:
-    """The decorator form: `@step.do(name)` makes this; awaiting a call of it runs the step."""
-
-    def __init__(self, step: WorkflowStep, name: str, fn: StepFn, config: StepConfig) -> None:
-        self._step, self._name, self._fn, self._config = step, name, fn, config
-
-    def __call__(self) -> Awaitable[Any]:
-        act = self._step._act
-        sid = act.next_id(self._name)
-        return act.track(sid, self._step._do(sid, self._fn, self._config))
 
 
 async def _call(fn: StepFn, ctx: StepContext, timeout: float, act: Activation) -> Any:
