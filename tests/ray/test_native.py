@@ -84,7 +84,7 @@ def test_dag_steps_run_each_dependency_once_and_replay_after_hibernation(
         ("shout", 1, "do", 1),
         ("summary", 1, "do", 1),
     ]
-    assert [s.name for s in st.steps][0] == "fetch" and st.steps[3].name == "summary"
+    assert st.steps[0].name == "fetch" and st.steps[3].name == "summary"
 
     bad = raydo.workflow(Misspelt, name="misspelt").create(id="m").result()
     st = bad.wait(timeout=60, steps=True).result()
