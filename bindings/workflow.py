@@ -43,7 +43,13 @@ from ..storage.codec import decode, encode
 from ..storage.records import StepKind, StepRecord, unpack_event
 from . import client, cluster
 from .batch import BatchItem, create_per_item
-from .display import InstanceDescription, ProgressWait, print_line
+from .display import (
+    InstanceDescription,
+    ProgressWait,
+    choose_progress,
+    instance_html,
+    workflow_html,
+)
 from .pending import Pending, submit
 from .shipping import fingerprint, ship_by_value_if_needed
 
@@ -318,6 +324,9 @@ class Workflow:
     def __repr__(self) -> str:
         return f"Workflow({self.cls.__name__}, name={self.name!r})"
 
+    def _repr_html_(self) -> str:
+        return workflow_html(self)
+
 
 class InstancePage(BaseModel):
     """What `list_instances` returns: the instances and the cursor of the next page (or None)."""
@@ -467,19 +476,17 @@ class WorkflowInstance:
         timeout: float | None = None,
         *,
         steps: bool = False,
-        progress: bool | Callable[[str], None] = False,
+        progress: bool | Callable[[str], None] | None = None,
     ) -> Pending[StatusInfo]:
         """Wait until the instance is complete, errored or terminated; WaitTimeoutError if not in
         `timeout` seconds. `progress=True` prints a line whenever the status or the current step
-        changes (a callable receives the lines instead); the status then includes the steps."""
+        changes (a callable receives the lines instead); in a notebook (and there by default)
+        the summary and step table are redrawn in place instead. With progress shown, the status
+        includes the steps."""
         seconds_ = check_seconds_arg(timeout, "wait timeout")
-        if progress is not False:
-            if not (progress is True or callable(progress)):
-                raise InvalidInputError(
-                    f"progress {show(progress)} must be True, False or a callable taking a line"
-                )
-            report = print_line if progress is True else progress
-            return ProgressWait(lambda: self.status(steps=True), self.id, seconds_, report)
+        shown = choose_progress(progress)
+        if shown is not None:
+            return ProgressWait(lambda: self.status(steps=True), self.id, seconds_, shown)
         return Pending(submit(self._actor.wait.remote, self.id, seconds_, steps), to_status)
 
     def describe(self) -> Pending[InstanceDescription]:
@@ -489,6 +496,9 @@ class WorkflowInstance:
 
     def __repr__(self) -> str:
         return f"WorkflowInstance({self.workflow.name!r}, {self.id!r})"
+
+    def _repr_html_(self) -> str:
+        return instance_html(self)
 
 
 def _describe(snap: Snapshot) -> InstanceDescription:

@@ -56,6 +56,12 @@ class StatusInfo(BaseModel):
     `code`): after a class is redefined, new activations run the new code."""
     steps: list[StepInfo] = []
 
+    def _repr_html_(self) -> str:
+        """A notebook shows a status as its summary and step table."""
+        from .report import status_html  # report renders StatusInfo: imported when used
+
+        return status_html(self)
+
 
 class StepInfo(BaseModel):
     """One step in `status().steps`, in the order the steps first ran."""

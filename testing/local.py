@@ -29,9 +29,10 @@ from ..bindings.pending import Pending
 from ..bindings.shipping import fingerprint
 from ..bindings.workflow import Workflow, to_status
 from ..errors import InstanceNotFoundError, InvalidInputError, WaitTimeoutError
+from ..runtime import listing
 from ..runtime.clock import FakeClock
 from ..runtime.local import InstanceRunner, LocalPool
-from ..runtime.model import Env, StatusInfo, WorkflowEntrypoint
+from ..runtime.model import Env, InstanceStatus, StatusInfo, WorkflowEntrypoint
 from ..runtime.namespace import Namespace, Snapshot, WorkerPool
 from ..runtime.options import HIBERNATE_AFTER, WorkflowOptions
 from ..runtime.rules import Duration, seconds, show, show_seconds
@@ -314,6 +315,18 @@ class LocalNamespace:
 
     async def instances(self) -> list[Snapshot]:
         return [Snapshot(rec, None, None, False) for rec in self.ns.store.records()]
+
+    async def list_instances(
+        self, status: InstanceStatus | None, limit: int, cursor: str | None, reverse: bool
+    ) -> listing.Page:
+        return listing.page(self.ns.summaries(), status, limit, cursor, reverse)
+
+    async def counts(self) -> dict[str, int]:
+        return listing.counts(self.ns.summaries())
+
+    async def params(self, iid: str) -> bytes | None:
+        self.ns.store.require(iid)
+        return self.ns.store.params(iid)
 
     async def pause(self, iid: str) -> None:
         self.ns.pause(iid)
