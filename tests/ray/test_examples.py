@@ -237,6 +237,22 @@ def test_get_started_runs_as_a_script(tmp_path: Path) -> None:
     assert (tmp_path / "storage").is_dir()
 
 
+def test_the_tutorial_runs_as_a_script(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "tutorial.py"), str(tmp_path / "storage")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "status:  complete" in proc.stdout and '"stars": 5' in proc.stdout
+    for step in ("create account", "send welcome mail", "give them time", "feedback"):
+        assert step in proc.stdout, step
+
+
 # -- chunk processor -------------------------------------------------------------------------
 
 
