@@ -6,6 +6,7 @@ clock (a day of sleep and a week of waiting take milliseconds).
 
 from __future__ import annotations
 
+# --8<-- [start:tests]
 import pytest
 from tutorial import Onboarding, create_account
 
@@ -48,3 +49,6 @@ def test_bad_params_are_refused(raydo_test_env: LocalEnv) -> None:
     with pytest.raises(InvalidParamsError) as caught:
         onboarding.create(params={"email": "dee@example.com", "plan": "gold"}).result()
     assert caught.value.field == "plan"
+
+
+# --8<-- [end:tests]

@@ -17,6 +17,7 @@ import raydo
 from raydo import WaitForEventTimeoutError, WorkflowEntrypoint, WorkflowEvent, WorkflowStep
 
 
+# --8<-- [start:workflow]
 class Signup(BaseModel):
     email: str
     plan: Literal["free", "pro"] = "free"
@@ -45,17 +46,21 @@ class Onboarding(WorkflowEntrypoint[Signup]):
         def welcome(account: dict[str, Any]) -> str:  # gets "create account"'s result
             return send_mail(signup.email, f"welcome! your account is {account['id']}")
 
-        await welcome()
+        user = await account()
+        await welcome()  # needs "create account": gets the result above; it does not run again
         await step.sleep("give them time", signup.follow_up_after)
         try:
             feedback = await step.wait_for_event("feedback", type="feedback", timeout="7 days")
             rating = feedback.payload["stars"]
         except WaitForEventTimeoutError:
             rating = None
-        user = await account()  # a direct call is a new step: ("create account", 2) ...
         return {"account": user["id"], "plan": signup.plan, "stars": rating}
 
 
+# --8<-- [end:workflow]
+
+
+# --8<-- [start:main]
 def main(storage: str | None = None) -> raydo.StatusInfo:
     raydo.init(storage)
     onboarding = raydo.workflow(Onboarding, name="onboarding")
@@ -67,6 +72,9 @@ def main(storage: str | None = None) -> raydo.StatusInfo:
     print(inst.describe().result())
     raydo.shutdown()
     return status
+
+
+# --8<-- [end:main]
 
 
 if __name__ == "__main__":
