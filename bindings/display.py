@@ -82,10 +82,12 @@ def print_line(line: str) -> None:
     print(line, flush=True)
 
 
-def choose_progress(progress: Any) -> Progress | None:
+def choose_progress(progress: Any, auto: bool = True) -> Progress | None:
     """What `wait(progress=...)` shows. None (the default): the notebook display inside a
-    notebook, nothing elsewhere. True: the notebook display, or a line per change in a terminal.
-    A callable receives the lines. False: nothing."""
+    notebook (unless not `auto`), nothing elsewhere. True: the notebook display, or a line per
+    change in a terminal. A callable receives the lines. False: nothing."""
+    if progress is None and not auto:
+        return None
     if progress is None or progress is True:
         if in_notebook():
             return NotebookProgress()

@@ -218,11 +218,12 @@ def test_get_started_reports_a_step_that_keeps_failing(raydo_env: Path) -> None:
     assert str(desc).splitlines()[1].split() == ["status:", "terminated"]
 
 
-def test_get_started_runs_as_a_script(tmp_path: Path) -> None:
+def run_example(tmp_path: Path, name: str, *args: str, **env_extra: str) -> Any:
+    """Run examples/`name` as a script in a subprocess, the way the README and docs run it."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env["RAYDO_STORAGE"] = str(tmp_path / "storage")
+    env.update(env_extra)
     proc = subprocess.run(
-        [sys.executable, str(EXAMPLES / "get_started.py")],
+        [sys.executable, str(EXAMPLES / name), *args],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -230,6 +231,11 @@ def test_get_started_runs_as_a_script(tmp_path: Path) -> None:
         timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def test_get_started_runs_as_a_script(tmp_path: Path) -> None:
+    proc = run_example(tmp_path, "get_started.py", RAYDO_STORAGE=str(tmp_path / "storage"))
     assert "complete" in proc.stdout
     assert "status:  complete" in proc.stdout
     assert "process files" in proc.stdout
@@ -238,16 +244,7 @@ def test_get_started_runs_as_a_script(tmp_path: Path) -> None:
 
 
 def test_the_tutorial_runs_as_a_script(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    proc = subprocess.run(
-        [sys.executable, str(EXAMPLES / "tutorial.py"), str(tmp_path / "storage")],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = run_example(tmp_path, "tutorial.py", str(tmp_path / "storage"))
     assert "status:  complete" in proc.stdout and '"stars": 5' in proc.stdout
     for step in ("create account", "send welcome mail", "give them time", "feedback"):
         assert step in proc.stdout, step

@@ -50,6 +50,7 @@ def test_an_unreadable_status_renders_as_unavailable() -> None:
 def test_wait_progress_is_chosen_by_where_it_runs() -> None:
     assert not in_notebook()  # pytest is no Jupyter kernel
     assert choose_progress(None) is None and choose_progress(False) is None
+    assert choose_progress(None, auto=False) is None
     assert isinstance(choose_progress(True), ProgressPrinter)
     assert isinstance(choose_progress(print), ProgressPrinter)
     with pytest.raises(InvalidInputError, match="'sometimes'"):
