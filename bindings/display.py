@@ -26,6 +26,7 @@ from ..runtime.report import (
     unavailable_html,
 )
 from ..runtime.rules import show, show_seconds
+from . import client
 from .pending import Pending
 
 if TYPE_CHECKING:
@@ -101,18 +102,32 @@ def choose_progress(progress: Any, auto: bool = True) -> Progress | None:
     )
 
 
+def _not_started(wf: Workflow) -> bool:
+    """Showing a binding must not start raydo (and Ray) as a side effect: after
+    `raydo.shutdown()` a notebook shows that instead of a status."""
+    return getattr(wf, "testing_backend", None) is None and client.current() is None
+
+
+_NOT_STARTED = RaydoError("raydo is not initialized (raydo.init() starts it)")
+
+
 def instance_html(inst: WorkflowInstance) -> str:
     """A notebook shows an instance handle as its current status and steps (one status call,
     bounded by REPR_TIMEOUT)."""
+    what = f"instance {inst.id} of workflow {inst.workflow.name!r}"
+    if _not_started(inst.workflow):
+        return unavailable_html(what, _NOT_STARTED)
     try:
         st = inst.status(steps=True).result(timeout=REPR_TIMEOUT)
     except RaydoError as err:
-        return unavailable_html(f"instance {inst.id} of workflow {inst.workflow.name!r}", err)
+        return unavailable_html(what, err)
     return status_html(st)
 
 
 def workflow_html(wf: Workflow) -> str:
     """A notebook shows a workflow binding as its status counts and newest instances."""
+    if _not_started(wf):
+        return unavailable_html(f"workflow {wf.name!r}", _NOT_STARTED)
     try:
         counts = wf.counts().result(timeout=REPR_TIMEOUT)
         page = wf.list_instances(limit=REPR_INSTANCES).result(timeout=REPR_TIMEOUT)

@@ -167,3 +167,19 @@ def test_create_batch_per_item_on_ray(raydo_env: Path) -> None:
     assert out[0].instance is not None
     out[0].instance.send_event(type="ship").result()
     assert out[0].instance.wait(timeout=60).result().output["cents"] == 100
+
+
+def test_notebook_views_on_ray_never_start_raydo(raydo_env: Path) -> None:
+    from raydo.bindings import client
+
+    wf = raydo.workflow(Report, name="report")
+    inst = wf.create(id="v", params={"text": "a b"}).result()
+    assert inst.wait(timeout=60).result().status == "complete"
+    assert "<td>summary</td>" in inst._repr_html_()
+    assert "1 complete" in wf._repr_html_() and "<td>v</td>" in wf._repr_html_()
+
+    raydo.shutdown()
+    assert "raydo is not initialized" in wf._repr_html_()
+    assert "raydo is not initialized" in inst._repr_html_()
+    assert client.current() is None  # showing them did not start it again
+    raydo.init(raydo_env)  # for the fixture's teardown

@@ -3,6 +3,7 @@ bindings of an in-process LocalEnv (no Ray)."""
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
 import pytest
@@ -147,3 +148,9 @@ def test_create_batch_per_item_creates_the_good_items_and_reports_the_rest(
         wf.create_batch(items, per_item="yes")  # type: ignore[call-overload]
     with pytest.raises(InvalidInputError, match="1 to 100"):
         wf.create_batch([], per_item=True)
+
+
+def test_the_params_error_pickles_with_its_fields() -> None:
+    err = InvalidParamsError("m", workflow="w", field="a.b", rule="too short", value="'x'")
+    back = pickle.loads(pickle.dumps(err))
+    assert type(back) is InvalidParamsError and vars(back) == vars(err)
