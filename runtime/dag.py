@@ -140,7 +140,9 @@ class StepFunction:
             # loop turn must find it
             self._first = asyncio.get_running_loop().create_future()
             return self._start(self._first)
-        return asyncio.shield(self._first)
+        if self._first.done():
+            return self._first  # a done future: awaiting it answers at once
+        return asyncio.shield(self._first)  # a dependent cancelled must not cancel the run
 
     async def _run(self, sid: tuple[str, int], first: asyncio.Future[Any] | None) -> Any:
         if first is None and self._first is None:
