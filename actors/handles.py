@@ -111,10 +111,27 @@ def new_instance_actor(
     return (
         ray.remote(InstanceActor)
         .options(
-            max_restarts=0, max_concurrency=1000, num_cpus=0, scheduling_strategy=pinned(here())
+            max_restarts=0,
+            max_concurrency=1000,
+            scheduling_strategy=pinned(here()),
+            **instance_actor_options(options),
         )
         .remote(storage, workflow, workflow_cls, options, code)
     )
+
+
+def instance_actor_options(options: WorkflowOptions) -> dict[str, Any]:
+    """The workflow's own Ray options for its instance actors: runtime_env and resources
+    (by default none: num_cpus 0, so idle pooled actors hold no CPU)."""
+    from .compute import task_options
+
+    chosen: dict[str, Any] = {"num_cpus": 0}
+    if options.actor_request is not None:
+        chosen |= task_options(options.actor_request)
+        chosen.pop("max_retries")  # a task option; actors are replaced by the pool instead
+    if options.runtime_env:
+        chosen["runtime_env"] = dict(options.runtime_env)
+    return chosen
 
 
 def kill_storage_actors(storage: str, keys: list[str] | None = None) -> int:

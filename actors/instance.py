@@ -16,6 +16,7 @@ from ..runtime.model import Env, WorkflowEntrypoint
 from ..runtime.options import WorkflowOptions
 from ..storage.instances import InstanceStore, clock_offset
 from ..storage.kv import open_lmdb
+from .compute import RayCompute
 from .logs import forward_logs
 
 log = logging.getLogger("raydo")
@@ -44,6 +45,7 @@ class InstanceActor:
             Env(dict(options.env)),
             options.hibernate_after,
             code=code,
+            compute=RayCompute(options.infeasible_after),
         )
         self.block_limit = options.block_limit
         self._beat = time.monotonic()

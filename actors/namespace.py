@@ -5,6 +5,7 @@ and so do the instance actors and the timer actor it starts."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import Any
 
@@ -95,19 +96,39 @@ class NamespaceActor:
         self._start()
         return self.ns.snapshot(iid, steps)
 
-    async def instances(self) -> list[Snapshot]:
+    async def instances(
+        self, since: float | None = None, until: float | None = None
+    ) -> list[Snapshot]:
+        """Every instance (created within since..until), oldest first, read through the index
+        a page at a time."""
         self._start()
-        return [Snapshot(rec, None, None, False) for rec in self.ns.store.records()]
+        snaps: list[Snapshot] = []
+        query = listing.Query(limit=listing.MAX_LIMIT, reverse=True, since=since, until=until)
+        while True:
+            page = self._page(query)
+            snaps += page.snapshots
+            if page.cursor is None:
+                return snaps
+            query = dataclasses.replace(query, cursor=page.cursor)
 
     async def list_instances(
-        self, status: InstanceStatus | None, limit: int, cursor: str | None, reverse: bool
+        self,
+        status: InstanceStatus | None,
+        limit: int,
+        cursor: str | None,
+        reverse: bool,
+        since: float | None = None,
+        until: float | None = None,
     ) -> listing.Page:
         self._start()
-        return listing.page(self.ns.summaries(), status, limit, cursor, reverse)
+        return self._page(listing.Query(status, limit, cursor, reverse, since, until))
+
+    def _page(self, query: listing.Query) -> listing.Page:
+        return listing.page_indexed(self.ns.store, self.ns.reported, self.ns.overlaid(), query)
 
     async def counts(self) -> dict[str, int]:
         self._start()
-        return listing.counts(self.ns.summaries())
+        return listing.kept_counts(self.ns.store, self.ns.reported, self.ns.overlaid())
 
     async def params(self, iid: str) -> bytes | None:
         self._start()

@@ -17,7 +17,7 @@ import concurrent.futures
 import logging
 import threading
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import ray
@@ -165,6 +165,22 @@ def view_of(storage: str) -> ClusterView:
 def forget_views() -> None:
     """raydo shut down: the next init may join another cluster."""
     _VIEWS.clear()
+
+
+def no_eligible_node(
+    workflow: str, labels: Mapping[str, str], nodes: Iterable[NodeInfo]
+) -> NoEligibleNodeError:
+    return NoEligibleNodeError(
+        f"no alive raydo node carries the labels {dict(labels)} that workflow {workflow!r} is "
+        f"limited to (nodes: {[dict(n.labels) for n in nodes]})",
+        labels=dict(labels),
+    )
+
+
+def check_eligible(workflow: str, labels: Mapping[str, str], node: NodeInfo) -> None:
+    """One node: a workflow limited to labels it lacks can run nowhere (as on a cluster)."""
+    if not matches(node.labels, labels):
+        raise no_eligible_node(workflow, labels, [node])
 
 
 class _Method:
@@ -343,12 +359,7 @@ class Router:
     def _place(self, iid: str, generated: bool) -> NodeInfo:
         up = self.view.eligible(self.labels, alive_only=True)
         if not up:
-            raise NoEligibleNodeError(
-                f"no alive raydo node carries the labels {self.labels} that workflow "
-                f"{self.workflow.name!r} is limited to (nodes: "
-                f"{[dict(n.labels) for n in self.view.nodes.values()]})",
-                labels=self.labels,
-            )
+            raise no_eligible_node(self.workflow.name, self.labels, self.view.nodes.values())
         every = up if generated else self.view.eligible(self.labels, alive_only=False)
         home = self.view.nodes[home_of(iid, [n.node for n in every]) or up[0].node]
         if not self.view.is_up(home):
@@ -393,17 +404,27 @@ class Router:
         by_id = {snap.record.id: snap for snaps in answers for snap in snaps}
         return [by_id[iid] for iid in iids]
 
-    async def _instances(self) -> list[Snapshot]:
+    async def _instances(
+        self, since: float | None = None, until: float | None = None
+    ) -> list[Snapshot]:
         """Every instance on the reachable nodes (an unreachable node's are left out, logged)."""
-        out = [snap for snaps in await self._from_every_node("instances") for snap in snaps]
+        answers = await self._from_every_node("instances", since, until)
+        out = [snap for snaps in answers for snap in snaps]
         return sorted(out, key=lambda s: (s.record.created_at, s.record.id))
 
     async def _list_instances(
-        self, status: InstanceStatus | None, limit: int, cursor: str | None, reverse: bool
+        self,
+        status: InstanceStatus | None,
+        limit: int,
+        cursor: str | None,
+        reverse: bool,
+        since: float | None = None,
+        until: float | None = None,
     ) -> listing.Page:
         """One page over every reachable node: each node's page after the same cursor, merged
         in the listing's (created_at, id) order, so a cursor means the same on any node."""
-        pages = await self._from_every_node("list_instances", status, limit, cursor, reverse)
+        args = (status, limit, cursor, reverse, since, until)
+        pages = await self._from_every_node("list_instances", *args)
         merged = [snap for page in pages for snap in page.snapshots]
         more_on_a_node = any(page.cursor is not None for page in pages)
         shown = listing.page(merged, None, limit, None, reverse).snapshots

@@ -21,6 +21,7 @@ from ..errors import (
     StorageMismatchError,
 )
 from ..runtime import listing
+from ..runtime.compute import INFEASIBLE_AFTER
 from ..runtime.engine import stop_if_running
 from ..runtime.model import (
     ErrorInfo,
@@ -85,6 +86,9 @@ class Workflow:
         block_limit: float = 60.0,
         warm: int = 1,
         node_labels: Mapping[str, str] | None = None,
+        runtime_env: Mapping[str, Any] | None = None,
+        resources: Mapping[str, Any] | None = None,
+        infeasible_after: float = INFEASIBLE_AFTER,
         storage: str | None = None,
         options: WorkflowOptions | None = None,
         code: str | None = None,
@@ -103,6 +107,9 @@ class Workflow:
             block_limit=block_limit,
             warm=warm,
             node_labels={} if node_labels is None else node_labels,
+            runtime_env=runtime_env,
+            resources=resources,
+            infeasible_after=infeasible_after,
         )
         self._storage = None if storage is None else str(storage)
         # A binding given its storage works beside raydo's current one (two apps on one Ray);
@@ -149,6 +156,7 @@ class Workflow:
         if not submit(view.is_single):
             return cluster.Router(self, view)
         node = submit(view.single_node, self._in_actor or self._context_started_ray())
+        cluster.check_eligible(self.name, self.options.node_labels, node)
         actor = submit(
             handles.namespace_actor_on,
             node,
@@ -288,11 +296,14 @@ class Workflow:
         )
         return Pending(ref, lambda snaps: [to_status(s) for s in snaps])
 
-    def instances(self) -> Pending[list[StatusInfo]]:
-        """The status of every instance of this workflow (without outputs)."""
-        return Pending(
-            submit(self.actor.instances.remote), lambda snaps: [to_status(s) for s in snaps]
-        )
+    def instances(
+        self, *, created_after: Any = None, created_before: Any = None
+    ) -> Pending[list[StatusInfo]]:
+        """The status of every instance of this workflow (without outputs), oldest first; only
+        those created within the dates if given (datetime, naive = UTC, or epoch seconds)."""
+        q = listing.check_query(since=created_after, until=created_before)
+        ref = submit(self.actor.instances.remote, q.since, q.until)
+        return Pending(ref, lambda snaps: [to_status(s) for s in snaps])
 
     def list_instances(
         self,
@@ -301,15 +312,16 @@ class Workflow:
         limit: int = listing.DEFAULT_LIMIT,
         cursor: str | None = None,
         reverse: bool = False,
+        created_after: Any = None,
+        created_before: Any = None,
     ) -> Pending[InstancePage]:
         """One page of instances (without outputs), newest first or, with `reverse`, oldest
-        first; only those in `status` if given. Pass the page's `cursor` to get the next one."""
-        wanted = listing.check_status_filter(status)
-        listing.check_limit(limit)
-        listing.decode_cursor(cursor)
-        if not isinstance(reverse, bool):
-            raise InvalidInputError(f"reverse {show(reverse)} must be a bool")
-        ref = self.actor.list_instances.remote(wanted, limit, cursor, reverse)
+        first; only those in `status` and created within the dates (inclusive; datetime, naive
+        = UTC, or epoch seconds) if given. Pass the page's `cursor` to get the next one."""
+        q = listing.check_query(status, limit, cursor, reverse, created_after, created_before)
+        ref = self.actor.list_instances.remote(
+            q.status, q.limit, q.cursor, q.reverse, q.since, q.until
+        )
         return Pending(ref, _to_page)
 
     def counts(self) -> Pending[dict[str, int]]:

@@ -25,6 +25,7 @@ from ..bindings import client
 from ..bindings.config import Project, load_project
 from ..bindings.workflow import Workflow, WorkflowInstance
 from ..errors import InstanceNotFoundError
+from ..runtime.listing import parse_time
 from ..runtime.model import StatusInfo
 from ..runtime.rules import check_event_type, check_step_name
 from . import render
@@ -205,12 +206,20 @@ def instances_list(
     limit: Annotated[int, typer.Option(help="At most this many (1..1000).")] = 50,
     reverse: Annotated[bool, typer.Option(help="Oldest first (default newest first).")] = False,
     cursor: Annotated[str | None, typer.Option(help="Cursor of the next page.")] = None,
+    since: Annotated[str | None, typer.Option(help="Created at or after (ISO 8601).")] = None,
+    until: Annotated[str | None, typer.Option(help="Created at or before (ISO 8601).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Instances of a workflow, newest first, one page at a time."""
+    dates = {
+        "created_after": parse_time(since, "--since"),
+        "created_before": parse_time(until, "--until"),
+    }
     with connected() as project:
         wf = project.workflow(name)
-        page = wf.list_instances(status=status, limit=limit, cursor=cursor, reverse=reverse)
+        page = wf.list_instances(
+            status=status, limit=limit, cursor=cursor, reverse=reverse, **dates
+        )
         result = page.result()
     if as_json:
         render.print_json(result.model_dump(mode="json"))
@@ -426,3 +435,7 @@ def serve(
 
 def main() -> None:
     app()
+
+
+# Commands kept in their own modules register on `app` when imported.
+from . import backups as _backups  # noqa: E402, F401

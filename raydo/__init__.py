@@ -23,6 +23,7 @@ from raydo.bindings.pending import Pending
 from raydo.bindings.workflow import InstancePage, Workflow, WorkflowInstance
 from raydo.errors import *  # noqa: F403 - the whole error tree is public
 from raydo.errors import __all__ as _error_names
+from raydo.runtime.compute import INFEASIBLE_AFTER
 from raydo.runtime.model import (
     ErrorInfo,
     InstanceStatus,
@@ -48,6 +49,9 @@ def workflow(
     block_limit: float = 60.0,
     warm: int = 1,
     node_labels: Mapping[str, str] | None = None,
+    runtime_env: Mapping[str, Any] | None = None,
+    resources: Mapping[str, Any] | None = None,
+    infeasible_after: float = INFEASIBLE_AFTER,
     storage: str | None = None,
     options: WorkflowOptions | None = None,
 ) -> Workflow:
@@ -55,7 +59,9 @@ def workflow(
 
     The keyword options are WorkflowOptions' fields (see its docstrings): concurrency (instances
     running at once), env (bindings for `self.env`), hibernate_after, block_limit, warm,
-    node_labels (on a cluster: home instances only on nodes with these Ray labels). Or pass
+    node_labels (on a cluster: home instances only on nodes with these Ray labels),
+    runtime_env and resources (of the instance actors), infeasible_after (how long a step's
+    `resources=` may match no node before its attempt fails). Or pass
     a ready `options=WorkflowOptions(...)`. storage: the storage folder this binding uses
     (default: the one `raydo.init` chose).
     """
@@ -68,6 +74,9 @@ def workflow(
         block_limit=block_limit,
         warm=warm,
         node_labels=node_labels,
+        runtime_env=runtime_env,
+        resources=resources,
+        infeasible_after=infeasible_after,
         storage=storage,
         options=options,
     )

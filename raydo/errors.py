@@ -28,6 +28,7 @@
      +-- ClusterError                           Ray could not carry a call (actor or cluster gone)
      |    +-- NodeUnavailableError              the instance's home node is down or unreachable
      |    +-- NoEligibleNodeError               no node may home the workflow's instances
+     |         +-- InfeasibleResourcesError     no node offers what a step's resources= asks
 
 
      +-- UnreachableError                       raydo.testing: a wait for a status or a step result
@@ -328,6 +329,24 @@ class NoEligibleNodeError(ClusterError):
         return (type(self), (self.message, self.labels))
 
 
+class InfeasibleResourcesError(NoEligibleNodeError):
+    """A step's `resources=` request matched no alive node for its whole `infeasible_after`
+    wait. `request` is what it asked (Ray's names: CPU, GPU, memory, custom); `offered` what
+    each alive node has in total. A failed attempt: the step's retries apply."""
+
+    def __init__(
+        self,
+        message: str,
+        request: dict[str, float] | None = None,
+        offered: list[dict[str, float]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.request, self.offered = request, offered
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.message, self.request, self.offered))
+
+
 class UnreachableError(RaydoError):
     """raydo.testing: instance `id` ended `status`, so what the test waits for (`expected`, e.g.
     "status 'complete'" or "a result of step 'charge' #1") can never happen."""
@@ -421,6 +440,7 @@ __all__ = [
     "ClusterError",
     "ConfigError",
     "CorruptRecordError",
+    "InfeasibleResourcesError",
     "InstanceExistsError",
     "InstanceNotFoundError",
     "InvalidDurationError",

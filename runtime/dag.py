@@ -70,8 +70,13 @@ def check_plain_call(name: Any, concurrent: Any) -> str:
     return str(name)
 
 
+Place = Callable[[str, StepFn], StepFn]
+"""How the step path calls a step's function: (step name, fn) -> fn as run (step.py's
+`_placed`: in this process, or as a Ray task when the step asks for resources)."""
+
+
 def decorator(
-    step: WorkflowStep, name: str | None, config: StepConfig, concurrent: bool
+    step: WorkflowStep, name: str | None, config: StepConfig, concurrent: bool, place: Place
 ) -> Callable[[StepFn], StepFunction]:
     """What `@step.do(name, concurrent=...)` applies to the function below it."""
     if name is not None:
@@ -82,7 +87,7 @@ def decorator(
         )
 
     def decorate(fn: StepFn) -> StepFunction:
-        return StepFunction(step, name, fn, config, concurrent)
+        return StepFunction(step, name, fn, config, concurrent, place)
 
     return decorate
 
@@ -106,6 +111,7 @@ class StepFunction:
         fn: StepFn,
         config: StepConfig,
         concurrent: bool,
+        place: Place,
     ) -> None:
         if not callable(fn):
             raise InvalidStepError(
@@ -116,7 +122,7 @@ class StepFunction:
         self.name = check_step_name(name if name is not None else _function_name(fn))
         self.needs, self.wants_ctx = _parameters(self.name, fn, known)
         self.concurrent = concurrent
-        self._step, self._fn, self._config = step, fn, config
+        self._step, self._fn, self._config, self._place = step, fn, config, place
         self._deps = [known[n] for n in self.needs]
         self._first: asyncio.Future[Any] | None = None
         known[_function_name(fn)] = self
@@ -148,7 +154,8 @@ class StepFunction:
         if first is None and self._first is None:
             first = self._first = asyncio.get_running_loop().create_future()
         try:
-            value = await self._step._do(sid, self._bound(await self._resolve()), self._config)
+            fn = self._place(self.name, self._bound(await self._resolve()))
+            value = await self._step._do(sid, fn, self._config)
         except BaseException as exc:
             if first is not None:
                 _fail(first, exc)

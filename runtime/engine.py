@@ -42,6 +42,7 @@ from ..errors import (
 from ..storage.codec import decode, encode
 from ..storage.records import Fenced, InstanceRecord, InstanceStatus, StepKind, StepRecord
 from .clock import Clock
+from .compute import ComputeExecutor
 from .model import Env, WorkflowEntrypoint, WorkflowEvent
 from .modifiers import ModifiedStep, Modifiers
 from .options import HIBERNATE_AFTER
@@ -136,8 +137,10 @@ class Activation:
         executor: Executor | None = None,
         hibernate_after: float = HIBERNATE_AFTER,
         code: str | None = None,
+        compute: ComputeExecutor | None = None,
     ) -> None:
         self.store, self.cls, self.record, self.lease = store, workflow_cls, record, lease
+        self.compute = compute  # runs steps given resources= elsewhere (runtime/compute.py)
         self.code = code  # the class's fingerprint, recorded with the instance
         self.clock, self.env, self.executor = clock, env or Env(), executor
         self.hibernate_after = hibernate_after

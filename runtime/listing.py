@@ -1,9 +1,11 @@
 """Listing instances: status filter, newest or oldest first, pages with an opaque cursor.
 
-Pure functions over snapshots (no Ray, no storage), so the rules are tested without either. The
-order is (created_at, id): stable, and a cursor (the last key a page showed) resumes after it even
-when instances are created or deleted between pages. Each page still scans every record of the
-workflow; an index by creation time is the next step for very large workflows.
+The order is (created_at, id): stable, and a cursor (the last key a page showed) resumes after it
+even when instances are created or deleted between pages. A page walks storage's listing index
+(storage/keys.py `C` and `S`) from the cursor and reads only the records it shows; counts come from
+the kept counters. Statuses known only in memory (waitingForPause, an unwritable error) are laid
+over both from the namespace's few such instances. `page` and `counts` over snapshots remain for
+merging pages of several nodes and for tests.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ from __future__ import annotations
 import base64
 import json
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from ..errors import InvalidInputError
+from ..storage.records import InstanceRecord
 from .model import InstanceStatus
 from .namespace import Snapshot
 from .rules import check_id, show
@@ -22,6 +27,33 @@ from .rules import check_id, show
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 50
 _MAX_CURSOR = 400
+
+
+class Listable(Protocol):
+    """What a listing reads from storage (storage.instances.InstanceStore)."""
+
+    def get(self, iid: str) -> InstanceRecord | None: ...
+    def listed(
+        self,
+        status: str | None,
+        reverse: bool,
+        limit: int,
+        after: tuple[float, str] | None = None,
+        span: tuple[float | None, float | None] = (None, None),
+    ) -> list[InstanceRecord]: ...
+    def counts(self) -> dict[str, int]: ...
+
+
+@dataclass(frozen=True)
+class Query:
+    """One listing request, checked (check_query)."""
+
+    status: InstanceStatus | None = None
+    limit: int = DEFAULT_LIMIT
+    cursor: str | None = None
+    reverse: bool = False
+    since: float | None = None  # created at or after (epoch seconds)
+    until: float | None = None  # created at or before
 
 
 @dataclass(frozen=True)
@@ -112,3 +144,129 @@ def counts(snapshots: list[Snapshot]) -> dict[str, int]:
 
 def _key(snap: Snapshot) -> tuple[float, str]:
     return (snap.record.created_at, snap.record.id)
+
+
+def check_time(value: Any, what: str) -> float | None:
+    """A date filter: None, epoch seconds, or a datetime (naive means UTC)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return aware.timestamp()
+    if _is_time(value):
+        return float(value)
+    raise InvalidInputError(
+        f"{what} {show(value)} must be a datetime or epoch seconds (a finite number)",
+        value=show(value),
+    )
+
+
+def parse_time(value: str | None, what: str) -> float | None:
+    """A date filter given as text (CLI, HTTP): ISO 8601 (naive means UTC) or epoch seconds."""
+    if value is None:
+        return None
+    try:
+        return (
+            float(value) if _is_number(value) else check_time(datetime.fromisoformat(value), what)
+        )
+    except ValueError:
+        raise InvalidInputError(
+            f"{what} {show(value)} is not an ISO 8601 date/time or epoch seconds",
+            value=show(value),
+        ) from None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def check_query(
+    status: Any = None,
+    limit: Any = DEFAULT_LIMIT,
+    cursor: Any = None,
+    reverse: Any = False,
+    since: Any = None,
+    until: Any = None,
+) -> Query:
+    """Every listing argument checked; InvalidInputError names the first one that is wrong."""
+    decode_cursor(cursor)
+    if not isinstance(reverse, bool):
+        raise InvalidInputError(f"reverse {show(reverse)} must be a bool", value=show(reverse))
+    return Query(
+        check_status_filter(status),
+        check_limit(limit),
+        cursor,
+        reverse,
+        check_time(since, "created_after"),
+        check_time(until, "created_before"),
+    )
+
+
+Report = Callable[[InstanceRecord], Snapshot]
+
+
+def page_indexed(store: Listable, report: Report, overlaid: Iterable[str], q: Query) -> Page:
+    """One page read through the listing index. `report` turns a stored record into what
+    status() says; `overlaid` are the ids whose reported status may differ from the stored one."""
+    shown = [] if q.status is InstanceStatus.WAITING_FOR_PAUSE else _from_index(store, report, q)
+    if q.status is not None:
+        shown += _overlaid(store, report, overlaid, q)
+        shown.sort(key=_key, reverse=not q.reverse)
+    more = len(shown) > q.limit
+    shown = shown[: q.limit]
+    return Page(shown, encode_cursor(shown[-1]) if more and shown else None)
+
+
+def _from_index(store: Listable, report: Report, q: Query) -> list[Snapshot]:
+    """Up to limit + 1 instances stored in q.status (any, if None) and reported in it."""
+    stored = None if q.status is None else q.status.value
+    after, shown = decode_cursor(q.cursor), list[Snapshot]()
+    while len(shown) <= q.limit:
+        recs = store.listed(stored, q.reverse, q.limit + 1, after, (q.since, q.until))
+        for rec in recs:
+            snap = report(rec)
+            if q.status is None or effective_status(snap) == q.status:
+                shown.append(snap)
+        if len(recs) <= q.limit:
+            break
+        after = (recs[-1].created_at, recs[-1].id)
+    return shown
+
+
+def _overlaid(store: Listable, report: Report, ids: Iterable[str], q: Query) -> list[Snapshot]:
+    """Instances reported in q.status though stored in another, inside the query's window."""
+    after = decode_cursor(q.cursor)
+    found = []
+    for iid in ids:
+        rec = store.get(iid)
+        if rec is None or str(rec.status) == str(q.status):
+            continue
+        snap = report(rec)
+        key = _key(snap)
+        if effective_status(snap) != q.status or not _inside(key, after, q):
+            continue
+        found.append(snap)
+    return found
+
+
+def _inside(key: tuple[float, str], after: tuple[float, str] | None, q: Query) -> bool:
+    if after is not None and (key <= after if q.reverse else key >= after):
+        return False
+    return (q.since is None or key[0] >= q.since) and (q.until is None or key[0] <= q.until)
+
+
+def kept_counts(store: Listable, report: Report, overlaid: Iterable[str]) -> dict[str, int]:
+    """The kept counters, with the overlaid instances moved to the status they are reported in."""
+    found = {**dict.fromkeys((s.value for s in InstanceStatus), 0), **store.counts()}
+    for iid in overlaid:
+        rec = store.get(iid)
+        if rec is not None:
+            stored = str(rec.status)
+            shown = effective_status(report(rec)).value
+            if shown != stored and found[stored] > 0:
+                found[stored] -= 1
+                found[shown] += 1
+    return found

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ..errors import CorruptRecordError
 from ..storage.codec import register_models
 from .clock import Clock
+from .compute import ComputeExecutor
 from .engine import Activation, BatchResult, Outcome, OutcomeKind
 from .model import Env, WorkflowEntrypoint
 from .options import HIBERNATE_AFTER
@@ -30,9 +31,10 @@ class InstanceRunner:
         hibernate_after: float = HIBERNATE_AFTER,
         batch_budget: float = BATCH_BUDGET,
         code: str | None = None,
+        compute: ComputeExecutor | None = None,
     ) -> None:
         self.store, self.cls, self.clock, self.env = store, workflow_cls, clock, env
-        self.code = code
+        self.code, self.compute = code, compute
         self.batch_budget = batch_budget
         register_models(getattr(workflow_cls.run, "__globals__", {}))
         self.hibernate_after = hibernate_after
@@ -97,6 +99,7 @@ class InstanceRunner:
             self.executor,
             self.hibernate_after,
             self.code,
+            self.compute,
         )
         act.preload(steps, params, modifiers)
         if iid in self._pause_at_start:

@@ -117,14 +117,13 @@ class Namespace:
     # -- recovery ------------------------------------------------------------------------------
 
     def recover(self) -> int:
-        """Pick up every unfinished instance found in storage. Returns how many were resumed."""
-        count = 0
-        for rec in sorted(self.store.records(), key=lambda r: r.created_at):
-            if not rec.finished and rec.status is not InstanceStatus.PAUSED:
-                self._continue_from_storage(rec)
-                count += 1
+        """Pick up every unfinished instance found in storage, oldest first. Reads only those
+        (the status index), however many finished ones storage holds. Returns how many."""
+        found = [rec for status in _RESUMABLE for rec in _all_listed(self.store, status.value)]
+        for rec in sorted(found, key=lambda r: (r.created_at, r.id)):
+            self._continue_from_storage(rec)
         self._pump()
-        return count
+        return len(found)
 
     def _continue_from_storage(self, rec: InstanceRecord) -> None:
         """Go on from what storage says about an instance nobody runs (recovery, or a worker that
@@ -156,12 +155,13 @@ class Namespace:
             step_list = [(n, c, s) for (n, c), s in sorted(found.items(), key=lambda i: i[1].seq)]
         return Snapshot(rec, output, step_list, iid in self._pausing)
 
-    def summaries(self) -> list[Snapshot]:
-        """Every instance as status() reports it, without output or steps (for listings)."""
-        return [
-            Snapshot(self._as_reported(rec), None, None, rec.id in self._pausing)
-            for rec in self.store.records()
-        ]
+    def reported(self, rec: InstanceRecord) -> Snapshot:
+        """A stored record as status() reports it, without output or steps (for listings)."""
+        return Snapshot(self._as_reported(rec), None, None, rec.id in self._pausing)
+
+    def overlaid(self) -> set[str]:
+        """The few instances whose reported status may differ from their stored one."""
+        return self._pausing | set(self._faults)
 
     def _as_reported(self, rec: InstanceRecord) -> InstanceRecord:
         """An instance whose activation could not even write down its end (storage full) is
@@ -513,6 +513,21 @@ def _restart_point(point: RestartPoint) -> tuple[str, int, StepKind | None]:
             value=repr(point),
         )
     return name, count, None if type_ is None else _KINDS[type_]
+
+
+_RESUMABLE = (InstanceStatus.QUEUED, InstanceStatus.RUNNING, InstanceStatus.WAITING)
+_CHUNK = 10_000
+
+
+def _all_listed(store: Store, status: str) -> list[InstanceRecord]:
+    """Every instance stored in `status`, oldest first, read through the index in chunks."""
+    out: list[InstanceRecord] = []
+    while True:
+        after = (out[-1].created_at, out[-1].id) if out else None
+        chunk = store.listed(status, True, _CHUNK, after)
+        out += chunk
+        if len(chunk) < _CHUNK:
+            return out
 
 
 def _first(ordered: dict[str, None]) -> str | None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InvalidInputError
+from .compute import INFEASIBLE_AFTER, ComputeRequest, compute_request
 from .rules import check_seconds_arg, show
 
 HIBERNATE_AFTER = 0.25
@@ -35,8 +36,21 @@ class WorkflowOptions:
     """On a multi-node cluster, instances are homed only on nodes whose Ray labels include all
     of these (`ray start --labels`); none matching is a NoEligibleNodeError at create."""
 
+    runtime_env: Mapping[str, Any] | None = None
+    """Ray runtime_env of the instance actors (pip, env_vars, working_dir...); their steps'
+    `resources=` tasks inherit it."""
+
+    resources: ComputeRequest | Mapping[str, Any] | None = None
+    """What each instance actor reserves on its home node: {"num_cpus", "num_gpus", "memory",
+    "resources"} (default: nothing, num_cpus 0). The home node must offer it."""
+
+    infeasible_after: float = INFEASIBLE_AFTER
+    """Seconds a step's `resources=` may match no node before its attempt fails with
+    InfeasibleResourcesError (a step's own "infeasible_after" overrides it)."""
+
     def __post_init__(self) -> None:
         _check_int("concurrency", self.concurrency, 1)
+        self._check_compute()
         _check_int("warm", self.warm, 0)
         if not isinstance(self.env, Mapping) or not all(isinstance(k, str) for k in self.env):
             raise InvalidInputError(
@@ -56,6 +70,28 @@ class WorkflowOptions:
             if seconds is None:
                 raise InvalidInputError(f"{name} must be a number of seconds, not None")
             object.__setattr__(self, name, seconds)
+
+    def _check_compute(self) -> None:
+        env = self.runtime_env
+        if env is not None and not (
+            isinstance(env, Mapping) and all(isinstance(k, str) for k in env)
+        ):
+            raise InvalidInputError(
+                f"runtime_env {show(env)} must be a dict with str keys (Ray's runtime_env) or None",
+                value=show(env),
+            )
+        object.__setattr__(self, "runtime_env", None if env is None else dict(env))
+        object.__setattr__(self, "resources", compute_request(self.resources, "resources"))
+        wait = check_seconds_arg(self.infeasible_after, "infeasible_after")
+        if wait is None:
+            raise InvalidInputError("infeasible_after must be a number of seconds, not None")
+        object.__setattr__(self, "infeasible_after", wait)
+
+    @property
+    def actor_request(self) -> ComputeRequest | None:
+        """`resources`, checked (a dict given to the constructor is made a request there)."""
+        assert self.resources is None or isinstance(self.resources, ComputeRequest)
+        return self.resources
 
     @property
     def wake_lead(self) -> float:

@@ -9,6 +9,7 @@ wait for the retry; the waiting and persisting belong to the activation (engine.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
 import math
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
@@ -23,9 +24,10 @@ from ..errors import (
     WaitForEventTimeoutError,
     WorkflowStepError,
 )
-from ..storage.codec import decode, encode_read_back
+from ..storage.codec import MAX_RESULT_BYTES, decode, encode_read_back
 from ..storage.records import StepKind, StepRecord, StepState, unpack_event
 from . import dag
+from .compute import ComputeRequest, compute_request, placed
 from .model import ReceivedEvent, StepContext, StepIdentity
 from .retrying import Transition, after_failure, failure_of, lost_attempt
 from .rules import (
@@ -42,6 +44,11 @@ if TYPE_CHECKING:
     from .engine import Activation
 
 T = TypeVar("T")
+# How long the loop blocks for a sync step's thread before it awaits it instead. Most sync steps
+# (a lambda, a small computation, a cached lookup) end well within it, and a blocking wait saves
+# the event loop's cross-thread wake-up (~100-150 us here); a longer step costs the loop at most
+# this much before it goes on with other work.
+_QUICK_WAIT = 0.001
 StepFn = Callable[..., Any]
 
 
@@ -60,6 +67,7 @@ class WorkflowStep:
         retries: dict[str, Any] | None = None,
         timeout: Duration | None = None,
         config: Mapping[str, Any] | None = None,
+        resources: Mapping[str, Any] | None = None,
     ) -> Awaitable[T]: ...
 
     @overload
@@ -71,6 +79,7 @@ class WorkflowStep:
         retries: dict[str, Any] | None = None,
         timeout: Duration | None = None,
         config: Mapping[str, Any] | None = None,
+        resources: Mapping[str, Any] | None = None,
     ) -> Awaitable[T]: ...
 
     @overload
@@ -82,6 +91,7 @@ class WorkflowStep:
         retries: dict[str, Any] | None = None,
         timeout: Duration | None = None,
         config: Mapping[str, Any] | None = None,
+        resources: Mapping[str, Any] | None = None,
         concurrent: bool = False,
     ) -> Callable[[StepFn], dag.StepFunction]: ...
 
@@ -93,6 +103,7 @@ class WorkflowStep:
         retries: dict[str, Any] | None = None,
         timeout: Duration | None = None,
         config: Mapping[str, Any] | None = None,
+        resources: Mapping[str, Any] | None = None,
         concurrent: bool = False,
     ) -> Any:
         """Run `fn` once, durably: `await step.do(name, fn)`, or as a decorator `@step.do(name)`.
@@ -104,12 +115,27 @@ class WorkflowStep:
         (runtime/dag.py): parameters named after earlier step functions receive their results,
         one named `ctx` the StepContext; `concurrent=True` resolves them together; the name
         defaults to the function's.
+        `resources` ({"num_cpus", "num_gpus", "memory", "resources", "infeasible_after"}) runs
+        each attempt as a Ray task on a node that has them (runtime/compute.py).
         """
         resolved = dag.resolve_config(retries, timeout, config)
+        request = compute_request(resources)
         if fn is None:
-            return dag.decorator(self, name, resolved, concurrent)
+            return dag.decorator(
+                self, name, resolved, concurrent, lambda n, f: self._placed(n, f, request)
+            )
         sid = self._act.next_id(dag.check_plain_call(name, concurrent))
-        return self._act.track(sid, self._do(sid, _callable(sid[0], fn), resolved))
+        return self._act.track(sid, self._do(sid, self._placed(sid[0], fn, request), resolved))
+
+    def _placed(self, name: str, fn: Any, request: ComputeRequest | None) -> StepFn:
+        """The function the step path calls: `fn`, or a remote attempt of it when the step
+        asks for resources and the activation has an executor (the in-process test kit has
+        none: there the step runs in the instance's process)."""
+        fn = _callable(name, fn)
+        executor = self._act.compute
+        if request is None or executor is None:
+            return fn
+        return placed(fn, request, executor, _arguments)
 
     def sleep(self, name: str, duration: Duration) -> Awaitable[None]:
         """Sleep durably for `duration` ("2 days", timedelta, or seconds), at most 365 days."""
@@ -181,7 +207,9 @@ class WorkflowStep:
         async with act.busy(config.timeout):
             try:
                 value = await _call(fn, ctx, config.timeout, act)
-                raw, result = encode_read_back(value, f"result of step {sid[0]!r}")
+                raw, result = encode_read_back(
+                    value, f"result of step {sid[0]!r}", MAX_RESULT_BYTES
+                )
             except asyncio.CancelledError:
                 raise  # the activation is being stopped, not the step failing
             except BaseException as exc:  # SystemExit etc. from a step: a failed attempt
@@ -270,18 +298,27 @@ async def _call(fn: StepFn, ctx: StepContext, timeout: float, act: Activation) -
         getattr(fn, "__call__", None)  # noqa: B004 - async callable objects
     ):
         return await act.clock.wait_for(fn(*args), timeout)
-    # Sync code runs in a thread so it never blocks the instance's loop. A thread cannot be
-    # stopped: one still running at its timeout is a stray, and its worker gets replaced.
+    # Sync code runs in a thread so it blocks the instance's loop for at most _QUICK_WAIT. A thread
+    # cannot be stopped: one still running at its timeout is a stray, and its worker is replaced.
     running = act.submit(fn, *args)
     try:
-        result = await act.clock.wait_for(asyncio.wrap_future(running), timeout)
+        result = running.result(min(_QUICK_WAIT, timeout))
+    except concurrent.futures.TimeoutError:
+        result = await _await_thread(running, timeout, act)
+    if inspect.isawaitable(result):
+        return await act.clock.wait_for(result, timeout)
+    return result
+
+
+async def _await_thread(
+    running: concurrent.futures.Future[Any], timeout: float, act: Activation
+) -> Any:
+    try:
+        return await act.clock.wait_for(asyncio.wrap_future(running), timeout)
     except TimeoutError:
         if not running.done():
             act.strays.append(running)
         raise
-    if inspect.isawaitable(result):
-        return await act.clock.wait_for(result, timeout)
-    return result
 
 
 def _callable(name: str, fn: Any) -> StepFn:

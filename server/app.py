@@ -36,7 +36,7 @@ from ..bindings.config import Project
 from ..bindings.jsonable import jsonable
 from ..bindings.workflow import MAX_BATCH, Workflow, WorkflowInstance
 from ..errors import InvalidInputError
-from ..runtime.listing import DEFAULT_LIMIT, MAX_LIMIT
+from ..runtime.listing import DEFAULT_LIMIT, MAX_LIMIT, parse_time
 from ..runtime.model import StatusInfo, StepInfo
 from ..runtime.rules import check_event_type
 from .errors import install_error_handlers
@@ -164,10 +164,17 @@ def _routes(project: Project) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
         cursor: str | None = None,
         direction: Literal["asc", "desc"] = "desc",
+        date_start: str | None = None,  # Cloudflare's names: created at or after / before
+        date_end: str | None = None,
     ) -> JSONResponse:
         wf = project.workflow(name)
         page = await wf.list_instances(
-            status=status, limit=limit, cursor=cursor, reverse=direction == "asc"
+            status=status,
+            limit=limit,
+            cursor=cursor,
+            reverse=direction == "asc",
+            created_after=parse_time(date_start, "date_start"),
+            created_before=parse_time(date_end, "date_end"),
         )
         rows = [_brief(st) for st in page.instances]
         return ok(rows, cursor=page.cursor, count=len(rows), per_page=limit)

@@ -1,7 +1,8 @@
 """Online backup of one node's storage, and restore. No Ray.
 
 A backup is a folder holding one compacted LMDB file, copied inside one read transaction: a
-consistent snapshot of the live storage, taken while instances keep running. It carries the
+consistent snapshot of the live storage, taken while instances keep running, and the blob files
+of big step results (storage/blobs.py), copied after it. It carries the
 storage's identity, so a storage restored from it is the same raydo node (same node id, same
 actor names) wherever it is restored. It has the storage's own modes: folder 0700, file 0600
 (permissions.py), written under a temporary name and renamed, so a half-written backup never
@@ -18,7 +19,7 @@ from typing import BinaryIO
 import lmdb
 
 from ..errors import InvalidInputError, SchemaVersionError, StorageError
-from . import keys, permissions
+from . import blobs, keys, permissions
 from .kv import LmdbKV
 
 DATA = "data.mdb"
@@ -32,8 +33,10 @@ def backup(kv: LmdbKV, folder: str) -> int:
     permissions.secure_folder(folder)
     _write_private(os.path.join(folder, _PARTIAL), kv.copy_to)
     os.replace(os.path.join(folder, _PARTIAL), os.path.join(folder, DATA))
-    _sync_folder(folder)
-    return os.path.getsize(os.path.join(folder, DATA))
+    blobs.sync_folder(folder)
+    # after the snapshot: every blob it points at was written before its pointer
+    copied = blobs.copy_all(kv.path, folder)
+    return os.path.getsize(os.path.join(folder, DATA)) + copied
 
 
 def restore(backup_folder: str, storage: str) -> None:
@@ -47,7 +50,8 @@ def restore(backup_folder: str, storage: str) -> None:
     with open(source, "rb") as src:
         _write_private(os.path.join(storage, _PARTIAL), lambda fd: _copy(src, fd))
     os.replace(os.path.join(storage, _PARTIAL), os.path.join(storage, DATA))
-    _sync_folder(storage)
+    blobs.sync_folder(storage)
+    blobs.copy_all(os.path.dirname(source), storage)
 
 
 def check_backup(data_file: str) -> None:
@@ -68,7 +72,7 @@ def check_backup(data_file: str) -> None:
         env.close()
     if identity is None or version is None:
         raise InvalidInputError(f"{data_file!r} is an LMDB file but not a raydo storage")
-    if keys.decode_u64(bytes(version)) != keys.SCHEMA_VERSION:
+    if keys.decode_u64(bytes(version)) not in (1, keys.SCHEMA_VERSION):  # 1: migrated at open
         found = keys.decode_u64(bytes(version))
         raise SchemaVersionError(
             f"backup {data_file!r} has schema version {found}; this raydo restores version "
@@ -105,11 +109,3 @@ def _write_private(path: str, fill: Callable[[int], None]) -> None:
 def _copy(src: BinaryIO, fd: int) -> None:
     with os.fdopen(os.dup(fd), "wb") as dst:
         shutil.copyfileobj(src, dst, 1 << 20)
-
-
-def _sync_folder(folder: str) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -26,6 +26,8 @@ from pydantic import BaseModel
 from ..errors import CorruptRecordError, PayloadError
 
 MAX_VALUE_BYTES = 1 << 20
+MAX_RESULT_BYTES = 256 << 20
+"""A step result may be this big: over MAX_VALUE_BYTES it is kept in a blob file (blobs.py)."""
 _PREVIEW = 200
 _EXT_DATETIME = 1
 _EXT_MODEL = 2
@@ -146,7 +148,8 @@ def encode_read_back(
         ) from None
     if len(raw) > limit:
         raise PayloadError(
-            f"{what} ({kind}) is {len(raw)} bytes serialized; the limit is {limit} bytes (1 MiB)",
+            f"{what} ({kind}) is {len(raw)} bytes serialized; the limit is {limit} bytes "
+            f"({limit / (1 << 20):g} MiB)",
             what=what,
             size=len(raw),
         )

@@ -9,7 +9,7 @@ lease is refused (`Fenced`): an activation that outlived its turn can never over
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from ..errors import (
@@ -18,8 +18,9 @@ from ..errors import (
     InstanceNotFoundError,
     SchemaVersionError,
 )
-from . import keys
+from . import blobs, keys
 from .kv import KV, Reader, Writer
+from .migrate import migrate_v1
 from .records import (
     EventRecord,
     Fenced,
@@ -53,26 +54,28 @@ def set_sync_mode(kv: KV, each_commit: bool) -> None:
 
 
 def check_schema(kv: KV) -> None:
-    """Stamp an empty store with our schema version and a secret identity; refuse one written by
-    another version."""
+    """Stamp an empty store with our schema version and a secret identity; migrate a version-1
+    store in place (storage/migrate.py); refuse one written by another version."""
 
-    def apply(w: Writer) -> None:
+    def apply(w: Writer) -> int:
         if w.get(keys.IDENTITY_KEY) is None:
             w.put(keys.IDENTITY_KEY, secrets.token_bytes(32))
         raw = w.get(keys.SCHEMA_KEY)
         if raw is None:
             w.put(keys.SCHEMA_KEY, keys.encode_u64(keys.SCHEMA_VERSION))
-            return
+            return keys.SCHEMA_VERSION
         found = keys.decode_u64(raw)
-        if found != keys.SCHEMA_VERSION:
+        if found not in (1, keys.SCHEMA_VERSION):
             raise SchemaVersionError(
                 f"storage at {kv.path!r} has schema version {found}; this raydo reads version "
-                f"{keys.SCHEMA_VERSION} only",
+                f"{keys.SCHEMA_VERSION} (and migrates version 1) only",
                 found=found,
                 expected=keys.SCHEMA_VERSION,
             )
+        return found
 
-    kv.write(apply)
+    if kv.write(apply) == 1:
+        migrate_v1(kv)
 
 
 def storage_identity(kv: KV) -> bytes:
@@ -128,6 +131,55 @@ class InstanceStore:
 
         return self.kv.read(apply)
 
+    def listed(
+        self,
+        status: str | None,
+        reverse: bool,
+        limit: int,
+        after: tuple[float, str] | None = None,
+        span: tuple[float | None, float | None] = (None, None),
+    ) -> list[InstanceRecord]:
+        """Up to `limit` records from the listing index, newest first (oldest first with
+        `reverse`), only those in stored `status` if given, strictly past the (created_at, id)
+        key `after`, created within `span` (since, until; inclusive). Reads only what it
+        returns (and corrupt records it skips)."""
+        prefix = (
+            keys.by_created_of(self.workflow)
+            if status is None
+            else keys.by_status_of(self.workflow, status)
+        )
+        since, until = span
+
+        def apply(r: Reader) -> list[InstanceRecord]:
+            out: list[InstanceRecord] = []
+            for key, _ in _walk(r, prefix, reverse, after, since if reverse else until):
+                created, iid = keys.listed_of(prefix, key)
+                if (created, iid) == after:
+                    continue
+                if (since is not None and created < since) or (
+                    until is not None and created > until
+                ):
+                    break
+                rec = _decoded(r.get(keys.instance(self.workflow, iid)), iid)
+                if rec is not None:
+                    out.append(rec)
+                    if len(out) >= limit:
+                        break
+            return out
+
+        return self.kv.read(apply)
+
+    def counts(self) -> dict[str, int]:
+        """How many instances are stored in each status (kept, never recounted)."""
+
+        def apply(r: Reader) -> dict[str, int]:
+            return {
+                status.value: keys.decode_u64(r.get(keys.count(self.workflow, status.value)))
+                for status in InstanceStatus
+            }
+
+        return self.kv.read(apply)
+
     def params(self, iid: str) -> bytes | None:
         return self.kv.read(lambda r: r.get(keys.params(self.workflow, iid)))
 
@@ -141,7 +193,8 @@ class InstanceStore:
             found = {}
             for key, raw in r.scan(prefix):
                 step_id = keys.step_id_of(key)
-                found[step_id] = unpack_step(raw, f"step {step_id} of instance {iid!r}")
+                step = unpack_step(raw, f"step {step_id} of instance {iid!r}")
+                found[step_id] = blobs.filled(self.kv, self.workflow, iid, step)
             return found
 
         return self.kv.read(apply)
@@ -156,7 +209,8 @@ class InstanceStore:
             steps = {}
             for key, raw in r.scan(prefix):
                 step_id = keys.step_id_of(key)
-                steps[step_id] = unpack_step(raw, f"step {step_id} of instance {iid!r}")
+                step = unpack_step(raw, f"step {step_id} of instance {iid!r}")
+                steps[step_id] = blobs.filled(self.kv, self.workflow, iid, step)
             params = r.get(keys.params(self.workflow, iid))
             return Loaded(rec, lease, steps, params, r.get(keys.modifiers(self.workflow, iid)))
 
@@ -174,15 +228,21 @@ class InstanceStore:
     # -- writing: shared pieces ---------------------------------------------------------------
 
     def _put_record(self, w: Writer, rec: InstanceRecord) -> None:
-        """Write a record and keep the timer index in step with its wake_at, in the same txn."""
+        """Write a record and keep the timer index, the listing index and the counters in step
+        with it, in the same txn."""
         key = keys.instance(self.workflow, rec.id)
         old_raw = w.get(key)
-        old_wake = unpack_instance(old_raw, rec.id).wake_at if old_raw is not None else None
+        old = unpack_instance(old_raw, rec.id) if old_raw is not None else None
+        old_wake = old.wake_at if old is not None else None
         if old_wake != rec.wake_at:
             if old_wake is not None:
                 w.delete(keys.timer(old_wake, self.workflow, rec.id))
             if rec.wake_at is not None:
                 w.put(keys.timer(rec.wake_at, self.workflow, rec.id), b"")
+        if old is None or (old.status, old.created_at) != (rec.status, rec.created_at):
+            if old is not None:
+                unlist(w, self.workflow, old)
+            add_listed(w, self.workflow, rec)
         w.put(key, pack_instance(rec))
 
     def _check_lease(self, w: Reader, iid: str, lease: int) -> None:
@@ -303,11 +363,13 @@ class InstanceStore:
             rec = self._existing(w, iid)
             if rec.wake_at is not None:
                 w.delete(keys.timer(rec.wake_at, self.workflow, iid))
+            unlist(w, self.workflow, rec)
             w.delete(keys.instance(self.workflow, iid))
             for key, _ in list(w.scan(keys.namespace(self.workflow, iid))):
                 w.delete(key)
 
         self.kv.write(apply)
+        blobs.delete_instance(self.kv, self.workflow, iid)
 
     # -- raydo.testing's modifiers -------------------------------------------------------------
 
@@ -332,7 +394,7 @@ class InstanceStore:
         self, iid: str, lease: int, step_id: tuple[str, int], step: StepRecord, durable: bool
     ) -> None:
         key = keys.step(self.workflow, iid, *step_id)
-        raw = pack_step(step)
+        raw = pack_step(blobs.spill(self.kv, self.workflow, iid, step))  # the blob first
 
         def apply(w: Writer) -> None:
             self._check_lease(w, iid, lease)
@@ -373,6 +435,48 @@ class InstanceStore:
             self._put_record(w, rec)
 
         self.kv.write(apply, durable)
+
+
+def add_listed(w: Writer, wf: str, rec: InstanceRecord) -> None:
+    """Index `rec` for listings and count it in its status."""
+    w.put(keys.by_created(wf, rec.created_at, rec.id), b"")
+    w.put(keys.by_status(wf, str(rec.status), rec.created_at, rec.id), b"")
+    _add_count(w, wf, str(rec.status), 1)
+
+
+def unlist(w: Writer, wf: str, rec: InstanceRecord) -> None:
+    """Undo add_listed for the record as it was stored."""
+    w.delete(keys.by_created(wf, rec.created_at, rec.id))
+    w.delete(keys.by_status(wf, str(rec.status), rec.created_at, rec.id))
+    _add_count(w, wf, str(rec.status), -1)
+
+
+def _add_count(w: Writer, wf: str, status: str, delta: int) -> None:
+    key = keys.count(wf, status)
+    w.put(key, keys.encode_u64(max(0, keys.decode_u64(w.get(key)) + delta)))
+
+
+def _walk(
+    r: Reader, prefix: bytes, reverse: bool, after: tuple[float, str] | None, edge: float | None
+) -> Iterator[tuple[bytes, bytes]]:
+    """Index keys from the cursor `after` (else the date edge, else the end), in listing order:
+    oldest first when `reverse`, else newest first."""
+    start = None
+    if after is not None:
+        start = prefix + keys.listed_key(*after)
+    elif edge is not None:
+        start = prefix + keys.listed_edge(edge, high=not reverse)
+    return r.scan(prefix, start) if reverse else r.scan_back(prefix, start)
+
+
+def _decoded(raw: bytes | None, iid: str) -> InstanceRecord | None:
+    """A corrupt record is left out of listings (status() reports it)."""
+    if raw is None:
+        return None
+    try:
+        return unpack_instance(raw, f"instance {iid!r}")
+    except CorruptRecordError:
+        return None
 
 
 def all_records(kv: KV) -> list[InstanceRecord]:

@@ -18,6 +18,16 @@ keys sort in logical order and a timer queue or an event FIFO is a prefix scan.
     N  wf  id  M                             -> test modifiers           /   it holds no actor)
     M  wf                                    -> test modifiers for instances created next
     T  due_ms(u64)  wf  id                   -> timer (empty value)
+    C  wf  created(f64s)  id                 -> listing index by creation time (empty value)
+    S  wf  status  created(f64s)  id         -> listing index by status, then creation time
+    K  wf  status                            -> how many instances are stored in that status (u64)
+
+`C`, `S` and `K` are written in the same transaction as the record they reflect (create, status
+change, delete: storage/instances.py `_put_record` and `delete`), so no crash leaves them out of
+step. `f64s` is the creation time as a float made byte-sortable (sign bit flipped for >= 0, every
+bit flipped below 0), so a forward scan is oldest first and a backward scan newest first, in
+exactly the listing's (created_at, id) order; the id runs to the end of the key. Schema version 2
+added them; a version-1 storage is migrated in place when first opened (storage/migrate.py).
 
 The `M` keys and meta/clock exist only where raydo.testing wrote them: production storage has none.
 """
@@ -27,7 +37,7 @@ from __future__ import annotations
 import struct
 
 SCHEMA_KEY = b"meta\x00schema"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SYNC_KEY = b"meta\x00sync"  # u64: 1 = fsync every durable commit, 0 = fsync on an interval
 IDENTITY_KEY = b"meta\x00identity"  # 32 random bytes, written once
 CLOCK_KEY = b"meta\x00clock"  # f64: seconds added to the system clock (raydo.testing)
@@ -121,6 +131,54 @@ def timer_of(key: bytes) -> tuple[float, str, str]:
     due = _U64.unpack(key[2:10])[0] / 1000
     wf, iid = key[10:].split(_SEP, 1)
     return due, wf.decode("utf-8"), iid.decode("utf-8")
+
+
+def _sortable(value: float) -> bytes:
+    (bits,) = _U64.unpack(_F64.pack(value))
+    return _U64.pack(bits ^ (1 << 63) if bits >> 63 == 0 else bits ^ _U64_MAX)
+
+
+def _unsortable(raw: bytes) -> float:
+    (bits,) = _U64.unpack(raw)
+    bits = bits ^ (1 << 63) if bits >> 63 == 1 else bits ^ _U64_MAX
+    return float(_F64.unpack(_U64.pack(bits))[0])
+
+
+def by_created_of(wf: str) -> bytes:
+    return b"C" + _SEP + _enc(wf) + _SEP
+
+
+def by_status_of(wf: str, status: str) -> bytes:
+    return b"S" + _SEP + _enc(wf) + _SEP + _enc(status) + _SEP
+
+
+def listed_key(created: float, iid: str) -> bytes:
+    """The part of a `C` or `S` key after its prefix."""
+    return _sortable(created) + _enc(iid)
+
+
+def listed_edge(created: float, high: bool) -> bytes:
+    """A key part below (or, `high`, above) every listed key of that creation time: 0xff never
+    occurs in UTF-8."""
+    return _sortable(created) + (b"\xff" if high else b"")
+
+
+def by_created(wf: str, created: float, iid: str) -> bytes:
+    return by_created_of(wf) + listed_key(created, iid)
+
+
+def by_status(wf: str, status: str, created: float, iid: str) -> bytes:
+    return by_status_of(wf, status) + listed_key(created, iid)
+
+
+def listed_of(prefix: bytes, key: bytes) -> tuple[float, str]:
+    """(created_at, id) of a `C` or `S` index key under `prefix`."""
+    body = key[len(prefix) :]
+    return _unsortable(body[:8]), body[8:].decode("utf-8")
+
+
+def count(wf: str, status: str) -> bytes:
+    return b"K" + _SEP + _enc(wf) + _SEP + _enc(status)
 
 
 def encode_u64(value: int) -> bytes:

@@ -31,6 +31,9 @@ _FLUSH_EVERY = 0.05
 class Reader(Protocol):
     def get(self, key: bytes) -> bytes | None: ...
     def scan(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]: ...
+    def scan_back(
+        self, prefix: bytes, start: bytes | None = None
+    ) -> Iterator[tuple[bytes, bytes]]: ...
 
 
 class Writer(Reader, Protocol):
@@ -58,6 +61,23 @@ class _LmdbTxn:
         if not cursor.set_range(start if start is not None else prefix):
             return
         for key, value in cursor:
+            if not bytes(key).startswith(prefix):
+                return
+            yield bytes(key), bytes(value)
+
+    def scan_back(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """Keys under `prefix`, at or below `start` (all when None), highest first."""
+        cursor = self._txn.cursor()
+        top = start if start is not None else _after_prefix(prefix)
+        if top is None or not cursor.set_range(top):
+            placed = cursor.last()
+        elif start is None or bytes(cursor.key()) > top:  # past the range: step back into it
+            placed = cursor.prev()
+        else:
+            placed = True
+        if not placed:
+            return
+        for key, value in cursor.iterprev():
             if not bytes(key).startswith(prefix):
                 return
             yield bytes(key), bytes(value)
@@ -200,6 +220,11 @@ class LmdbKV:
     def map_size(self) -> int:
         return int(self._env.info()["map_size"])
 
+    def used_bytes(self) -> int:
+        """Bytes of the file in use: up to the highest page ever allocated. Freed pages below it
+        are reused before it grows, so this stops growing when deletes keep up with writes."""
+        return (int(self._env.info()["last_pgno"]) + 1) * int(self._env.stat()["psize"])
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
@@ -218,6 +243,11 @@ class _MemoryTxn:
     def scan(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         low = start if start is not None else prefix
         for key in sorted(k for k in self.data if k.startswith(prefix) and k >= low):
+            yield key, self.data[key]
+
+    def scan_back(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        chosen = (k for k in self.data if k.startswith(prefix) and (start is None or k <= start))
+        for key in sorted(chosen, reverse=True):
             yield key, self.data[key]
 
     def put(self, key: bytes, value: bytes) -> None:
@@ -248,6 +278,12 @@ class MemoryKV:
             result = fn(txn)
             self._data = txn.data
             return result
+
+
+def _after_prefix(prefix: bytes) -> bytes | None:
+    """The lowest key above every key that starts with `prefix` (None: there is none)."""
+    body = prefix.rstrip(b"\xff")
+    return body[:-1] + bytes([body[-1] + 1]) if body else None
 
 
 _OPEN: dict[str, LmdbKV] = {}

@@ -102,6 +102,7 @@ class StepRecord:
     type: str | None = None  # event type of a wait
     started_at: float | None = None
     ended_at: float | None = None
+    blob: str | None = None  # a value over the record limit lives in this file (blobs.py)
 
     def __post_init__(self) -> None:
         self.kind, self.state = StepKind(self.kind), StepState(self.state)

@@ -16,6 +16,7 @@ a misspelt name would otherwise leave the test running the real step.
 
 from __future__ import annotations
 
+import abc
 import uuid
 from collections.abc import Callable
 from types import TracebackType
@@ -70,14 +71,32 @@ def backend_of(workflow: Any) -> Backend:
     return RayBackend.of(workflow.storage)
 
 
-class _Modifying:
+class _Modifying(abc.ABC):
     """The seven modifiers (both introspectors have them). Each checks its input first, so a bad
-    call changes nothing, then stores the whole set."""
+    call changes nothing, then stores the whole set. Used as a (sync or async) context manager,
+    it removes its modifiers on exit."""
 
     _mods: Modifiers
 
-    def _save(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _save(self) -> None: ...
+
+    @abc.abstractmethod
+    def _close(self, failed: bool) -> None: ...
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: Any) -> None:
+        self._close(failed=kind is not None)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._close(failed=kind is not None)
 
     def disable_sleeps(self, steps: list[StepSelector] | None = None) -> Self:
         """Sleeps (every one, or those listed) end at once."""
@@ -222,20 +241,6 @@ class InstanceIntrospector(_Modifying):
         if st is not None:
             self._check_named_steps(st)
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, *_: Any) -> None:
-        self._close(failed=kind is not None)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._close(failed=kind is not None)
-
     def _close(self, failed: bool) -> None:
         if failed:  # the test's own error matters more than what dispose would find
             self._store.set_modifiers(self.id, None)
@@ -328,20 +333,6 @@ class WorkflowIntrospector(_Modifying):
                 problems.append(exc)
         if problems:
             raise problems[0]
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, *_: Any) -> None:
-        self._close(failed=kind is not None)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._close(failed=kind is not None)
 
     def _close(self, failed: bool) -> None:
         if not failed:

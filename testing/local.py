@@ -317,12 +317,19 @@ class LocalNamespace:
         return [Snapshot(rec, None, None, False) for rec in self.ns.store.records()]
 
     async def list_instances(
-        self, status: InstanceStatus | None, limit: int, cursor: str | None, reverse: bool
+        self,
+        status: InstanceStatus | None,
+        limit: int,
+        cursor: str | None,
+        reverse: bool,
+        since: float | None = None,
+        until: float | None = None,
     ) -> listing.Page:
-        return listing.page(self.ns.summaries(), status, limit, cursor, reverse)
+        query = listing.Query(status, limit, cursor, reverse, since, until)
+        return listing.page_indexed(self.ns.store, self.ns.reported, self.ns.overlaid(), query)
 
     async def counts(self) -> dict[str, int]:
-        return listing.counts(self.ns.summaries())
+        return listing.kept_counts(self.ns.store, self.ns.reported, self.ns.overlaid())
 
     async def params(self, iid: str) -> bytes | None:
         self.ns.store.require(iid)

@@ -185,6 +185,9 @@ def test_pages_filters_and_order(project: tuple[Cli, Any]) -> None:
     assert [i["id"] for i in oldest["instances"]] == ["p-0"]
     assert len(cli.json("instances", "list", "fails", "--status", "errored")["instances"]) == 5
     assert cli.json("instances", "list", "fails", "--status", "complete")["instances"] == []
+    assert cli.json("instances", "list", "fails", "--until", "2000-01-01")["instances"] == []
+    since = cli.json("instances", "list", "fails", "--since", "2000-01-01T00:00:00Z")
+    assert len(since["instances"]) == 5
     err = cli.json("workflows", "trigger", "fails", "--id", "p-9", "--wait", code=1)
     assert err["status"] == "errored" and err["error"] == {"name": "Unlucky", "message": "no luck"}
 
@@ -225,6 +228,7 @@ def test_terminate_restart_delete_and_exit_codes(project: tuple[Cli, Any]) -> No
         ["instances", "list", "greet", "--limit", "0"],
         ["instances", "list", "greet", "--limit", "ten"],
         ["instances", "list", "greet", "--cursor", "garbage"],
+        ["instances", "list", "greet", "--since", "yesterday"],
         ["instances", "describe", "greet", "latest", "--truncate-output-limit", "0"],
         ["instances", "send-event", "greet", "x", "--type", "bad type"],
         ["instances", "send-event", "greet", "x", "--type", "ok", "--payload", "{"],

@@ -46,8 +46,9 @@ class Node:
 
 
 class LocalCluster:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, driver: Path = DRIVER) -> None:
         self.root = root
+        self.driver = driver  # the script `run`, `start_driver` and `result` launch
         self.port = free_port()
         self.nodes: dict[str, Node] = {}
         self.killed: list[int] = []
@@ -71,14 +72,15 @@ class LocalCluster:
             "PYTHONUNBUFFERED": "1",
         }
 
-    def start_node(self, name: str, head: bool = False) -> Node:
-        """Start (or start again, on the same storage folder) node `name`."""
+    def start_node(self, name: str, head: bool = False, extra: tuple[str, ...] = ()) -> Node:
+        """Start (or start again, on the same storage folder) node `name`; `extra` arguments
+        go to its `ray start` (e.g. `--num-gpus=1` for a fake GPU node)."""
         storage = self.root / "storage" / name
         self.starts += 1
         temp = self.temp / f"{name}-{self.starts}"
         args = [str(RAY), "start", "--block", "--num-cpus=1", "--disable-usage-stats"]
         args += [f"--temp-dir={temp}", f"--labels={json.dumps({'raydo-node': name})}"]
-        args += ["--object-store-memory=80000000"]
+        args += ["--object-store-memory=80000000", *extra]
         if head:
             args += ["--head", f"--port={self.port}", "--include-dashboard=false"]
             args += [f"--system-config={json.dumps(_FAST_DEATH)}"]
@@ -143,7 +145,7 @@ class LocalCluster:
     def run(self, *args: str, check: bool = True, timeout: float = 240) -> Any:
         """Run the driver script with `args` as a new process attached to the cluster."""
         done = subprocess.run(
-            [sys.executable, str(DRIVER), str(self.root), *args],
+            [sys.executable, str(self.driver), str(self.root), *args],
             capture_output=True,
             text=True,
             env=self.env,
@@ -156,7 +158,7 @@ class LocalCluster:
     def start_driver(self, *args: str) -> subprocess.Popen[str]:
         """The driver script with `args`, left running (the caller waits for it)."""
         return subprocess.Popen(
-            [sys.executable, str(DRIVER), str(self.root), *args],
+            [sys.executable, str(self.driver), str(self.root), *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,

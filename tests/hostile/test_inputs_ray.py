@@ -34,6 +34,7 @@ from raydo import (
     WaitTimeoutError,
     WorkflowEntrypoint,
 )
+from raydo.storage.codec import MAX_RESULT_BYTES
 
 pytestmark = pytest.mark.ray
 
@@ -53,8 +54,8 @@ class Unstorable:
 def _unstorable(what: str) -> Any:
     if what == "object":
         return object()
-    if what == "big-str":
-        return "x" * ((1 << 20) + 1)
+    if what == "big-str":  # over the step result limit (results over 1 MiB become blobs)
+        return "x" * (MAX_RESULT_BYTES + 1)
     if what == "custom":
         return Unstorable()
     if what == "huge-int":

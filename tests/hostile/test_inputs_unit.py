@@ -647,6 +647,8 @@ def test_step_name_rule(value: Any) -> None:
     st.sampled_from(["do-name", "decorator-name", "sleep-name", "sleep_until-name", "wait-name"]),
 )
 def test_step_name_in_run(value: Any, op: str) -> None:
+    if value is None and op == "decorator-name":
+        return  # @step.do(None): the name defaults to the function's (Cloudflare's Python API)
     check_run_rejected(op, value, InvalidStepError, "256")
 
 

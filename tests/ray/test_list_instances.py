@@ -53,3 +53,25 @@ def test_bad_listing_arguments_are_rejected_before_any_call(raydo_env: Path) -> 
             wf.list_instances(**kwargs)  # type: ignore[arg-type]
     with pytest.raises(InstanceNotFoundError):
         raydo.WorkflowInstance(wf, "ghost").params().result()
+
+
+def test_date_filters_and_every_instance(raydo_env: Path) -> None:
+    wf = raydo.workflow(Maybe, name="dated")
+    early = [wf.create(id=f"e{n}", params={"n": n, "fail": False}).result() for n in range(3)]
+    wf.wait_all(early, timeout=120).result()
+    edge = wf.get("e2").result().status().result().created_at
+    late = [wf.create(id=f"l{n}", params={"n": n, "fail": n == 1}).result() for n in range(3)]
+    wf.wait_all(late, timeout=120).result()
+    after = wf.list_instances(created_after=edge.timestamp() + 1e-6).result()
+    assert [st.id for st in after.instances] == ["l2", "l1", "l0"]
+    before = wf.list_instances(created_before=edge, reverse=True).result()
+    assert [st.id for st in before.instances] == ["e0", "e1", "e2"]
+    errored = wf.list_instances(status="errored", created_after=edge).result()
+    assert [st.id for st in errored.instances] == ["l1"]
+    assert [st.id for st in wf.instances(created_before=edge).result()] == ["e0", "e1", "e2"]
+    assert len(wf.instances().result()) == 6
+    wf.get("e0").result().delete().result()
+    counts = wf.counts().result()
+    assert (counts["complete"], counts["errored"]) == (4, 1)
+    with pytest.raises(InvalidInputError, match="created_after"):
+        wf.list_instances(created_after="yesterday")

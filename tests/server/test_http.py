@@ -107,6 +107,10 @@ def test_batch_create_list_pages_and_batch_delete(served: Served) -> None:
     assert seen == ["b-0", "b-1", "b-2", "b-3", "b-4", "b-9"]
     only = httpx.get(f"{s.url}{API}/greet/instances", params={"status": "errored"})
     assert only.json()["result"] == []
+    old = httpx.get(f"{s.url}{API}/greet/instances", params={"date_end": "2000-01-01T00:00Z"})
+    assert old.json()["result"] == []
+    since = httpx.get(f"{s.url}{API}/greet/instances", params={"date_start": "2000-01-01"})
+    assert len(since.json()["result"]) == 6
     bad = httpx.post(f"{s.url}{API}/greet/instances/batch/delete", json={"ids": ["b-0", "zz"]})
     assert bad.status_code == 404 and counts(s, "greet")["total"] == 6
     gone = httpx.post(f"{s.url}{API}/greet/instances/batch/delete", json={"ids": ["b-0", "b-1"]})
@@ -122,6 +126,7 @@ HOSTILE: list[tuple[str, str, dict[str, Any], int]] = [
     ("GET", "/api/workflows/greet/instances?limit=1001", {}, 422),
     ("GET", "/api/workflows/greet/instances?cursor=%00%ff", {}, 422),
     ("GET", "/api/workflows/greet/instances?direction=up", {}, 422),
+    ("GET", "/api/workflows/greet/instances?date_start=yesterday", {}, 422),
     ("POST", "/api/workflows/greet/instances", {"json": {"id": "bad id"}}, 422),
     ("POST", "/api/workflows/greet/instances", {"json": {"id": "x" * 101}}, 422),
     ("POST", "/api/workflows/greet/instances", {"json": {"id": 5}}, 422),

@@ -20,6 +20,7 @@ from raydo.errors import (
     WaitForEventTimeoutError,
     WorkflowStepError,
 )
+from raydo.runtime import step as step_module
 from raydo.runtime.clock import FakeClock
 from raydo.runtime.model import WorkflowEntrypoint
 from raydo.storage.codec import encode
@@ -346,7 +347,9 @@ class TooBig(WorkflowEntrypoint):
         await step.do("big", lambda: "x" * (2 << 20))
 
 
-async def test_oversized_result_fails_the_step_naming_it() -> None:
+async def test_oversized_result_fails_the_step_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the real limit is 256 MiB (results over 1 MiB become blob files: storage/blobs.py)
+    monkeypatch.setattr(step_module, "MAX_RESULT_BYTES", 1 << 20)
     h = Harness(TooBig)
     h.create("i")
     await h.settle()

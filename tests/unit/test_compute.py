@@ -1,0 +1,155 @@
+"""`step.do(..., resources=...)` in the engine, without Ray: an in-memory store, a fake clock and
+a fake ComputeExecutor standing in for actors/compute.py. (Real Ray: tests/ray/test_compute.py;
+a real GPU node: tests/cluster/test_compute_cluster.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from harness import Harness
+
+from raydo.errors import InvalidInputError
+from raydo.runtime.compute import ComputeRequest, compute_request
+from raydo.runtime.local import InstanceRunner
+from raydo.runtime.model import WorkflowEntrypoint
+
+
+class FakeCompute:
+    """Runs each attempt in-process, remembering what it was asked; `hang` makes attempts wait
+    until cancelled."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[tuple[Any, ...], ComputeRequest]] = []
+        self.cancelled = 0
+        self.hang = False
+
+    async def run(self, fn: Callable[..., Any], args: tuple[Any, ...], req: ComputeRequest) -> Any:
+        self.calls.append((args, req))
+        if self.hang:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
+        return fn(*args)
+
+
+COMPUTE = FakeCompute()
+
+
+class ComputeRunner(InstanceRunner):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.compute = COMPUTE
+
+
+@pytest.fixture(autouse=True)
+def fresh_compute() -> None:
+    COMPUTE.__init__()  # type: ignore[misc]
+
+
+def _harness(cls: type[WorkflowEntrypoint]) -> Harness:
+    return Harness(cls, runner=ComputeRunner)
+
+
+class Placed(WorkflowEntrypoint):
+    async def run(self, event: Any, step: Any) -> Any:
+        plain = await step.do("plain", lambda: "at home")
+        gpu = await step.do("gpu", lambda: "away", resources={"num_gpus": 1})
+
+        @step.do("ctx", resources={"num_cpus": 2}, retries={"limit": 1, "delay": "1 minute"})
+        def with_ctx(ctx: Any) -> int:
+            if ctx.attempt == 1:
+                raise ConnectionError("lost the node")
+            return int(ctx.attempt)
+
+        return [plain, gpu, await with_ctx()]
+
+
+@pytest.mark.asyncio
+async def test_only_resources_steps_go_to_the_executor_and_retries_apply() -> None:
+    h = _harness(Placed)
+    h.create("i")
+    await h.settle()
+    assert h.status("i") == "waiting"  # the first attempt failed: a one-minute retry delay
+    assert [req for _, req in COMPUTE.calls] == [
+        ComputeRequest(num_gpus=1.0),
+        ComputeRequest(num_cpus=2.0),
+    ]
+    assert COMPUTE.calls[0][0] == ()  # a step taking nothing gets nothing
+    assert COMPUTE.calls[1][0][0].attempt == 1  # a step taking ctx gets it
+    await h.advance(61)
+    assert h.status("i") == "complete" and h.output("i") == ["at home", "away", 2]
+    assert len(COMPUTE.calls) == 3  # replays answered from storage: no executor call
+
+
+class Hangs(WorkflowEntrypoint):
+    async def run(self, event: Any, step: Any) -> Any:
+        request = {"num_cpus": 1}
+        await step.do("hang", lambda: None, resources=request, timeout=30, retries={"limit": 0})
+
+
+@pytest.mark.asyncio
+async def test_a_timeout_cancels_the_remote_attempt() -> None:
+    COMPUTE.hang = True
+    h = _harness(Hangs)
+    h.create("i")
+    await h.idle()
+    await h.advance(31)
+    assert h.status("i") == "errored" and COMPUTE.cancelled == 1
+    assert (h.error("i") or {}).get("name") == "TimeoutError"
+
+
+@pytest.mark.asyncio
+async def test_terminate_cancels_the_remote_attempt() -> None:
+    COMPUTE.hang = True
+    h = _harness(Hangs)
+    h.create("i")
+    await h.until(lambda: len(COMPUTE.calls) == 1)
+    h.ns.terminate("i")
+    await h.until(lambda: COMPUTE.cancelled == 1)
+    assert h.status("i") == "terminated"
+
+
+@pytest.mark.asyncio
+async def test_without_an_executor_the_step_runs_in_process() -> None:
+    h = Harness(Placed)  # the in-process kit: no ComputeExecutor
+    h.create("i")
+    await h.settle()
+    await h.advance(61)
+    assert h.output("i") == ["at home", "away", 2] and COMPUTE.calls == []
+
+
+@pytest.mark.parametrize(
+    ("resources", "rule"),
+    [
+        ({"num_gpu": 1}, "key 'num_gpu' is not known"),
+        ({"num_cpus": -1}, "resources['num_cpus'] -1 must be a finite number >= 0"),
+        ({"num_cpus": True}, "resources['num_cpus'] True must be a finite number >= 0"),
+        ({"memory": float("inf")}, "resources['memory'] inf must be a finite number >= 0"),
+        ({"resources": {"gpu": "many"}}, "resources['resources']['gpu'] 'many' must be"),
+        ({"resources": ["gpu"]}, "resources['resources'] ['gpu'] must be a dict"),
+        ({"resources": {"": 1}}, "must be a dict of resource name (str) to amount"),
+        ({"infeasible_after": "soon"}, "infeasible_after"),
+        ({"infeasible_after": -1}, "infeasible_after"),
+        (["num_cpus"], "is not a dict"),
+    ],
+)
+def test_a_bad_resources_dict_is_refused_naming_the_key(resources: Any, rule: str) -> None:
+    with pytest.raises(InvalidInputError) as err:
+        compute_request(resources)
+    assert rule in str(err.value)
+
+
+def test_a_good_request_reads_back_in_rays_names() -> None:
+    req = compute_request(
+        {"num_cpus": 2, "num_gpus": 0.5, "memory": 1 << 30, "resources": {"ssd": 1}}
+    )
+    assert req is not None
+    assert req.amounts() == {"CPU": 2.0, "GPU": 0.5, "memory": float(1 << 30), "ssd": 1.0}
+    assert compute_request({"infeasible_after": "2 minutes"}) == ComputeRequest(
+        infeasible_after=120.0
+    )
