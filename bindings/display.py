@@ -1,218 +1,68 @@
-"""How an instance looks to a person: a progress line per change, a step table, and
-`InstanceDescription`, which prints as plain text in a terminal and renders as HTML in a notebook.
-
-Plain Python on purpose (no rich): it ships with the core install and works in any terminal, log
-file or notebook. `wrangler workflows instances describe` is the model.
+"""Progress while an instance runs: a line per change in a terminal, or, in a notebook, the
+instance's summary and step table redrawn in place (an IPython display handle: plain HTML, so it
+needs no ipywidgets and still shows in a notebook saved with its outputs). What is drawn comes from
+runtime/report.py, re-exported here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import html
-import json
+import importlib
+import sys
 import time
 from collections.abc import Callable, Generator
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import WaitTimeoutError
-from ..runtime.model import InstanceStatus, RollbackInfo, StatusInfo, StepInfo, StepState
-from ..runtime.rules import show_seconds
+from ..errors import InvalidInputError, RaydoError, WaitTimeoutError
+from ..runtime import report
+from ..runtime.model import StatusInfo
+from ..runtime.report import (
+    InstanceDescription,
+    attempt_rows,
+    current_step,
+    progress_line,
+    rollback_text,
+    status_html,
+    step_rows,
+    step_table,
+    unavailable_html,
+)
+from ..runtime.rules import show, show_seconds
+from . import client
 from .pending import Pending
 
 if TYPE_CHECKING:
-    from .events import AttemptInfo
+    from .workflow import Workflow, WorkflowInstance
+
+__all__ = [
+    "InstanceDescription",
+    "NotebookProgress",
+    "ProgressPrinter",
+    "ProgressWait",
+    "attempt_rows",
+    "in_notebook",
+    "print_line",
+    "progress_line",
+    "rollback_text",
+    "step_rows",
+    "step_table",
+]
 
 POLL_EVERY = 0.05  # seconds between status calls while showing progress (one Ray call, ~1 ms)
-OUTPUT_WIDTH = 48
-_HEADER = ("#", "step", "type", "state", "attempts", "took", "output")
-_RIGHT = {0, 4, 5}  # numeric columns
+REPR_TIMEOUT = 10.0  # seconds a notebook waits for the status it renders
+REPR_INSTANCES = 10  # instances a workflow's notebook view lists
 
 
-def _clock(ts: datetime | None) -> str:
-    return ts.astimezone().strftime("%H:%M:%S") if ts else "?"
+class Progress(Protocol):
+    def update(self, st: StatusInfo) -> None: ...
 
 
-def _in(ts: datetime | None) -> str:
-    left = (ts - datetime.now(UTC)).total_seconds() if ts else 0.0
-    return f"{max(0.0, left):.1f}s"
-
-
-def _current(st: StatusInfo) -> StepInfo | None:
-    """The step the instance is on: the last one not done yet."""
-    return next((s for s in reversed(st.steps) if s.state is not StepState.DONE), None)
-
-
-def progress_line(st: StatusInfo) -> str:
-    """Where an instance is, in one line: its status and what it is doing or waiting for
-    (needs the steps: `status(steps=True)`)."""
-    current = _current(st)
-    status = f"{st.status.value:<9}"
-    if st.status.finished or current is None:
-        if st.error is not None:
-            return f"{status} {st.error.name}: {st.error.message}"
-        return status.rstrip()
-    if current.type == "sleep":
-        until = current.until
-        return f"{status} sleep {current.name!r} until {_clock(until)} (in {_in(until)})"
-    if current.type == "waitForEvent":
-        return f"{status} wait_for_event {current.name!r}, timeout at {_clock(current.until)}"
-    if current.state is StepState.RETRYING and current.error is not None:
-        failed = f"attempt {current.attempts} failed: {current.error.name}: {current.error.message}"
-        if st.status is InstanceStatus.WAITING:
-            return f"{status} retry {current.name!r} in {_in(current.until)}; {failed}"
-        return f"{status} step {current.name!r}: {failed}; retrying"
-    return f"{status} step {current.name!r}, attempt {current.attempts}"
-
-
-def _short(value: Any, width: int) -> str:
-    if value is None:
-        return "-"
-    text = json.dumps(value, default=str, separators=(", ", ": "))
-    return text if len(text) <= width else text[: width - 3] + "..."
-
-
-def _took(start: datetime | None, end: datetime | None) -> str:
-    if start is None or end is None:
-        return "-"
-    return f"{(end - start).total_seconds():.2f}s"
-
-
-def step_rows(steps: list[StepInfo], output_width: int = OUTPUT_WIDTH) -> list[tuple[str, ...]]:
-    """One row of cells per step: #, step, type, state, attempts, took, output (or error)."""
-    return [
-        (
-            str(i),
-            s.name if s.count == 1 else f"{s.name} #{s.count}",
-            s.type,
-            s.state,
-            str(s.attempts) if s.type == "do" else "-",
-            _took(s.started_at, s.ended_at),
-            f"{s.error.name}: {s.error.message}"
-            if s.error and s.state == "done"
-            else _short(s.output, output_width),
-        )
-        for i, s in enumerate(steps, 1)
-    ]
-
-
-def rollback_text(rollback: RollbackInfo) -> str:
-    """status().rollback in one line: "completed", or "failed (Name: message)"."""
-    error = rollback.error
-    return rollback.outcome + (f" ({error.name}: {error.message})" if error else "")
-
-
-def step_table(steps: list[StepInfo], output_width: int = OUTPUT_WIDTH) -> str:
-    """The steps as an aligned plain-text table (outputs truncated to `output_width`)."""
-    return _table(_HEADER, step_rows(steps, output_width), _RIGHT)
-
-
-_ATTEMPT_HEADER = ("step", "attempt", "start", "took", "result", "emitted")
-
-
-def attempt_rows(attempts: list[AttemptInfo]) -> list[tuple[str, ...]]:
-    """One row per attempt: step, attempt, start, took, result (ok, error, retry time), emits."""
-    return [
-        (
-            a.step if a.count == 1 else f"{a.step} #{a.count}",
-            str(a.attempt),
-            _clock(a.started_at),
-            _took(a.started_at, a.ended_at),
-            _attempt_result(a),
-            str(a.emitted),
-        )
-        for a in attempts
-    ]
-
-
-def _attempt_result(a: AttemptInfo) -> str:
-    if a.success is None:
-        return "running"
-    if a.success:
-        return "ok"
-    assert a.error is not None
-    retry = f"; retry at {_clock(a.retry_at)}" if a.retry_at is not None else ""
-    return f"{a.error.name}: {a.error.message}"[:120] + retry
-
-
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], right: set[int]) -> str:
-    widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header))]
-
-    def line(row: tuple[str, ...]) -> str:
-        cells = [
-            v.rjust(w) if c in right else v.ljust(w)
-            for c, (v, w) in enumerate(zip(row, widths, strict=True))
-        ]
-        return "  " + "  ".join(cells).rstrip()
-
-    rule = "  " + "  ".join("-" * w for w in widths)
-    return "\n".join([line(header), rule, *(line(r) for r in rows)])
-
-
-class InstanceDescription:
-    """What `instance.describe()` returns: the status with its steps, shown for people.
-
-    `print()` it (or let a terminal REPL show it) for a plain-text summary and step table; a
-    notebook renders it as an HTML table. `.status` is the StatusInfo it shows."""
-
-    def __init__(self, status: StatusInfo, attempts: list[AttemptInfo] | None = None) -> None:
-        self.status = status
-        self.attempts = attempts or []
-
-    def _summary(self) -> list[tuple[str, str]]:
-        st = self.status
-        took = _took(st.started_at or st.created_at, st.ended_at)
-        fields = [
-            ("status", progress_line(st) if not st.status.finished else st.status.value),
-            ("created", st.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")),
-        ]
-        if st.ended_at is not None:
-            fields.append(("ended", f"{_clock(st.ended_at)} (took {took})"))
-        if st.error is not None:
-            fields.append(("error", f"{st.error.name}: {st.error.message}"))
-        elif st.status.finished:
-            fields.append(("output", _short(st.output, 200)))
-        if st.rollback is not None:
-            fields.append(("rollback", rollback_text(st.rollback)))
-        return fields
-
-    def __str__(self) -> str:
-        st = self.status
-        head = [f"instance {st.id} of workflow {st.workflow!r}"]
-        head += [f"  {name + ':':<8} {value}" for name, value in self._summary()]
-        steps = step_table(st.steps) if st.steps else "  (no steps yet)"
-        if not self.attempts:
-            return "\n".join([*head, "", steps])
-        attempts = _table(_ATTEMPT_HEADER, attempt_rows(self.attempts), {1, 3, 5})
-        return "\n".join([*head, "", steps, "", "  attempts:", attempts])
-
-    __repr__ = __str__
-
-    def _repr_html_(self) -> str:
-        st = self.status
-        esc = html.escape
-        summary = "".join(
-            f"<tr><th style='text-align:left'>{esc(name)}</th><td><code>{esc(value)}</code></td>"
-            "</tr>"
-            for name, value in self._summary()
-        )
-        return (
-            f"<div class='raydo-instance'><p>instance <code>{esc(st.id)}</code> of workflow "
-            f"<code>{esc(st.workflow)}</code></p><table>{summary}</table>"
-            f"{_html_table(_HEADER, step_rows(st.steps))}"
-            f"{_html_table(_ATTEMPT_HEADER, attempt_rows(self.attempts))}</div>"
-        )
-
-
-def _html_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-    if not rows:
-        return ""
-    esc = html.escape
-    head = "".join(f"<th>{esc(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{esc(cell)}</td>" for cell in row) + "</tr>" for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (not a terminal IPython, not a script). Never imports
+    IPython: a process that has not loaded it is not a notebook."""
+    ipython = sys.modules.get("IPython")
+    shell = getattr(ipython, "get_ipython", lambda: None)() if ipython else None
+    return shell is not None and getattr(shell, "kernel", None) is not None
 
 
 class ProgressPrinter:
@@ -224,7 +74,7 @@ class ProgressPrinter:
         self._last: tuple[Any, ...] = ()
 
     def update(self, st: StatusInfo) -> None:
-        current = _current(st)
+        current = current_step(st)
         key: tuple[Any, ...] = (st.status,)
         if current is not None:
             key = (st.status, current.name, current.count, current.state, current.attempts)
@@ -237,6 +87,81 @@ def print_line(line: str) -> None:
     print(line, flush=True)
 
 
+def choose_progress(progress: Any, auto: bool = True) -> Progress | None:
+    """What `wait(progress=...)` shows. None (the default): the notebook display inside a
+    notebook (unless not `auto`), nothing elsewhere. True: the notebook display, or a line per
+    change in a terminal. A callable receives the lines. False: nothing."""
+    if progress is None and not auto:
+        return None
+    if progress is None or progress is True:
+        if in_notebook():
+            return NotebookProgress()
+        return ProgressPrinter(print_line) if progress else None
+    if progress is False:
+        return None
+    if callable(progress):
+        return ProgressPrinter(progress)
+    raise InvalidInputError(
+        f"progress {show(progress)} must be None, True, False or a callable taking a line"
+    )
+
+
+def _not_started(wf: Workflow) -> bool:
+    """Showing a binding must not start raydo (and Ray) as a side effect: after
+    `raydo.shutdown()` a notebook shows that instead of a status."""
+    return getattr(wf, "testing_backend", None) is None and client.current() is None
+
+
+_NOT_STARTED = RaydoError("raydo is not initialized (raydo.init() starts it)")
+
+
+def instance_html(inst: WorkflowInstance) -> str:
+    """A notebook shows an instance handle as its current status and steps (one status call,
+    bounded by REPR_TIMEOUT)."""
+    what = f"instance {inst.id} of workflow {inst.workflow.name!r}"
+    if _not_started(inst.workflow):
+        return unavailable_html(what, _NOT_STARTED)
+    try:
+        st = inst.status(steps=True).result(timeout=REPR_TIMEOUT)
+    except RaydoError as err:
+        return unavailable_html(what, err)
+    return status_html(st)
+
+
+def workflow_html(wf: Workflow) -> str:
+    """A notebook shows a workflow binding as its status counts and newest instances."""
+    if _not_started(wf):
+        return unavailable_html(f"workflow {wf.name!r}", _NOT_STARTED)
+    try:
+        counts = wf.counts().result(timeout=REPR_TIMEOUT)
+        page = wf.list_instances(limit=REPR_INSTANCES).result(timeout=REPR_TIMEOUT)
+    except RaydoError as err:
+        return unavailable_html(f"workflow {wf.name!r}", err)
+    return report.workflow_html(wf.name, wf.cls.__name__, counts, page.instances)
+
+
+class NotebookProgress:
+    """Redraws the instance's summary and step table in one notebook output, in place, on every
+    change: one display handle, updated (not a new output per change)."""
+
+    def __init__(self) -> None:
+        # in_notebook() said IPython is loaded; untyped for mypy, hence Any
+        shown: Any = importlib.import_module("IPython.display")
+        self._html = shown.HTML
+        self._handle = shown.display(
+            self._html("<i>waiting for the first status...</i>"), display_id=True
+        )
+        self._started = time.monotonic()
+        self._last = ""
+
+    def update(self, st: StatusInfo) -> None:
+        elapsed = f"<p><small>{time.monotonic() - self._started:.1f}s</small></p>"
+        body = InstanceDescription(st)._repr_html_()
+        if body != self._last:
+            self._last = body
+            self._handle.update(self._html(body + elapsed))
+
+
 class ProgressWait(Pending[StatusInfo]):
     """`instance.wait(progress=True)`: polls the status (with steps), reports every change, and
     returns the final status once the instance is complete, errored or terminated."""
@@ -246,10 +171,10 @@ class ProgressWait(Pending[StatusInfo]):
         fetch: Callable[[], Pending[StatusInfo]],
         iid: str,
         timeout: float | None,
-        report: Callable[[str], None],
+        progress: Progress,
     ) -> None:
         self._fetch, self._iid, self._timeout = fetch, iid, timeout
-        self._printer = ProgressPrinter(report)
+        self._printer = progress
         self._deadline = None if timeout is None else time.monotonic() + timeout
 
     def __await__(self) -> Generator[Any, None, StatusInfo]:

@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, overload
 
 from pydantic import BaseModel, ConfigDict
 
@@ -35,6 +35,7 @@ from ..runtime.model import (
 )
 from ..runtime.namespace import Snapshot
 from ..runtime.options import HIBERNATE_AFTER, WorkflowOptions
+from ..runtime.params import validated
 from ..runtime.retention import parse_retention
 from ..runtime.rules import (
     check_event_type,
@@ -46,7 +47,14 @@ from ..runtime.rules import (
 from ..storage.codec import decode, encode
 from ..storage.records import StepKind, StepRecord, unpack_event
 from . import client, cluster, events
-from .display import InstanceDescription, ProgressWait, print_line
+from .batch import BatchItem, create_per_item
+from .display import (
+    InstanceDescription,
+    ProgressWait,
+    choose_progress,
+    instance_html,
+    workflow_html,
+)
 from .pending import Pending, submit
 from .shipping import fingerprint, ship_by_value_if_needed
 
@@ -239,12 +247,41 @@ class Workflow:
         ref = self._send_create([item], False, id is None, retention)
         return Pending(ref, lambda ids: WorkflowInstance(self, ids[0]))
 
+    @overload
     def create_batch(
-        self, items: list[dict[str, Any]], retention: Any = None
-    ) -> Pending[list[WorkflowInstance]]:
+        self,
+        items: list[dict[str, Any]],
+        retention: Any = None,
+        *,
+        per_item: Literal[False] = False,
+    ) -> Pending[list[WorkflowInstance]]: ...
+
+    @overload
+    def create_batch(
+        self, items: list[dict[str, Any]], retention: Any = None, *, per_item: Literal[True]
+    ) -> Pending[list[BatchItem]]: ...
+
+    def create_batch(
+        self, items: list[dict[str, Any]], retention: Any = None, *, per_item: bool = False
+    ) -> Any:
         """Create 1 to 100 instances in one durable write. Returns one handle per item, in the
         order given; an item whose id already exists is not created again, and its handle is
-        the existing instance's. `retention` applies to every item (as in `create`)."""
+        the existing instance's. A bad item raises its typed error and nothing is created.
+        `retention` applies to every item (as in `create`).
+
+        `per_item=True` (the object form, bindings/batch.py): every good item is created, and
+        the answer is one BatchItem per item: `created`, or `instance` of the one that existed,
+        or the `error` that rejected it; a bad item no longer stops the others."""
+        if per_item is not False and per_item is not True:
+            raise InvalidInputError(f"per_item {show(per_item)} must be True or False")
+        if per_item:
+            self._check_batch_size(items)
+            return create_per_item(
+                self,
+                items,
+                lambda i, entry: self._item(*_batch_entry(i, entry)),
+                lambda good: self._send_create(good, True, _all_generated(items), retention),
+            )
         prepared = self._prepare_batch(items)
         ref = self._send_create(prepared, True, _all_generated(items), retention)
         return Pending(ref, lambda _created: [WorkflowInstance(self, iid) for iid, _ in prepared])
@@ -255,6 +292,10 @@ class Workflow:
         return Pending(self._send_create(self._prepare_batch(items), True, _all_generated(items)))
 
     def _prepare_batch(self, items: Any) -> list[tuple[str, bytes]]:
+        self._check_batch_size(items)
+        return [self._item(*_batch_entry(i, entry)) for i, entry in enumerate(items)]
+
+    def _check_batch_size(self, items: Any) -> None:
         if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
             size = f"{len(items)} items" if isinstance(items, list) else show(items)
             raise InvalidInputError(
@@ -262,7 +303,6 @@ class Workflow:
                 + (" (an empty batch)" if items == [] else ""),
                 value=show(items),
             )
-        return [self._item(*_batch_entry(i, entry)) for i, entry in enumerate(items)]
 
     def get(self, id: str) -> Pending[WorkflowInstance]:
         """A handle to an existing instance; raises InstanceNotFoundError for an unknown id."""
@@ -323,10 +363,14 @@ class Workflow:
 
     def _item(self, id: str | None, params: Any) -> tuple[str, bytes]:
         iid = check_id(id) if id is not None else str(uuid.uuid4())
-        return iid, encode(params, f"params of instance {iid!r}")
+        what = f"params of instance {iid!r}"
+        return iid, encode(validated(self.cls, self.name, what, params), what)
 
     def __repr__(self) -> str:
         return f"Workflow({self.cls.__name__}, name={self.name!r})"
+
+    def _repr_html_(self) -> str:
+        return workflow_html(self)
 
 
 class InstancePage(BaseModel):
@@ -402,7 +446,7 @@ def _rebuild(
 
 
 def _all_generated(items: list[dict[str, Any]]) -> bool:
-    return all(entry.get("id") is None for entry in items)
+    return all(not isinstance(entry, dict) or entry.get("id") is None for entry in items)
 
 
 def _batch_entry(index: int, entry: Any) -> tuple[str | None, Any]:
@@ -483,19 +527,21 @@ class WorkflowInstance:
         timeout: float | None = None,
         *,
         steps: bool = False,
-        progress: bool | Callable[[str], None] = False,
+        progress: bool | Callable[[str], None] | None = None,
     ) -> Pending[StatusInfo]:
         """Wait until the instance is complete, errored or terminated; WaitTimeoutError if not in
         `timeout` seconds. `progress=True` prints a line whenever the status or the current step
-        changes (a callable receives the lines instead); the status then includes the steps."""
+        changes (a callable receives the lines instead); in a notebook (and there by default)
+        the summary and step table are redrawn in place instead. With progress shown, the status
+        includes the steps."""
         seconds_ = check_seconds_arg(timeout, "wait timeout")
-        if progress is not False:
-            if not (progress is True or callable(progress)):
-                raise InvalidInputError(
-                    f"progress {show(progress)} must be True, False or a callable taking a line"
-                )
-            report = print_line if progress is True else progress
-            return ProgressWait(lambda: self.status(steps=True), self.id, seconds_, report)
+        # raydo.testing's in-process waits skip time; polling for progress would not: no
+        # progress unless asked for there
+        shown = choose_progress(
+            progress, auto=getattr(self.workflow, "testing_backend", None) is None
+        )
+        if shown is not None:
+            return ProgressWait(lambda: self.status(steps=True), self.id, seconds_, shown)
         return Pending(submit(self._actor.wait.remote, self.id, seconds_, steps), to_status)
 
     def describe(self) -> Pending[InstanceDescription]:
@@ -537,6 +583,9 @@ class WorkflowInstance:
 
     def __repr__(self) -> str:
         return f"WorkflowInstance({self.workflow.name!r}, {self.id!r})"
+
+    def _repr_html_(self) -> str:
+        return instance_html(self)
 
 
 def to_status(snap: Snapshot) -> StatusInfo:

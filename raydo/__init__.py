@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from raydo.bindings.backup import NodeBackup, backup, restore
+from raydo.bindings.batch import BatchItem
 from raydo.bindings.client import init, shutdown
 from raydo.bindings.display import InstanceDescription
 from raydo.bindings.pending import Pending
@@ -92,6 +93,7 @@ def workflow(
 __version__ = "0.1.0"
 
 __all__ = [
+    "BatchItem",
     "ErrorInfo",
     "InstanceDescription",
     "InstancePage",

@@ -7,6 +7,7 @@
      |    +-- InvalidStepError                  bad step name or step config (retries, timeout)
      |    +-- InvalidEventTypeError             event type breaks the type rule
      |    +-- PayloadError                      params / payload / result unstorable or > 1 MiB
+     |    +-- InvalidParamsError                params fail the workflow's pydantic params model
      |    +-- InvalidWorkflowError              the class given to raydo.workflow() cannot run
      |    +-- ConfigError                       a project config file breaks a rule
      +-- InstanceExistsError                    create() with an id that is taken
@@ -110,6 +111,21 @@ class PayloadError(InvalidInputError):
 
     def _fields(self) -> tuple[Any, ...]:
         return (self.what, self.size)
+
+
+class InvalidParamsError(InvalidInputError):
+    """Params do not validate against the workflow's params model (`WorkflowEntrypoint[Model]`):
+    `workflow` names it, `field` is the dotted path of the first field at fault ("" for the
+    whole params), `rule` what pydantic said of it."""
+
+    def __init__(
+        self, message: str, workflow: str, field: str, rule: str, value: str | None = None
+    ) -> None:
+        super().__init__(message, value)
+        self.workflow, self.field, self.rule = workflow, field, rule
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.workflow, self.field, self.rule, self.value)
 
 
 class InvalidWorkflowError(InvalidInputError):
@@ -468,6 +484,7 @@ __all__ = [
     "InvalidEventTypeError",
     "InvalidIdError",
     "InvalidInputError",
+    "InvalidParamsError",
     "InvalidStateError",
     "InvalidStepError",
     "InvalidWorkflowError",

@@ -56,6 +56,7 @@ from .metrics import Tally
 from .model import Env, WorkflowEntrypoint, WorkflowEvent
 from .modifiers import ModifiedStep, Modifiers
 from .options import HIBERNATE_AFTER
+from .params import typed_payload
 from .replay import ReplayGuard, call_kind, is_internal, kind_mismatch
 from .rollback import TERMINATED, Rollbacks
 from .rules import check_step_name
@@ -234,9 +235,9 @@ class Activation:
         _RUNNING.set(self)  # this task's context only
         instance = self.cls()
         instance.env = self.env
-        payload = self._params
+        payload = decode(self._params) if self._params is not None else None
         event = WorkflowEvent(
-            payload=decode(payload) if payload is not None else None,
+            payload=typed_payload(self.cls, self.record.workflow, "params", payload),
             timestamp=datetime.fromtimestamp(self.record.created_at, tz=UTC),
             instance_id=self.record.id,
             workflow_name=self.record.workflow,
@@ -292,15 +293,24 @@ class Activation:
             return WorkflowStep(self)
         return ModifiedStep(self, Modifiers.unpack(self._modifiers))
 
-    def track(self, sid: tuple[str, int], coro: Coroutine[Any, Any, T]) -> Coroutine[Any, Any, T]:
+    def track(
+        self, sid: tuple[str, int], coro: Coroutine[Any, Any, T], checked: bool = True
+    ) -> Coroutine[Any, Any, T]:
         """Remember a step call, to report it if run() never awaits it. While a replay has
-        recorded steps still to meet, the call is checked against them first (replay.py)."""
-        if self.guard.replaying:
-            coro = self._checked(sid, coro)
+        recorded steps still to meet, the call is checked against them first (replay.py);
+        `checked=False`: the caller checks the step itself when it starts (a DAG step, once its
+        dependencies have run)."""
+        if checked:
+            coro = self.checked(sid, coro)
         self._calls.append((sid, coro))
         if len(self._calls) > 1000:  # long loops: forget the calls already started
             self._calls = [(i, c) for i, c in self._calls if _never_started(c)]
         return coro
+
+    def checked(self, sid: tuple[str, int], coro: Coroutine[Any, Any, T]) -> Coroutine[Any, Any, T]:
+        """The step call `coro`, checked against the recorded order while a replay has recorded
+        steps still to meet (at no cost otherwise)."""
+        return self._checked(sid, coro) if self.guard.replaying else coro
 
     async def _checked(self, sid: tuple[str, int], coro: Coroutine[Any, Any, T]) -> T:
         guard = self.guard

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic
 
 from pydantic import BaseModel, ConfigDict
+from typing_extensions import TypeVar
 
 from ..errors import StepCancelledError
 from ..storage import codec
@@ -74,6 +75,12 @@ class StatusInfo(BaseModel):
     rollback: RollbackInfo | None = None
     """Set once rollback handlers ran (or run) for this instance; None when it had none."""
 
+    def _repr_html_(self) -> str:
+        """A notebook shows a status as its summary and step table."""
+        from .report import status_html  # report renders StatusInfo: imported when used
+
+        return status_html(self)
+
 
 class StepInfo(BaseModel):
     """One step in `status().steps`, in the order the steps first ran."""
@@ -95,11 +102,16 @@ class StepInfo(BaseModel):
 StatusInfo.model_rebuild()
 
 
+P = TypeVar("P", default=Any)
+"""The params type of a workflow: `WorkflowEntrypoint[Order]` (a pydantic model) makes create()
+validate params against `Order` and `event.payload` an `Order` (runtime/params.py)."""
+
+
 @dataclass(frozen=True)
-class WorkflowEvent:
+class WorkflowEvent(Generic[P]):
     """What `run` receives: the create params as `payload`, and where it came from."""
 
-    payload: Any
+    payload: P
     timestamp: datetime
     instance_id: str
     workflow_name: str
@@ -190,8 +202,9 @@ class Env:
         return self.bindings[name]
 
 
-class WorkflowEntrypoint:
-    """Subclass this and write `async def run(self, event, step)`.
+class WorkflowEntrypoint(Generic[P]):
+    """Subclass this and write `async def run(self, event, step)`. Subclass
+    `WorkflowEntrypoint[Model]` (a pydantic model) for typed, validated params.
 
     Everything outside `step.*` calls may run again on replay: keep it deterministic and free of
     side effects. The class must be constructible with no arguments; `self.env` is set by raydo.
@@ -202,5 +215,5 @@ class WorkflowEntrypoint:
     def __init__(self) -> None:
         self.env = Env()
 
-    async def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
+    async def run(self, event: WorkflowEvent[P], step: WorkflowStep) -> Any:
         raise NotImplementedError("a workflow class must define async def run(self, event, step)")

@@ -26,6 +26,7 @@ from ..errors import (
 )
 from ..storage.codec import MAX_RESULT_BYTES, decode, encode_read_back
 from ..storage.records import StepKind, StepRecord, StepState, unpack_event
+from . import dag
 from .compute import ComputeRequest, compute_request, placed
 from .model import ReceivedEvent, StepContext, StepIdentity
 from .retrying import Transition, after_failure, failure_of, lost_attempt
@@ -38,7 +39,6 @@ from .rules import (
     bounded,
     check_event_type,
     show,
-    step_config,
 )
 
 if TYPE_CHECKING:
@@ -67,6 +67,7 @@ class WorkflowStep:
         *,
         retries: dict[str, Any] | None = None,
         timeout: Duration | None = None,
+        config: Mapping[str, Any] | None = None,
         resources: Mapping[str, Any] | None = None,
         sensitive: bool = False,
         rollback: RollbackFn | None = None,
@@ -81,6 +82,7 @@ class WorkflowStep:
         *,
         retries: dict[str, Any] | None = None,
         timeout: Duration | None = None,
+        config: Mapping[str, Any] | None = None,
         resources: Mapping[str, Any] | None = None,
         sensitive: bool = False,
         rollback: RollbackFn | None = None,
@@ -90,34 +92,42 @@ class WorkflowStep:
     @overload
     def do(
         self,
-        name: str,
+        name: str | None = None,
         fn: None = None,
         *,
         retries: dict[str, Any] | None = None,
         timeout: Duration | None = None,
+        config: Mapping[str, Any] | None = None,
         resources: Mapping[str, Any] | None = None,
         sensitive: bool = False,
         rollback: RollbackFn | None = None,
         rollback_config: dict[str, Any] | None = None,
-    ) -> Callable[[StepFn], Callable[[], Awaitable[Any]]]: ...
+        concurrent: bool = False,
+    ) -> Callable[[StepFn], dag.StepFunction]: ...
 
     def do(
         self,
-        name: str,
+        name: str | None = None,
         fn: StepFn | None = None,
         *,
         retries: dict[str, Any] | None = None,
         timeout: Duration | None = None,
+        config: Mapping[str, Any] | None = None,
         resources: Mapping[str, Any] | None = None,
         sensitive: bool = False,
         rollback: RollbackFn | None = None,
         rollback_config: dict[str, Any] | None = None,
+        concurrent: bool = False,
     ) -> Any:
         """Run `fn` once, durably: `await step.do(name, fn)`, or as a decorator `@step.do(name)`.
 
         `fn` may be sync (run in a thread) or async, and take no argument or a StepContext.
         `retries`: {"limit": 5, "delay": "10 seconds", "backoff": "exponential"}; `timeout` is per
-        attempt (default 10 minutes). A step that fails for good raises WorkflowStepError.
+        attempt (default 10 minutes); or both as Cloudflare's `config={"retries", "timeout"}`.
+        A step that fails for good raises WorkflowStepError. The decorator form is a DAG step
+        (runtime/dag.py): parameters named after earlier step functions receive their results,
+        one named `ctx` the StepContext; `concurrent=True` resolves them together; the name
+        defaults to the function's.
         `resources` ({"num_cpus", "num_gpus", "memory", "resources", "infeasible_after"}) runs
         each attempt as a Ray task on a node that has them (runtime/compute.py).
         `retries={"delay": fn}`: fn(ctx, error) returns the delay before the next attempt.
@@ -126,18 +136,21 @@ class WorkflowStep:
         good, fn(rollback) undoes this step (runtime/rollback.py), with its own
         `rollback_config={"retries": ..., "timeout": ...}`.
         """
-        config = step_config(
+        resolved = dag.resolve_config(
             retries,
             timeout,
+            config,
             sensitive=sensitive,
             rollback=rollback,
             rollback_config=rollback_config,
         )
         request = compute_request(resources)
         if fn is None:
-            return lambda f: _DeferredStep(self, name, self._placed(name, f, request), config)
-        sid = self._act.next_id(name)
-        return self._act.track(sid, self._do(sid, self._placed(name, fn, request), config))
+            return dag.decorator(
+                self, name, resolved, concurrent, lambda n, f: self._placed(n, f, request)
+            )
+        sid = self._act.next_id(dag.check_plain_call(name, concurrent))
+        return self._act.track(sid, self._do(sid, self._placed(sid[0], fn, request), resolved))
 
     def _placed(self, name: str, fn: Any, request: ComputeRequest | None) -> StepFn:
         """The function the step path calls: `fn`, or a remote attempt of it when the step
@@ -319,18 +332,6 @@ class WorkflowStep:
         assert rec.value is not None
         event = unpack_event(rec.value, f"event of step {sid[0]!r}")
         return ReceivedEvent(event.type, decode(event.payload), _utc(event.timestamp))
-
-
-class _DeferredStep:
-    """The decorator form: `@step.do(name)` makes this; awaiting a call of it runs the step."""
-
-    def __init__(self, step: WorkflowStep, name: str, fn: StepFn, config: StepConfig) -> None:
-        self._step, self._name, self._fn, self._config = step, name, fn, config
-
-    def __call__(self) -> Awaitable[Any]:
-        act = self._step._act
-        sid = act.next_id(self._name)
-        return act.track(sid, self._step._do(sid, self._fn, self._config))
 
 
 async def _call(fn: StepFn, ctx: StepContext, timeout: float, act: Activation) -> Any:

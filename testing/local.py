@@ -29,10 +29,10 @@ from ..bindings.pending import Pending
 from ..bindings.shipping import fingerprint
 from ..bindings.workflow import Workflow, to_status
 from ..errors import InstanceNotFoundError, InvalidInputError, WaitTimeoutError
-from ..runtime import stream
+from ..runtime import listing, stream
 from ..runtime.clock import FakeClock
 from ..runtime.local import InstanceRunner, LocalPool
-from ..runtime.model import Env, StatusInfo, WorkflowEntrypoint
+from ..runtime.model import Env, InstanceStatus, StatusInfo, WorkflowEntrypoint
 from ..runtime.namespace import Namespace, Snapshot, WorkerPool
 from ..runtime.options import HIBERNATE_AFTER, WorkflowOptions
 from ..runtime.rules import Duration, seconds, show, show_seconds
@@ -328,6 +328,25 @@ class LocalNamespace:
             if (since is None or rec.created_at >= since)
             and (until is None or rec.created_at <= until)
         ]
+
+    async def list_instances(
+        self,
+        status: InstanceStatus | None,
+        limit: int,
+        cursor: str | None,
+        reverse: bool,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> listing.Page:
+        query = listing.Query(status, limit, cursor, reverse, since, until)
+        return listing.page_indexed(self.ns.store, self.ns.reported, self.ns.overlaid(), query)
+
+    async def counts(self) -> dict[str, int]:
+        return listing.kept_counts(self.ns.store, self.ns.reported, self.ns.overlaid())
+
+    async def params(self, iid: str) -> bytes | None:
+        self.ns.store.require(iid)
+        return self.ns.store.params(iid)
 
     async def pause(self, iid: str) -> None:
         self.ns.pause(iid)

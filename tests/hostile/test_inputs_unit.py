@@ -647,6 +647,8 @@ def test_step_name_rule(value: Any) -> None:
     st.sampled_from(["do-name", "decorator-name", "sleep-name", "sleep_until-name", "wait-name"]),
 )
 def test_step_name_in_run(value: Any, op: str) -> None:
+    if value is None and op == "decorator-name":
+        return  # @step.do(None): the name defaults to the function's (Cloudflare's Python API)
     check_run_rejected(op, value, InvalidStepError, "256")
 
 
@@ -829,11 +831,19 @@ def test_sleep_until_int_beyond_float_range_is_rejected() -> None:
 # == step.do fn and results =====================================================================
 
 
+def _storable_as_result(value: Any) -> bool:
+    try:
+        codec.encode(value, "result", codec.MAX_RESULT_BYTES)
+    except PayloadError:
+        return False
+    return True
+
+
 @HARNESS
 @given(hs.unstorable)
 def test_unstorable_step_result_errors_naming_the_step(value: Any) -> None:
     # A step result may pass 1 MiB (kept as a blob up to 256 MiB: tests/ray/test_blobs.py).
-    assume(not (isinstance(value, str) and (1 << 20) < len(value) < (256 << 20)))
+    assume(not _storable_as_result(value))
     HOSTILE["value"] = value
 
     async def main() -> Harness:

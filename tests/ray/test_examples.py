@@ -44,6 +44,7 @@ image_processing = load("image_processing")
 get_started = load("get_started")
 chunk_processor = load("chunk_processor")
 agent = load("agent")
+research_agent = load("research_agent")
 
 
 def steps_of(st: raydo.StatusInfo) -> list[tuple[str, str, str, int]]:
@@ -217,11 +218,12 @@ def test_get_started_reports_a_step_that_keeps_failing(raydo_env: Path) -> None:
     assert str(desc).splitlines()[1].split() == ["status:", "terminated"]
 
 
-def test_get_started_runs_as_a_script(tmp_path: Path) -> None:
+def run_example(tmp_path: Path, name: str, *args: str, **env_extra: str) -> Any:
+    """Run examples/`name` as a script in a subprocess, the way the README and docs run it."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env["RAYDO_STORAGE"] = str(tmp_path / "storage")
+    env.update(env_extra)
     proc = subprocess.run(
-        [sys.executable, str(EXAMPLES / "get_started.py")],
+        [sys.executable, str(EXAMPLES / name), *args],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -229,11 +231,23 @@ def test_get_started_runs_as_a_script(tmp_path: Path) -> None:
         timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def test_get_started_runs_as_a_script(tmp_path: Path) -> None:
+    proc = run_example(tmp_path, "get_started.py", RAYDO_STORAGE=str(tmp_path / "storage"))
     assert "complete" in proc.stdout
     assert "status:  complete" in proc.stdout
     assert "process files" in proc.stdout
     assert "(raylet)" not in proc.stdout + proc.stderr
     assert (tmp_path / "storage").is_dir()
+
+
+def test_the_tutorial_runs_as_a_script(tmp_path: Path) -> None:
+    proc = run_example(tmp_path, "tutorial.py", str(tmp_path / "storage"))
+    assert "status:  complete" in proc.stdout and '"stars": 5' in proc.stdout
+    for step in ("create account", "send welcome mail", "give them time", "feedback"):
+        assert step in proc.stdout, step
 
 
 # -- chunk processor -------------------------------------------------------------------------
@@ -293,6 +307,45 @@ def test_agent_polls_its_background_workflows(raydo_env: Path, capsys: Any) -> N
     out = capsys.readouterr().out
     assert "agent started 3 background workflows" in out
     assert "final status: 2 complete, 1 not" in out
+
+
+# -- research agent --------------------------------------------------------------------------
+
+
+def test_research_agent_plans_asks_fans_out_and_collects(raydo_env: Path, capsys: Any) -> None:
+    results = asyncio.run(research_agent.main(str(raydo_env)))
+    reattach(raydo_env)
+    ray_req, lmdb_req, cron_req = (results[r] for r in ("req-ray", "req-lmdb", "req-cron"))
+    assert lmdb_req.output == {"topic": "LMDB", "outcome": "rejected", "by": "bo"}
+    assert cron_req.output == {"topic": "cron", "outcome": "expired"}
+
+    assert ray_req.status == InstanceStatus.COMPLETE, ray_req.error
+    plan = research_agent.llm_plan("Ray actors", 3)
+    answers = [research_agent.llm_answer(q, research_agent.search(q)) for q in plan[:2]]
+    assert ray_req.output == {
+        "topic": "Ray actors",
+        "outcome": "done",
+        "approved_by": "ana",
+        "children": ["req-ray-q0", "req-ray-q1"],  # the last question was dropped
+        "summary": research_agent.llm_summarize("Ray actors", answers),
+    }
+    agents = research_agent.bind()
+    steps = agents.get("req-ray").result().status(steps=True).result().steps
+    assert [(s.name, s.count) for s in steps] == [
+        ("llm: plan", 1),
+        ("human approval", 1),
+        ("fan out", 1),
+        ("collect", 1),
+        ("collect", 2),
+        ("llm: summarize", 1),
+    ]
+    workers = raydo.workflow(research_agent.AnswerQuestion, name=research_agent.WORKER)
+    children = sorted(workers.instances().result(), key=lambda st: st.id)
+    assert [(st.id, st.status) for st in children] == [
+        ("req-ray-q0", "complete"),
+        ("req-ray-q1", "complete"),
+    ]
+    assert "[req-ray] plan:" in capsys.readouterr().out
 
 
 # -- every main() ----------------------------------------------------------------------------
