@@ -19,7 +19,7 @@ pytestmark = [
     pytest.mark.cluster,
     pytest.mark.timeout(600),
     pytest.mark.skipif(
-        os.environ.get("RAYDO_EXAMPLE_CLUSTER") != "1",
+        "1" not in (os.environ.get("RAYDO_EXAMPLE_CLUSTER"), os.environ.get("RAYDO_EXTENDED")),
         reason="about a minute: set RAYDO_EXAMPLE_CLUSTER=1 to run examples/cluster.py",
     ),
 ]
