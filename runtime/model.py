@@ -173,6 +173,15 @@ class StepContext:
                 attempt=self.attempt,
             )
 
+    def __getstate__(self) -> dict[str, Any]:
+        """A context sent to another process (a `resources=` step's Ray task) leaves its emitter
+        home: it writes to this process's storage and loop. There, `emit` does nothing."""
+        return {**self.__dict__, "_emit": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+
     def emit(self, data: Any) -> None:
         """Report progress (a small JSON-like record, e.g. a percentage or an agent's tokens):
         subscribers to the instance get it live, and the history keeps it with this attempt.

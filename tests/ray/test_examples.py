@@ -198,6 +198,7 @@ def test_get_started_retries_then_completes(raydo_env: Path, capsys: Any) -> Non
 
     text = str(inst.describe().result()).splitlines()
     table = text[text.index("") + 1 :]
+    table = table[: table.index("")] if "" in table else table  # the attempts table follows
     assert table[0].split() == ["#", "step", "type", "state", "attempts", "took", "output"]
     assert len(table) == 2 + 3
     assert table[4].split()[:6] == ["3", "process", "files", "do", "done", "2"]
