@@ -161,6 +161,19 @@ def check_time(value: Any, what: str) -> float | None:
     )
 
 
+_HALF_US = 0.5e-6
+
+
+def _bound(value: Any, what: str, upper: bool) -> float | None:
+    """check_time, widened by half a microsecond when given a datetime: stored creation times are
+    floats finer than a datetime, which rounds them to the microsecond, so an instance's own
+    `created_at` given back as a bound must still include that instance."""
+    bound = check_time(value, what)
+    if bound is None or not isinstance(value, datetime):
+        return bound
+    return bound + _HALF_US if upper else bound - _HALF_US
+
+
 def parse_time(value: str | None, what: str) -> float | None:
     """A date filter given as text (CLI, HTTP): ISO 8601 (naive means UTC) or epoch seconds."""
     if value is None:
@@ -200,8 +213,8 @@ def check_query(
         check_limit(limit),
         cursor,
         reverse,
-        check_time(since, "created_after"),
-        check_time(until, "created_before"),
+        _bound(since, "created_after", upper=False),
+        _bound(until, "created_before", upper=True),
     )
 
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -288,3 +289,14 @@ def test_backward_scan_edges_on_lmdb(tmp_path: Path) -> None:
     assert kv.read(lambda r: [k for k, _ in r.scan_back(b"a\x00", b"a\x00")]) == [b"a\x00"]
     assert kv.read(lambda r: [k for k, _ in r.scan_back(b"d")]) == []
     kv.close()
+
+
+def test_a_created_at_given_back_as_a_datetime_bound_includes_its_instance() -> None:
+    # a stored creation time is a float finer than a datetime's microsecond (which rounds it)
+    for k in range(2000):
+        created = 1_763_900_000.0 + k * 0.1234567891
+        shown = datetime.fromtimestamp(created, tz=UTC)
+        since = listing.check_query(None, 10, None, False, shown, None).since
+        until = listing.check_query(None, 10, None, False, None, shown).until
+        assert since is not None and until is not None
+        assert since <= created <= until, (k, created, shown)
