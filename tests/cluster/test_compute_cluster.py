@@ -6,7 +6,6 @@ request no node can meet fails after its wait, naming the request and what the n
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,10 +22,7 @@ pytestmark = [
     pytest.mark.ray,
     pytest.mark.cluster,
     pytest.mark.timeout(600),
-    pytest.mark.skipif(
-        os.environ.get("RAYDO_EXTENDED") != "1",
-        reason="extended suite (.ci/run runs it after the README's): set RAYDO_EXTENDED=1",
-    ),
+    pytest.mark.extended,
 ]
 
 

@@ -7,7 +7,6 @@ reads the nodes' LMDB folders directly. The cluster is torn down (pids we record
 from __future__ import annotations
 
 import json
-import os
 import stat
 import subprocess
 import time
@@ -29,10 +28,7 @@ pytestmark = [
     pytest.mark.ray,
     pytest.mark.cluster,
     pytest.mark.timeout(600),
-    pytest.mark.skipif(
-        os.environ.get("RAYDO_EXTENDED") != "1",
-        reason="extended suite (.ci/run runs it after the README's): set RAYDO_EXTENDED=1",
-    ),
+    pytest.mark.extended,
 ]
 
 

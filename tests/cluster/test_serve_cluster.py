@@ -25,10 +25,7 @@ from raydo.storage.kv import open_lmdb
 
 pytestmark = [
     pytest.mark.ray,
-    pytest.mark.skipif(
-        os.environ.get("RAYDO_EXTENDED") != "1",
-        reason="extended suite (.ci/run runs it after the README's): set RAYDO_EXTENDED=1",
-    ),
+    pytest.mark.extended,
 ]
 
 RAYDO = str(Path(sys.executable).parent / "raydo")

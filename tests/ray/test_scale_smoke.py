@@ -5,7 +5,6 @@ the benchmark starts (and stops) a private Ray."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,10 +13,7 @@ import pytest
 
 pytestmark = [
     pytest.mark.ray,
-    pytest.mark.skipif(
-        os.environ.get("RAYDO_EXTENDED") != "1",
-        reason="extended suite (.ci/run runs it after the README's): set RAYDO_EXTENDED=1",
-    ),
+    pytest.mark.extended,
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
