@@ -3,12 +3,13 @@ modifiers are written, an instance's status, and a wait that lets time skip."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from ..bindings.pending import Pending
 from ..bindings.workflow import Workflow
-from ..runtime.model import StatusInfo
+from ..runtime.model import StatusInfo, WorkflowEntrypoint
+from ..runtime.options import HIBERNATE_AFTER, WorkflowOptions
 from ..storage.instances import InstanceStore
 
 
@@ -40,3 +41,29 @@ class Backend(Protocol):
         instances run, and skipping time when every instance waits on it (if the mode skips).
         WaitTimeoutError after `timeout` real seconds."""
         ...
+
+
+class Binds:
+    """The one `workflow(...)` signature of LocalEnv and RayEnv: each env says how it binds."""
+
+    def workflow(
+        self,
+        cls: type[WorkflowEntrypoint],
+        name: str | None = None,
+        *,
+        concurrency: int = 4,
+        env: Mapping[str, Any] | None = None,
+        hibernate_after: float = HIBERNATE_AFTER,
+    ) -> Workflow:
+        """A binding of `cls` in this env, like raydo.workflow(...). Pass the bindings its run()
+        uses as `self.env` in `env` (make them with this method too). Another binding of the
+        same name shares the first one's workers and options, and runs `cls` from now on."""
+        options = WorkflowOptions(
+            concurrency=concurrency, env=env or {}, hibernate_after=hibernate_after
+        )
+        return self._bind(cls, name, options)
+
+    def _bind(
+        self, cls: type[WorkflowEntrypoint], name: str | None, options: WorkflowOptions
+    ) -> Workflow:
+        raise NotImplementedError

@@ -20,7 +20,7 @@ import concurrent.futures
 import math
 import os
 import threading
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar, cast
@@ -34,11 +34,11 @@ from ..runtime.clock import FakeClock
 from ..runtime.local import InstanceRunner, LocalPool
 from ..runtime.model import Env, InstanceStatus, StatusInfo, WorkflowEntrypoint
 from ..runtime.namespace import Namespace, Snapshot, WorkerPool
-from ..runtime.options import HIBERNATE_AFTER, WorkflowOptions
+from ..runtime.options import WorkflowOptions
 from ..runtime.rules import Duration, seconds, show, show_seconds
 from ..storage import kv as kvs
 from ..storage.instances import InstanceStore, check_schema, set_sync_mode
-from .backend import NOT_YET, Probe
+from .backend import NOT_YET, Binds, Probe
 from .inputs import DEFAULT_TIMEOUT
 
 T = TypeVar("T")
@@ -49,7 +49,7 @@ START = datetime(2030, 1, 1, tzinfo=UTC)
 _BUSY_PAUSE = 0.001  # real seconds between looks while something runs (no busy spinning)
 
 
-class LocalEnv:
+class LocalEnv(Binds):
     """An in-process raydo (see the module docstring).
 
     storage: None for memory, or a folder for LMDB. start: the fake clock's start (a datetime or
@@ -81,21 +81,9 @@ class LocalEnv:
 
     # -- what tests call -------------------------------------------------------------------------
 
-    def workflow(
-        self,
-        cls: type[WorkflowEntrypoint],
-        name: str | None = None,
-        *,
-        concurrency: int = 4,
-        env: Mapping[str, Any] | None = None,
-        hibernate_after: float = HIBERNATE_AFTER,
+    def _bind(
+        self, cls: type[WorkflowEntrypoint], name: str | None, options: WorkflowOptions
     ) -> Workflow:
-        """A binding of `cls` in this env, like raydo.workflow(...). Pass the bindings its run()
-        uses as `self.env` in `env` (make them with this method too). Another binding of the
-        same name shares the first one's workers and options, and runs `cls` from now on."""
-        options = WorkflowOptions(
-            concurrency=concurrency, env=env or {}, hibernate_after=hibernate_after
-        )
         binding = LocalWorkflow(self, cls, name, options)
         self._loop.call(self._register(binding)).result()
         return binding

@@ -20,7 +20,6 @@ import concurrent.futures
 import os
 import threading
 import time
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, ClassVar, Self
@@ -30,7 +29,7 @@ from ..bindings.pending import Pending
 from ..bindings.workflow import Workflow, WorkflowInstance
 from ..errors import InstanceNotFoundError, WaitTimeoutError
 from ..runtime.model import StatusInfo, WorkflowEntrypoint
-from ..runtime.options import HIBERNATE_AFTER
+from ..runtime.options import WorkflowOptions
 from ..runtime.rules import Duration, seconds, show_seconds
 from ..storage.instances import (
     InstanceStore,
@@ -41,7 +40,7 @@ from ..storage.instances import (
 )
 from ..storage.kv import KV, open_lmdb
 from ..storage.records import InstanceStatus
-from .backend import NOT_YET, Probe
+from .backend import NOT_YET, Binds, Probe
 from .inputs import DEFAULT_TIMEOUT
 
 _POLL = 0.01  # real seconds between looks at the instances
@@ -167,7 +166,7 @@ class RayBackend:
         self.settle(limit)
 
 
-class RayEnv:
+class RayEnv(Binds):
     """The testing kit on real Ray and LMDB (see the module docstring).
 
     storage: a fresh folder (its actors must start after the env prepared its clock). auto_skip:
@@ -203,24 +202,10 @@ class RayEnv:
     def auto_skip(self, value: bool) -> None:
         self.backend.auto_skip = value
 
-    def workflow(
-        self,
-        cls: type[WorkflowEntrypoint],
-        name: str | None = None,
-        *,
-        concurrency: int = 4,
-        env: Mapping[str, Any] | None = None,
-        hibernate_after: float = HIBERNATE_AFTER,
+    def _bind(
+        self, cls: type[WorkflowEntrypoint], name: str | None, options: WorkflowOptions
     ) -> Workflow:
-        """A binding of `cls` on this env's storage, like raydo.workflow(...)."""
-        return Workflow(
-            cls,
-            name,
-            concurrency=concurrency,
-            env=env,
-            hibernate_after=hibernate_after,
-            storage=self.storage,
-        )
+        return Workflow(cls, name, options=options, storage=self.storage)
 
     def now(self) -> datetime:
         """The storage's (skewed) time, as its actors see it."""
