@@ -81,6 +81,28 @@ class Cli:
         return json.loads(done.stdout if done.stdout.strip() else done.stderr.splitlines()[-1])
 
 
+class InProcessCli(Cli):
+    """The typer app run in this process (typer's CliRunner) on the fixture's storage and Ray:
+    the same commands, exit codes and output, without a subprocess's start-up (import Ray, join
+    it) per command. The tests of what crosses processes keep the installed script (`Cli`)."""
+
+    def __call__(self, *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
+        from typer.testing import CliRunner
+
+        from raydo.bindings import client
+        from raydo.cli.app import app
+
+        context = client.current()
+        assert context is not None, "the project fixture initializes raydo"
+        with pytest.MonkeyPatch.context() as m:
+            m.chdir(self.root)
+            got = CliRunner().invoke(app, list(args), env={"COLUMNS": "200", "RAY_ADDRESS": None})
+        raydo.init(context.storage)  # the command's shutdown ended this process's raydo context
+        done = subprocess.CompletedProcess(list(args), got.exit_code, got.stdout, got.stderr)
+        assert got.exit_code == code, (args, got.exit_code, got.stdout, got.stderr, got.exception)
+        return done
+
+
 @pytest.fixture
 def project(ray_session: None, tmp_path: Path) -> Iterator[tuple[Cli, ModuleType]]:
     import ray
@@ -158,6 +180,7 @@ def test_cli_instance_is_seen_by_the_script(project: tuple[Cli, Any]) -> None:
 
 def test_human_output_describe_and_list(project: tuple[Cli, Any]) -> None:
     cli, _ = project
+    cli = InProcessCli(cli.root, cli.env)  # in-process: see InProcessCli
     cli("workflows", "trigger", "greet", '{"name": "[b]cy[/b]"}', "--id", "h-1", "--wait")
     text = cli("instances", "describe", "greet", "h-1").stdout
     for expected in ("Status", "complete", "Last successful step", "nap", '"[b]cy[/b]"}'):
@@ -173,6 +196,7 @@ def test_human_output_describe_and_list(project: tuple[Cli, Any]) -> None:
 
 def test_pages_filters_and_order(project: tuple[Cli, Any]) -> None:
     cli, flows = project
+    cli = InProcessCli(cli.root, cli.env)  # in-process: see InProcessCli
     wf = raydo.workflow(flows.Fails, name="fails")
     for n in range(5):
         wf.create(id=f"p-{n}").result()
@@ -201,6 +225,7 @@ def test_pages_filters_and_order(project: tuple[Cli, Any]) -> None:
 
 def test_terminate_restart_delete_and_exit_codes(project: tuple[Cli, Any]) -> None:
     cli, flows = project
+    cli = InProcessCli(cli.root, cli.env)  # in-process: see InProcessCli
     wf = raydo.workflow(flows.Approve, name="approve", concurrency=2)
     inst = wf.create(id="t-1").result()
     until(lambda: inst.status().result().status == "waiting", "t-1 to wait")
@@ -222,39 +247,76 @@ def test_terminate_restart_delete_and_exit_codes(project: tuple[Cli, Any]) -> No
     cli("instances", "describe", "approve", "t-1", code=3)
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        ["workflows", "trigger", "greet", "{not json"],
-        ["workflows", "trigger", "greet", "NaN"],
-        ["workflows", "trigger", "greet", "[" * 100_000],
-        ["workflows", "trigger", "greet", "{}", "--id", "bad id"],
-        ["workflows", "trigger", "greet", "{}", "--id", "x" * 101],
-        ["workflows", "trigger", "greet", "{}", "--wait", "--timeout", "-1"],
-        ["instances", "list", "greet", "--status", "done"],
-        ["instances", "list", "greet", "--limit", "0"],
-        ["instances", "list", "greet", "--limit", "ten"],
-        ["instances", "list", "greet", "--cursor", "garbage"],
-        ["instances", "list", "greet", "--since", "yesterday"],
-        ["instances", "describe", "greet", "latest", "--truncate-output-limit", "0"],
-        ["instances", "send-event", "greet", "x", "--type", "bad type"],
-        ["instances", "send-event", "greet", "x", "--type", "ok", "--payload", "{"],
-        ["instances", "restart", "greet", "x", "--count", "2"],
-        ["instances", "restart", "greet", "x", "--from-step", "a", "--count", "0"],
-        ["instances", "restart", "greet", "x", "--from-step", "\x01"],
-        ["instances", "pause", "greet", "../etc"],
-        ["instances", "frobnicate", "greet"],
-        ["workflows", "trigger"],
-    ],
-)
-def test_hostile_arguments_exit_2_and_write_nothing(
-    project: tuple[Cli, Any], args: list[str]
+# Refused while parsing, before the command touches storage or Ray: these run the typer app in
+# this process (typer's CliRunner), with raydo's connection made to fail, which proves nothing
+# was written more strictly than counting afterwards, at no subprocess's start-up cost.
+REFUSED_BEFORE_CONNECTING = [
+    ["workflows", "trigger", "greet", "{not json"],
+    ["workflows", "trigger", "greet", "NaN"],
+    ["workflows", "trigger", "greet", "[" * 100_000],
+    ["workflows", "trigger", "greet", "{}", "--wait", "--timeout", "-1"],
+    ["instances", "list", "greet", "--limit", "ten"],
+    ["instances", "list", "greet", "--since", "yesterday"],
+    ["instances", "describe", "greet", "latest", "--truncate-output-limit", "0"],
+    ["instances", "send-event", "greet", "x", "--type", "bad type"],
+    ["instances", "send-event", "greet", "x", "--type", "ok", "--payload", "{"],
+    ["instances", "restart", "greet", "x", "--count", "2"],
+    ["instances", "restart", "greet", "x", "--from-step", "a", "--count", "0"],
+    ["instances", "restart", "greet", "x", "--from-step", "\x01"],
+    ["instances", "frobnicate", "greet"],
+    ["workflows", "trigger"],
+]
+# Refused by the bindings once connected: through the installed entry point, against storage.
+REFUSED_BY_THE_BINDINGS = [
+    ["workflows", "trigger", "greet", "{}", "--id", "bad id"],
+    ["workflows", "trigger", "greet", "{}", "--id", "x" * 101],
+    ["instances", "list", "greet", "--status", "done"],
+    ["instances", "list", "greet", "--limit", "0"],
+    ["instances", "list", "greet", "--cursor", "garbage"],
+    ["instances", "pause", "greet", "../etc"],
+]
+
+
+def refused_in_process(root: Path, mp: pytest.MonkeyPatch, *args: str, code: int = 2) -> Any:
+    """Run the typer app in this process (typer's CliRunner) in project folder `root`, with
+    raydo's connection made to fail: the command must refuse `args` with exit `code` before it
+    touches storage or Ray, so nothing can have been written, and no subprocess starts."""
+    from typer.testing import CliRunner
+
+    from raydo.bindings import client
+    from raydo.cli.app import app
+
+    def never(*_: Any, **__: Any) -> None:
+        raise AssertionError(f"{args[:3]} connected to raydo before refusing its arguments")
+
+    with mp.context() as m:
+        m.chdir(root)
+        m.setattr(client, "init", never)
+        m.setattr(sys, "path", list(sys.path))  # a config the command loads adds to it
+        done = CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
+    assert done.exit_code == code, (args, done.exit_code, done.output, done.exception)
+    assert done.stdout == "" and done.stderr.strip(), args
+    return done
+
+
+@pytest.mark.parametrize("args", REFUSED_BEFORE_CONNECTING)
+def test_hostile_arguments_are_refused_before_connecting(
+    args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    (tmp_path / "raydo.toml").write_text(CONFIG)
+    (tmp_path / "cliflows.py").write_text(textwrap.dedent(FLOWS))
+    refused_in_process(tmp_path, monkeypatch, *args)
+    sys.modules.pop("cliflows", None)
+    assert not (tmp_path / "store").exists()  # the storage folder was never even made
+
+
+def test_hostile_arguments_exit_2_and_write_nothing(project: tuple[Cli, Any]) -> None:
     cli, flows = project
-    done = cli(*args, code=2)
-    assert done.stdout == "" and done.stderr.strip()
-    assert raydo.workflow(flows.Greet, name="greet").counts().result()["queued"] == 0
-    assert sum(raydo.workflow(flows.Greet, name="greet").counts().result().values()) == 0
+    for args in REFUSED_BY_THE_BINDINGS:
+        done = cli(*args, code=2)
+        assert done.stdout == "" and done.stderr.strip(), args
+    counts = raydo.workflow(flows.Greet, name="greet").counts().result()
+    assert counts["queued"] == 0 and sum(counts.values()) == 0
 
 
 def test_unknown_workflow_and_bad_config(project: tuple[Cli, Any], tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_cli import Cli, until
+from test_cli import Cli, refused_in_process, until
 
 import raydo
 
@@ -19,7 +19,9 @@ def statuses(wf: raydo.Workflow) -> dict[str, str]:
     return {st.id: st.status.value for st in wf.instances().result()}
 
 
-def test_terminate_all_by_status_then_all(project: tuple[Cli, Any]) -> None:
+def test_terminate_all_by_status_then_all(
+    project: tuple[Cli, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     cli, flows = project
     wf = raydo.workflow(flows.Approve, name="approve", concurrency=2)
     insts = [wf.create(id=f"a{n}").result() for n in range(3)]
@@ -27,13 +29,13 @@ def test_terminate_all_by_status_then_all(project: tuple[Cli, Any]) -> None:
     insts[2].pause().result()
     before = statuses(wf)
 
-    for args, code in [
-        (["--status", "complete", "--yes"], 2),  # a finished status cannot be terminated
-        (["--status", "bogus", "--yes"], 2),
-        ([], 2),  # no --yes and no terminal to ask on
-    ]:
-        err = cli.json("instances", "terminate-all", "approve", *args, code=code)
+    for status in ["complete", "bogus"]:  # a finished status cannot be terminated
+        args = ["instances", "terminate-all", "approve", "--status", status, "--yes", "--json"]
+        err = json.loads(refused_in_process(cli.root, monkeypatch, *args).stderr)
         assert err["error"]["code"] == "invalid_input"
+    # no --yes and no terminal to ask on
+    err = cli.json("instances", "terminate-all", "approve", code=2)
+    assert err["error"]["code"] == "invalid_input"
     unknown = cli.json("instances", "terminate-all", "nope", "--yes", code=3)
     assert "nope" in unknown["error"]["message"]
     assert statuses(wf) == before  # nothing changed
@@ -46,7 +48,9 @@ def test_terminate_all_by_status_then_all(project: tuple[Cli, Any]) -> None:
     assert cli.json("instances", "terminate-all", "approve", "-y")["terminated"] == []
 
 
-def test_delete_by_file_and_hostile_files(project: tuple[Cli, Any], tmp_path: Path) -> None:
+def test_delete_by_file_and_hostile_files(
+    project: tuple[Cli, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cli, flows = project
     wf = raydo.workflow(flows.Greet, name="greet")
     made = wf.create_batch([{"id": f"g{n}", "params": {"name": "x"}} for n in range(4)]).result()
@@ -64,16 +68,16 @@ def test_delete_by_file_and_hostile_files(project: tuple[Cli, Any], tmp_path: Pa
     binary = tmp_path / "binary.txt"
     binary.write_bytes(b"\xff\xfe\x00g3")
 
-    for args, code in [
-        (["--file", str(unknown)], 3),
-        (["--file", str(bad)], 2),
-        (["--file", str(empty)], 2),
-        (["--file", str(binary)], 2),
-        (["--file", str(tmp_path / "absent.txt")], 2),
-        (["g3", "--file", str(lines)], 2),  # both
-        ([], 2),  # neither
+    cli("instances", "delete", "greet", "--file", str(unknown), code=3)
+    for args in [
+        ["--file", str(bad)],
+        ["--file", str(empty)],
+        ["--file", str(binary)],
+        ["--file", str(tmp_path / "absent.txt")],
+        ["g3", "--file", str(lines)],  # both
+        [],  # neither
     ]:
-        cli("instances", "delete", "greet", *args, code=code)
+        refused_in_process(cli.root, monkeypatch, "instances", "delete", "greet", *args)
     assert sorted(statuses(wf)) == ["g0", "g1", "g2", "g3"]  # nothing deleted
 
     assert cli.json("instances", "delete", "greet", "--file", str(lines))["deleted"] == ["g0", "g1"]
