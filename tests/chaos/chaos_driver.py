@@ -46,6 +46,14 @@ def actor_pid(handle: Any, other_than: int | None = None, timeout: float = 60) -
         time.sleep(0.1)
 
 
+def in_flight_at(ledger: str, t: float) -> set[tuple[int, float]]:
+    """Processes running an attempt at time `t` (started before, not ended before)."""
+    rows = cl.query(
+        ledger, "select pid, ctime from attempts where t0 <= ? and (t1 is null or t1 > ?)", (t, t)
+    )
+    return {(int(p), float(c)) for p, c in rows}
+
+
 class Run:
     def __init__(self, cfg: cl.Config, tag: str) -> None:
         self.cfg, self.tag = cfg, tag
@@ -130,8 +138,13 @@ class Run:
         ray.kill(actor, no_restart=False)  # Ray restarts it: detached, max_restarts=-1
         print(f"KILL namespace {old_pid} at {t:.3f}", flush=True)
         new_pid = actor_pid(actor, other_than=old_pid)
-        # its pooled instance actors die with it
+        # its pooled instance actors die with it; also those whose first ledger row landed
+        # after `before` was read, for an attempt in flight at the kill (read after the death
+        # wait: a dead process writes no more rows)
         deadline = time.time() + 30
+        while time.time() < deadline and any(cl.alive(*p) for p in before):
+            time.sleep(0.1)
+        before |= in_flight_at(cfg.ledger, t)
         while time.time() < deadline and any(cl.alive(*p) for p in before):
             time.sleep(0.1)
         victims = sorted(p for p in before if not cl.alive(*p))
@@ -257,7 +270,8 @@ def main() -> None:
     run.create()
     run.drive()
     run.collect()
-    raydo.shutdown()  # joined, not started: the cluster and raydo's actors keep running
+    # joined, not started: the cluster keeps running, and raydo's actors too unless it is shared
+    raydo.shutdown(kill_actors=cfg.kill_actors_at_end)
 
 
 if __name__ == "__main__":

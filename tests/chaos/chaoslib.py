@@ -373,6 +373,9 @@ class Config:
     deadline: float
     fault: str | None = None  # driver-side fault: "namespace" | "timer"
     kills: int = 0
+    # the driver that finishes kills this storage's actors: the cluster is shared with the next
+    # scenario, whose victims must be its own
+    kill_actors_at_end: bool = False
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(self.__dict__))

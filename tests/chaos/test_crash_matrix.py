@@ -1,6 +1,7 @@
 """The crash matrix: one workload, one fault per scenario, and the same verdict after recovery.
 
-Every scenario starts its own Ray (`ray start --head`, own port and temp dir), runs the workload
+The scenarios share one Ray (`ray start --head`, own port and temp dir; whole_cluster_sigkill
+starts its own, as it kills them), each on its own storage, run the workload
 from a driver subprocess (chaos_driver.py), injects its fault, lets a driver finish the job and
 checks (chaoslib.verify): every instance complete with the right output; every finished step ran
 once, except attempts in flight in a process a fault killed (at most one per killed process, one
@@ -19,8 +20,9 @@ import shutil
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import cast
 
 import chaoslib as cl
 import pytest
@@ -42,10 +44,11 @@ pytestmark = [pytest.mark.chaos, pytest.mark.ray, pytest.mark.timeout(4000 if FU
 
 
 class Lab:
-    """What one scenario started: its clusters and drivers, all killed at the end by pid."""
+    """What one scenario started: its clusters and drivers, all killed at the end by pid. The
+    module's shared cluster (`shared()`) is killed by its own fixture."""
 
-    def __init__(self, tmp: Path, name: str) -> None:
-        self.tmp, self.name = tmp, name
+    def __init__(self, tmp: Path, name: str, shared: Callable[[], cl.Cluster]) -> None:
+        self.tmp, self.name, self.shared = tmp, name, shared
         self.cfg_path = tmp / "config.json"
         self.cfg = cl.Config(
             storage=str(tmp / "storage"),
@@ -57,16 +60,20 @@ class Lab:
             holdfile=str(tmp / "send.hold"),
             results=str(tmp / "results.json"),
             deadline=DEADLINE,
+            kill_actors_at_end=True,
         )
         cl.init_ledger(self.cfg.ledger)
         self.clusters: list[cl.Cluster] = []
         self.drivers: list[cl.Driver] = []
         self.started = time.time()
 
-    def cluster(self) -> cl.Cluster:
-        c = cl.Cluster(Path("/tmp"))  # short: Ray's socket paths must stay under 108 chars
+    def cluster(self, own: bool = False) -> cl.Cluster:
+        """The module's shared cluster; `own`: a new one this scenario may kill."""
+        if not own:
+            return self.shared()
+        self.cfg.kill_actors_at_end = False  # the cluster dies with the scenario
+        c = new_cluster()
         self.clusters.append(c)
-        c.wait_ready()
         return c
 
     def driver(self, tag: str, cluster: cl.Cluster) -> cl.Driver:
@@ -101,9 +108,31 @@ class Lab:
         return verdict
 
 
+def new_cluster() -> cl.Cluster:
+    c = cl.Cluster(Path("/tmp"))  # short: Ray's socket paths must stay under 108 chars
+    c.wait_ready()
+    return c
+
+
+@pytest.fixture(scope="module")
+def chaos_cluster() -> Iterator[cl.Cluster]:
+    """One Ray for the scenarios that kill actors or drivers, not the cluster: a start saved per
+    scenario. Each scenario has its own storage and ledger; its last driver kills its actors."""
+    c = new_cluster()
+    try:
+        yield c
+    finally:
+        if not c.killed:
+            c.kill()
+        shutil.rmtree(c.temp, ignore_errors=True)
+
+
 @pytest.fixture
 def lab(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Lab]:
-    lab = Lab(tmp_path, request.node.name.removeprefix("test_"))
+    def shared() -> cl.Cluster:
+        return cast(cl.Cluster, request.getfixturevalue("chaos_cluster"))
+
+    lab = Lab(tmp_path, request.node.name.removeprefix("test_"), shared)
     try:
         yield lab
     finally:
@@ -191,7 +220,7 @@ def test_timer_actor_kill(lab: Lab) -> None:
 def test_whole_cluster_sigkill(lab: Lab) -> None:
     """SIGKILL every process of the cluster (and the driver) mid-run, start a new cluster on the
     same storage, and let a new driver finish."""
-    cluster = lab.cluster()
+    cluster = lab.cluster(own=True)
     driver = lab.driver("d1", cluster)
     faults: list[cl.Fault] = []
     while len(faults) < KILLS["cluster"]:
@@ -209,7 +238,7 @@ def test_whole_cluster_sigkill(lab: Lab) -> None:
         faults.append(cl.Fault("cluster", victims, f"{killed} processes, {flying} in flight"))
         cl.record_fault(lab.cfg.ledger, "cluster", processes=killed, in_flight=flying)
         shutil.rmtree(cluster.temp, ignore_errors=True)
-        cluster = lab.cluster()
+        cluster = lab.cluster(own=True)
         driver = lab.driver(f"d{len(faults) + 1}", cluster)
     driver.finish(DEADLINE + 60)
     lab.finish(faults, per_fault_bound=CONCURRENCY)
