@@ -15,12 +15,21 @@ from ..runtime.metrics import Report
 from ..runtime.model import InstanceStatus, WorkflowEntrypoint
 from ..runtime.namespace import Namespace, Snapshot
 from ..runtime.options import WorkflowOptions
+from ..runtime.placement import node_id
 from ..runtime.schedules import Scheduler
+from ..runtime.tick_claims import TickClaims
 from ..runtime.timers import HORIZON as TIMER_HORIZON
-from ..storage.instances import InstanceStore, TimerIndex, check_schema, clock_offset
+from ..storage.instances import (
+    InstanceStore,
+    TimerIndex,
+    check_schema,
+    clock_offset,
+    storage_identity,
+)
 from ..storage.kv import open_lmdb
 from ..storage.schedules import ScheduleStore
 from . import handles
+from .claims import GcsClaimStore
 from .logs import forward_logs
 from .metrics import WorkflowMetrics
 from .nodes import node_storage
@@ -39,7 +48,7 @@ class NamespaceActor:
         code: str | None = None,
     ) -> None:
         forward_logs()
-        storage = node_storage(storage)  # this node's folder (docs/cluster.md)
+        deployment, storage = storage, node_storage(storage)  # this node's folder (docs/cluster.md)
         kv = open_lmdb(storage)
         check_schema(kv)
         self.storage, self.workflow = storage, workflow
@@ -62,8 +71,9 @@ class NamespaceActor:
             options.concurrency,
             wake_lead=options.wake_lead,
         )
+        claims = TickClaims(GcsClaimStore(), deployment, workflow, node_id(storage_identity(kv)))
         self.scheduler = Scheduler(
-            self.ns, ScheduleStore(kv, workflow), self.ns.clock, options.kept
+            self.ns, ScheduleStore(kv, workflow), self.ns.clock, options.kept, claims.claim
         )
         self._timers: Any = None
         self._due_soon: list[tuple[str, float]] = []  # timers for the next schedule_many call
