@@ -249,7 +249,7 @@ class NamespaceActor:
     ) -> stream.Batch:
         """A subscriber's long-poll (runtime/stream.py)."""
         self._start()
-        return await stream.poll(self.ns.store, iid, after, types, wait)
+        return await stream.poll(self.ns.store, iid, after, types, wait, fault=self.ns.fault)
 
     async def stats(self) -> dict[str, Any]:
         return {**self.ns.stats(), "actors": self.pool.size}

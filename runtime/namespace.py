@@ -181,6 +181,10 @@ class Namespace:
         """The few instances whose reported status may differ from their stored one."""
         return self._pausing | set(self._faults)
 
+    def fault(self, iid: str) -> dict[str, str] | None:
+        """The error of an instance errored only in memory (storage full), if it is one."""
+        return self._faults.get(iid)
+
     def _as_reported(self, rec: InstanceRecord) -> InstanceRecord:
         """An instance whose activation could not even write down its end (storage full) is
         reported errored, with that error, while storage still says it is unfinished."""
