@@ -419,12 +419,17 @@ class InstanceStore:
         self, iid: str, lease: int, step_id: tuple[str, int], attempt: int, items: list[Any]
     ) -> None:
         """Record what an attempt emitted (`ctx.emit`), unsynced: the attempt's end is synced
-        and carries these with it; a crash before it keeps them in the page cache."""
-        found = history.emitted_events(step_id, attempt, items)
+        and carries these with it; a crash before it keeps them in the page cache. The step's
+        stored config says whether it is sensitive (its emits are then redacted)."""
+        key = keys.step(self.workflow, iid, *step_id)
 
         def apply(w: Writer) -> None:
             self._check_lease(w, iid, lease)
-            history.append(w, self.workflow, iid, found)
+            raw = w.get(key)
+            config = None if raw is None else unpack_step(raw, f"step {step_id}").config
+            history.append(
+                w, self.workflow, iid, history.emitted_events(step_id, attempt, items, config)
+            )
 
         self.kv.write(apply, durable=False)
 
