@@ -36,8 +36,10 @@ from ..runtime.model import Env, InstanceStatus, StatusInfo, WorkflowEntrypoint
 from ..runtime.namespace import Namespace, Snapshot, WorkerPool
 from ..runtime.options import HIBERNATE_AFTER, WorkflowOptions
 from ..runtime.rules import Duration, seconds, show, show_seconds
+from ..runtime.schedules import Scheduler
 from ..storage import kv as kvs
 from ..storage.instances import InstanceStore, check_schema, set_sync_mode
+from ..storage.schedules import ScheduleStore
 from .backend import NOT_YET, Probe
 from .inputs import DEFAULT_TIMEOUT
 
@@ -89,12 +91,19 @@ class LocalEnv:
         concurrency: int = 4,
         env: Mapping[str, Any] | None = None,
         hibernate_after: float = HIBERNATE_AFTER,
+        schedules: list[str] | None = None,
     ) -> Workflow:
         """A binding of `cls` in this env, like raydo.workflow(...). Pass the bindings its run()
         uses as `self.env` in `env` (make them with this method too). Another binding of the
-        same name shares the first one's workers and options, and runs `cls` from now on."""
+        same name shares the first one's workers and options, and runs `cls` from now on.
+        `schedules`: cron expressions run on the env's fake clock, as the namespace actor runs
+        them (runtime/schedules.py: same ticks, same instance ids, `event.schedule`); advance
+        time to see their instances appear."""
         options = WorkflowOptions(
-            concurrency=concurrency, env=env or {}, hibernate_after=hibernate_after
+            concurrency=concurrency,
+            env=env or {},
+            hibernate_after=hibernate_after,
+            schedules=None if schedules is None else tuple(schedules),
         )
         binding = LocalWorkflow(self, cls, name, options)
         self._loop.call(self._register(binding)).result()
@@ -150,9 +159,11 @@ class LocalEnv:
     async def _register(self, binding: LocalWorkflow) -> None:
         found = self._namespaces.get(binding.name)
         if found is None:
-            self._namespaces[binding.name] = LocalNamespace(self, binding)
+            found = self._namespaces[binding.name] = LocalNamespace(self, binding)
         else:
             found.use_class(binding.cls)
+        if binding.options.schedules is not None:
+            found.scheduler.use(list(binding.options.schedules))
 
     async def _stop_all(self) -> None:
         """No new activation starts; every task is cancelled (also those a cancelled one
@@ -280,6 +291,7 @@ class LocalNamespace:
         # LocalPool hands out InstanceRunners, the Workers of this process.
         pool = cast(WorkerPool, LocalPool(self.runners))
         self.ns = Namespace(store, pool, env.clock, self._schedule, options.concurrency)
+        self.scheduler = Scheduler(self.ns, ScheduleStore(env.kv, binding.name), env.clock)
 
     def _schedule(self, iid: str, due: float) -> None:
         self.env.schedule(self.name, iid, due)
@@ -399,7 +411,7 @@ class LocalNamespace:
     async def history(
         self, iid: str, after: int | None, types: frozenset[str] | None, wait: float
     ) -> stream.Batch:
-        return await stream.poll(self.ns.store, iid, after, types, wait)
+        return await stream.poll(self.ns.store, iid, after, types, wait, fault=self.ns.fault)
 
     async def stats(self) -> dict[str, Any]:
         return {**self.ns.stats(), "actors": len(self.runners)}
