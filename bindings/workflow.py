@@ -354,7 +354,7 @@ class Workflow:
 
     def metrics_report(self) -> Pending[Report]:
         """The workflow's metrics now: totals, histograms and gauges (runtime/metrics.py), as
-        the raydo server's /metrics shows them. On one raydo node only."""
+        the raydo server's /metrics shows them; on a cluster, summed over the reachable nodes."""
         return Pending(self.actor.metrics_report.remote())
 
     def counts(self) -> Pending[dict[str, int]]:

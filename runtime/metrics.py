@@ -137,7 +137,8 @@ class Report:
 def merge_reports(workflow: str, reports: list[Report]) -> Report:
     """One workflow's reports from several nodes as one: totals and gauges summed (each node
     counts only the instances it homes)."""
-    totals, gauges = Tally(), {}
+    totals = Tally()
+    gauges: dict[Key, float] = {}
     for report in reports:
         totals.merge(report.totals)
         for key, value in report.gauges.items():
