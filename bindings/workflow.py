@@ -599,7 +599,7 @@ def to_status(snap: Snapshot) -> StatusInfo:
         status=status,
         output=decode(snap.output) if snap.output is not None else None,
         error=ErrorInfo(**rec.error) if rec.error else None,
-        created_at=datetime.fromtimestamp(rec.created_at, tz=UTC),
+        created_at=_dt(rec.created_at or None),  # 0: not known (status unknown)
         started_at=_dt(rec.started_at),
         ended_at=_dt(rec.ended_at),
         wake_at=_dt(rec.wake_at),
