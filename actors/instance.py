@@ -49,7 +49,7 @@ class InstanceActor:
             Env(dict(options.env)),
             options.hibernate_after,
             code=code,
-            compute=RayCompute(options.infeasible_after),
+            compute=RayCompute(storage, options.infeasible_after),
         )
         self.block_limit = options.block_limit
         self._beat = time.monotonic()

@@ -224,6 +224,10 @@ class NamespaceActor:
         self._start()
         self.ns.wake(iids)
 
+    async def wake_now(self, iid: str) -> bool:
+        self._start()
+        return self.ns.wake_now(iid)
+
     async def wait(self, iid: str, timeout: float | None, steps: bool) -> Snapshot:
         self._start()
         await self.ns.wait(iid, timeout)

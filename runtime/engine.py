@@ -81,6 +81,9 @@ class OutcomeKind(enum.StrEnum):
         return None if self is OutcomeKind.STOPPED else InstanceStatus(self.value)
 
 
+_LEAVING = frozenset({OutcomeKind.WAITING, OutcomeKind.PAUSED})
+
+
 @dataclass
 class Outcome:
     """How an activation ended."""
@@ -173,6 +176,7 @@ class Activation:
         self._parks: list[_Park] = []
         self._pausing = False
         self._stopped = False
+        self.leaving = False  # it ends waiting or paused: attempts placed elsewhere go on
         self._changed = asyncio.Event()
         self._preloaded: tuple[dict[tuple[str, int], StepRecord], bytes | None] | None = None
         self._params: bytes | None = None
@@ -215,6 +219,7 @@ class Activation:
                     return Outcome(OutcomeKind.STOPPED)
                 hibernation = self._hibernation()
                 if hibernation is not None:
+                    self.leaving = hibernation.kind in _LEAVING
                     return hibernation
                 self._changed.clear()
                 waiter = asyncio.ensure_future(self._changed.wait())
@@ -487,6 +492,18 @@ class Activation:
             self._busy -= 1
             self._deadlines.pop(token, None)
             self._poke()
+
+    async def idle_while(self, running: asyncio.Future[Any], until: float) -> None:
+        """Wait for an attempt that runs elsewhere (runtime/compute.py) as a park until
+        `until`, not as busy work: the activation may hibernate meanwhile (this await is then
+        cancelled with `leaving` set)."""
+        self._busy -= 1
+        parked = asyncio.ensure_future(self.park(until))
+        try:
+            await asyncio.wait({running, parked}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            parked.cancel()
+            self._busy += 1
 
     def submit(self, fn: Any, *args: Any) -> concurrent.futures.Future[Any]:
         if self.executor is None:

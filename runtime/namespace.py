@@ -288,6 +288,17 @@ class Namespace:
                 self._wakeups[iid] = None
         self._pump()
 
+    def wake_now(self, iid: str) -> bool:
+        """Wake a waiting instance before its wake-up time: the attempt it hibernated on ended
+        (runtime/compute.py). False while an activation still runs it (its outcome is not in
+        yet): ask again."""
+        if iid in self._active:
+            return False
+        rec = self.store.get(iid)
+        if rec is not None and rec.status is InstanceStatus.WAITING:
+            self._wake(iid)
+        return True
+
     async def wait(self, iid: str, timeout: float | None) -> None:
         rec = self.store.require(iid)
         if rec.finished or iid in self._faults:
