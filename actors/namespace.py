@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from typing import Any
 
 from ..runtime import listing, stream
@@ -17,7 +18,13 @@ from ..runtime.namespace import Namespace, Snapshot
 from ..runtime.options import WorkflowOptions
 from ..runtime.schedules import Scheduler
 from ..runtime.timers import HORIZON as TIMER_HORIZON
-from ..storage.instances import InstanceStore, TimerIndex, check_schema, clock_offset
+from ..storage.instances import (
+    InstanceStore,
+    TimerIndex,
+    check_schema,
+    clock_offset,
+    sweep_blobs,
+)
 from ..storage.kv import open_lmdb
 from ..storage.schedules import ScheduleStore
 from . import handles
@@ -81,6 +88,17 @@ class NamespaceActor:
             self._expire_overdue()
             self.scheduler.start()
             self._exporter = asyncio.ensure_future(self.metrics.export_forever(self._report))
+            self._sweeper = asyncio.ensure_future(asyncio.to_thread(self._sweep_blobs))
+
+    def _sweep_blobs(self) -> None:
+        """Orphan blob files go at start (storage/blobs.py); a failure only leaves them."""
+        try:
+            removed = sweep_blobs(self._index.kv, time.time())
+        except Exception:
+            log.exception("sweeping orphan blob files failed")
+            return
+        if removed:
+            log.info("removed %d orphan blob files", removed)
 
     def _expire_overdue(self) -> None:
         """Retention expiries that fell due while nothing ran are applied now (`wake` deletes a
