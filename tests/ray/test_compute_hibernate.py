@@ -13,19 +13,13 @@ from typing import Any
 import psutil
 import pytest
 import ray
+from polling import wait_for
 
 import raydo
 from raydo import InstanceStatus, WorkflowEntrypoint
 from raydo.actors import handles
 
 pytestmark = pytest.mark.ray
-
-
-def _wait_for(predicate: Any, what: str, limit: float = 120.0) -> None:
-    deadline = time.monotonic() + limit
-    while not predicate():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.1)
 
 
 class Slow(WorkflowEntrypoint):
@@ -66,8 +60,8 @@ def test_a_long_placed_step_hibernates_and_its_result_is_recorded(
     raydo_env: Path, tmp_path: Path
 ) -> None:
     inst = raydo.workflow(Slow, name="slow").create(params={"folder": str(tmp_path)}).result()
-    _wait_for(lambda: (tmp_path / "pid-1").exists(), "the task to start")
-    _wait_for(lambda: _hibernated(inst), "the instance to hibernate")
+    wait_for(lambda: (tmp_path / "pid-1").exists(), "the task to start")
+    wait_for(lambda: _hibernated(inst), "the instance to hibernate")
     assert _namespace_stats(raydo_env, "slow")["active"] == 0  # no instance actor is held
     task_pid = int((tmp_path / "pid-1").read_text())
     assert psutil.pid_exists(task_pid)  # the attempt goes on meanwhile
@@ -82,12 +76,12 @@ def test_a_long_placed_step_hibernates_and_its_result_is_recorded(
 
 def test_terminate_while_hibernated_cancels_the_task(raydo_env: Path, tmp_path: Path) -> None:
     inst = raydo.workflow(Slow, name="slow").create(params={"folder": str(tmp_path)}).result()
-    _wait_for(lambda: (tmp_path / "pid-1").exists(), "the task to start")
-    _wait_for(lambda: _hibernated(inst), "the instance to hibernate")
+    wait_for(lambda: (tmp_path / "pid-1").exists(), "the task to start")
+    wait_for(lambda: _hibernated(inst), "the instance to hibernate")
     pid = int((tmp_path / "pid-1").read_text())
     inst.terminate().result()
     assert inst.status().result().status is InstanceStatus.TERMINATED
-    _wait_for(lambda: not psutil.pid_exists(pid), f"task process {pid} to be killed")
+    wait_for(lambda: not psutil.pid_exists(pid), f"task process {pid} to be killed")
 
 
 def test_the_owners_death_mid_step_is_a_lost_attempt_retried(
@@ -95,8 +89,8 @@ def test_the_owners_death_mid_step_is_a_lost_attempt_retried(
 ) -> None:
     params = {"folder": str(tmp_path), "once": True, "timeout": "15 seconds"}
     inst = raydo.workflow(Slow, name="slow").create(params=params).result()
-    _wait_for(lambda: (tmp_path / "pid-1").exists(), "the task to start")
-    _wait_for(lambda: _hibernated(inst), "the instance to hibernate")
+    wait_for(lambda: (tmp_path / "pid-1").exists(), "the task to start")
+    wait_for(lambda: _hibernated(inst), "the instance to hibernate")
     owner = ray.get_actor(handles.compute_name(str(raydo_env)), namespace="raydo")
     ray.kill(owner, no_restart=False)  # Ray restarts it, knowing nothing of the attempt
     st = inst.wait(timeout=120).result()

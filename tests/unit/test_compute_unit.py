@@ -86,6 +86,14 @@ def fresh_compute() -> None:
     COMPUTE.__init__()  # type: ignore[misc]
 
 
+async def _started(cls: type[WorkflowEntrypoint]) -> Harness:
+    """Instance "i" created, its first placed attempt started."""
+    h = _harness(cls)
+    h.create("i")
+    await h.until(lambda: len(COMPUTE.calls) == 1)
+    return h
+
+
 def _harness(cls: type[WorkflowEntrypoint]) -> Harness:
     h = Harness(cls, runner=ComputeRunner)
     COMPUTE.clock, COMPUTE.wake = h.clock, h.ns.wake_now
@@ -143,9 +151,7 @@ async def test_a_timeout_cancels_the_remote_attempt() -> None:
 @pytest.mark.asyncio
 async def test_terminate_cancels_the_remote_attempt() -> None:
     COMPUTE.hang = True
-    h = _harness(Hangs)
-    h.create("i")
-    await h.until(lambda: len(COMPUTE.calls) == 1)
+    h = await _started(Hangs)
     h.ns.terminate("i")
     await h.until(lambda: COMPUTE.cancelled == 1)
     assert h.status("i") == "terminated"
@@ -161,9 +167,7 @@ class Long(WorkflowEntrypoint):
 @pytest.mark.asyncio
 async def test_a_long_attempt_lets_the_instance_hibernate_and_rejoins_it() -> None:
     COMPUTE.gate = asyncio.Event()
-    h = _harness(Long)
-    h.create("i")
-    await h.until(lambda: len(COMPUTE.calls) == 1)
+    h = await _started(Long)
     await h.advance(5)
     assert h.status("i") == "running" and h.ns.stats()["active"] == 1  # not long yet
     await h.advance(6)
@@ -180,9 +184,7 @@ async def test_a_long_attempt_lets_the_instance_hibernate_and_rejoins_it() -> No
 @pytest.mark.asyncio
 async def test_a_hibernated_attempt_its_owner_forgot_is_a_lost_attempt_retried() -> None:
     COMPUTE.hang = True
-    h = _harness(Long)
-    h.create("i")
-    await h.until(lambda: len(COMPUTE.calls) == 1)
+    h = await _started(Long)
     await h.advance(11)
     await h.until(lambda: h.status("i") == "waiting")
     COMPUTE.running.clear()  # the owner died and came back empty
