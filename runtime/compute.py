@@ -200,7 +200,8 @@ class PlacedStep:
         leaving = False
         try:
             with contextlib.suppress(TimeoutError):
-                await clock.wait_for(asyncio.shield(result), self.hibernate_after)
+                # A rejoin past hibernate_after parks again at once.
+                await clock.wait_for(asyncio.shield(result), self.hibernate_after - elapsed)
             while not result.done() and deadline - clock.now() > self.hibernate_after:
                 await self.act.idle_while(result, min(deadline, clock.now() + RECHECK))
             return await clock.wait_for(result, max(0.0, deadline - clock.now()))
