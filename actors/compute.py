@@ -252,6 +252,7 @@ class ComputeActor:
             return None
         rec = unpack_step(raw, f"step {key.name!r}")
         running = rec.state is StepState.RUNNING and rec.attempts == key.attempt
+        running = running and rec.started_at == key.since  # not a restart's new step
         return rec if running else None
 
     async def _wake(self, key: AttemptKey) -> None:

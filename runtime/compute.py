@@ -134,6 +134,7 @@ class AttemptKey(NamedTuple):
     name: str
     nth: int  # the step's count (its number among steps of that name)
     attempt: int
+    since: float | None  # when the step record was made: a restart's new record is another step
 
 
 class ComputeExecutor(Protocol):
@@ -182,8 +183,9 @@ class PlacedStep:
         self.hibernate_after = HIBERNATE_AFTER if wait is None else wait
 
     def key(self, name: str, count: int, attempt: int) -> AttemptKey:
-        rec = self.act.record
-        return AttemptKey(rec.workflow, rec.id, name, count, attempt)
+        rec, step = self.act.record, self.act.steps.get((name, count))
+        since = None if step is None else step.started_at
+        return AttemptKey(rec.workflow, rec.id, name, count, attempt, since)
 
     async def rejoins(self, sid: tuple[str, int], attempt: int) -> bool:
         """On replay, a step found running: True when its attempt still runs (or ended

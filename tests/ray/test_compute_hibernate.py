@@ -98,3 +98,21 @@ def test_the_owners_death_mid_step_is_a_lost_attempt_retried(
     assert st.output["train"]["attempt"] == 2
     steps = {s.name: s for s in inst.status(steps=True).result().steps}
     assert steps["train"].attempts == 2
+
+
+def test_restart_while_hibernated_cancels_the_task_and_runs_again(
+    raydo_env: Path, tmp_path: Path
+) -> None:
+    inst = raydo.workflow(Slow, name="slow").create(params={"folder": str(tmp_path)}).result()
+    pidfile = tmp_path / "pid-1"
+    wait_for(pidfile.exists, "the task to start")
+    wait_for(lambda: _hibernated(inst), "the instance to hibernate")
+    first = int(pidfile.read_text())
+    pidfile.unlink()
+    inst.restart().result()  # erases the step record: its owner cancels the task
+    wait_for(lambda: not psutil.pid_exists(first), f"task process {first} to be killed")
+    wait_for(pidfile.exists, "the task of the new run to start")
+    (tmp_path / "release").touch()
+    st = inst.wait(timeout=120).result()
+    assert st.status is InstanceStatus.COMPLETE, st.error
+    assert st.output["train"]["attempt"] == 1 and st.output["train"]["pid"] != first

@@ -172,8 +172,9 @@ async def test_a_long_attempt_lets_the_instance_hibernate_and_rejoins_it() -> No
     assert h.status("i") == "running" and h.ns.stats()["active"] == 1  # not long yet
     await h.advance(6)
     await h.until(lambda: h.status("i") == "waiting")
+    since = h.store.steps("i")[("train", 1)].started_at
     assert h.ns.stats()["active"] == 0 and list(COMPUTE.detached) == [
-        AttemptKey("wf", "i", "train", 1, 1)
+        AttemptKey("wf", "i", "train", 1, 1, since)
     ]
     COMPUTE.gate.set()  # the attempt ends: its owner wakes the instance, whose replay rejoins
     await h.until(lambda: h.status("i") == "complete")
@@ -235,3 +236,35 @@ def test_a_good_request_reads_back_in_rays_names() -> None:
     assert compute_request({"infeasible_after": "2 minutes"}) == ComputeRequest(
         infeasible_after=120.0
     )
+
+
+@pytest.mark.asyncio
+async def test_a_pause_while_hibernated_lets_the_attempt_finish_and_resume_rejoins_it() -> None:
+    COMPUTE.gate = asyncio.Event()
+    h = await _started(Long)
+    await h.advance(11)
+    await h.until(lambda: h.status("i") == "waiting")
+    h.ns.pause("i")
+    assert h.status("i") == "paused"
+    COMPUTE.gate.set()  # ends while paused: the wake is a no-op, the outcome is kept
+    await h.idle()
+    assert h.status("i") == "paused"
+    h.ns.resume("i")
+    await h.until(lambda: h.status("i") == "complete")
+    assert len(COMPUTE.calls) == 1 and h.store.steps("i")[("train", 1)].attempts == 1
+
+
+@pytest.mark.asyncio
+async def test_a_restart_while_hibernated_starts_a_new_attempt_not_the_old_one() -> None:
+    COMPUTE.gate = asyncio.Event()
+    h = await _started(Long)
+    await h.advance(11)
+    await h.until(lambda: h.status("i") == "waiting")
+    await h.advance(1)  # the new run's step record is made at another time
+    h.ns.restart("i")
+    await h.until(lambda: len(COMPUTE.calls) == 2)  # a new task: the old key is another step
+    old, new = list(COMPUTE.running)
+    assert old[:5] == new[:5] and old.since != new.since
+    COMPUTE.gate.set()
+    await h.until(lambda: h.status("i") == "complete")
+    assert h.store.steps("i")[("train", 1)].attempts == 1
