@@ -238,12 +238,18 @@ def test_a_good_request_reads_back_in_rays_names() -> None:
     )
 
 
-@pytest.mark.asyncio
-async def test_a_pause_while_hibernated_lets_the_attempt_finish_and_resume_rejoins_it() -> None:
+async def _hibernated() -> Harness:
+    """A Long instance hibernated on its "train" attempt, which waits for COMPUTE.gate."""
     COMPUTE.gate = asyncio.Event()
     h = await _started(Long)
     await h.advance(11)
     await h.until(lambda: h.status("i") == "waiting")
+    return h
+
+
+@pytest.mark.asyncio
+async def test_a_pause_while_hibernated_lets_the_attempt_finish_and_resume_rejoins_it() -> None:
+    h = await _hibernated()
     h.ns.pause("i")
     assert h.status("i") == "paused"
     COMPUTE.gate.set()  # ends while paused: the wake is a no-op, the outcome is kept
@@ -256,10 +262,7 @@ async def test_a_pause_while_hibernated_lets_the_attempt_finish_and_resume_rejoi
 
 @pytest.mark.asyncio
 async def test_a_restart_while_hibernated_starts_a_new_attempt_not_the_old_one() -> None:
-    COMPUTE.gate = asyncio.Event()
-    h = await _started(Long)
-    await h.advance(11)
-    await h.until(lambda: h.status("i") == "waiting")
+    h = await _hibernated()
     await h.advance(1)  # the new run's step record is made at another time
     h.ns.restart("i")
     await h.until(lambda: len(COMPUTE.calls) == 2)  # a new task: the old key is another step
