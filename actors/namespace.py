@@ -54,7 +54,8 @@ class NamespaceActor:
         self.metrics = WorkflowMetrics(workflow)
         self.pool = ActorPool(
             lambda: handles.new_instance_actor(storage, workflow, self.cls, options, self.code),
-            max_size=options.concurrency,
+            max_size=options.actors or options.concurrency,
+            slots=-(-options.concurrency // (options.actors or options.concurrency)),
             warm=options.warm,
             on_metrics=self.metrics.add,
         )

@@ -222,7 +222,7 @@ class WorkflowStep:
                 )
                 if _is_done(rec):  # no attempt left: record the step's end, as any failure
                     rec.ended_at = act.clock.now()
-                    act.save(sid, rec, durable=True)
+                    await act.save_durable(sid, rec)
         while not _is_done(rec):
             await act.pause_gate()  # the record may be done once the pause is over
             if _is_done(rec):
@@ -266,7 +266,7 @@ class WorkflowStep:
                 ctx.abandon()  # a thread still running it (timed out, or stopped) can tell
                 emitter.close()  # its emits are recorded before its end
         rec.ended_at = act.clock.now()
-        act.save(sid, rec, durable=True)
+        await act.save_durable(sid, rec)
         return result
 
     # -- sleep -----------------------------------------------------------------------------------
@@ -278,7 +278,7 @@ class WorkflowStep:
             rec = act.new_record(
                 sid, StepKind.SLEEP, state=StepState.PENDING, until=act.clock.now() + secs
             )
-            act.save(sid, rec, durable=True)
+            await act.save_durable(sid, rec)
         await self._sleep_out(sid, rec)
 
     async def _sleep_until(self, sid: tuple[str, int], until: float, when: Any) -> None:
@@ -296,7 +296,7 @@ class WorkflowStep:
                     f"sleep_until time {show(when)} is more than 365 days ahead", value=show(when)
                 )
             rec = act.new_record(sid, StepKind.SLEEP, state=StepState.PENDING, until=until)
-            act.save(sid, rec, durable=True)
+            await act.save_durable(sid, rec)
         await self._sleep_out(sid, rec)
 
     async def _sleep_out(self, sid: tuple[str, int], rec: StepRecord) -> None:
@@ -321,7 +321,7 @@ class WorkflowStep:
                 until=act.clock.now() + secs,
                 type=type_,
             )
-            act.save(sid, rec, durable=True)
+            await act.save_durable(sid, rec)
         assert rec.until is not None
         while rec.state is not StepState.DONE:
             if act.take_event(sid, rec):
@@ -329,7 +329,7 @@ class WorkflowStep:
             if act.clock.now() >= rec.until:
                 rec.state, rec.ended_at = StepState.DONE, act.clock.now()
                 rec.error = {"name": "WaitForEventTimeoutError", "message": _timeout_text(sid, rec)}
-                act.save(sid, rec, durable=True)
+                await act.save_durable(sid, rec)
                 break
             await act.park(rec.until, type_)
         if rec.error is not None:

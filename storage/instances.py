@@ -474,6 +474,10 @@ class InstanceStore:
         now = self.now()
         self.kv.write(apply, durable)
 
+    def sync(self) -> None:
+        """Make this process's commits so far durable (see LmdbKV.sync_committed)."""
+        self.kv.sync_committed()
+
     def take_event(
         self, iid: str, lease: int, step_id: tuple[str, int], step: StepRecord
     ) -> EventRecord | None:

@@ -294,10 +294,7 @@ class LocalNamespace:
 
     def running_attempt(self) -> bool:
         """A step attempt runs in one of the workers (in a thread, or awaiting real I/O)."""
-        return any(
-            r.current is not None and r.current.earliest_deadline() is not None
-            for r in self.runners
-        )
+        return any(r.earliest_deadline() is not None for r in self.runners)
 
     def shutdown(self) -> None:
         for runner in self.runners:
