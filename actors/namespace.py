@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from typing import Any
 
 from ..runtime import listing, stream
@@ -25,6 +26,7 @@ from ..storage.instances import (
     check_schema,
     clock_offset,
     storage_identity,
+    sweep_blobs,
 )
 from ..storage.kv import open_lmdb
 from ..storage.schedules import ScheduleStore
@@ -56,7 +58,8 @@ class NamespaceActor:
         self.metrics = WorkflowMetrics(workflow)
         self.pool = ActorPool(
             lambda: handles.new_instance_actor(storage, workflow, self.cls, options, self.code),
-            max_size=options.concurrency,
+            max_size=options.actors or options.concurrency,
+            slots=-(-options.concurrency // (options.actors or options.concurrency)),
             warm=options.warm,
             on_metrics=self.metrics.add,
         )
@@ -91,6 +94,17 @@ class NamespaceActor:
             self._expire_overdue()
             self.scheduler.start()
             self._exporter = asyncio.ensure_future(self.metrics.export_forever(self._report))
+            self._sweeper = asyncio.ensure_future(asyncio.to_thread(self._sweep_blobs))
+
+    def _sweep_blobs(self) -> None:
+        """Orphan blob files go at start (storage/blobs.py); a failure only leaves them."""
+        try:
+            removed = sweep_blobs(self._index.kv, time.time())
+        except Exception:
+            log.exception("sweeping orphan blob files failed")
+            return
+        if removed:
+            log.info("removed %d orphan blob files", removed)
 
     def _expire_overdue(self) -> None:
         """Retention expiries that fell due while nothing ran are applied now (`wake` deletes a
@@ -233,6 +247,10 @@ class NamespaceActor:
     async def wake(self, iids: list[str]) -> None:
         self._start()
         self.ns.wake(iids)
+
+    async def wake_now(self, iid: str) -> bool:
+        self._start()
+        return self.ns.wake_now(iid)
 
     async def wait(self, iid: str, timeout: float | None, steps: bool) -> Snapshot:
         self._start()

@@ -11,6 +11,10 @@ waits through the kit (introspector waits, `instance.wait()`, `wait_all`) with `
 when nothing can happen without it: no step attempt runs, nothing is ready to run, and the next
 thing due is a sleep, a retry delay, a wait's timeout or a timer. Then the clock jumps to it (as
 Temporal's test server skips time while a client waits on a result).
+
+Steps given `resources=` run here, in this process, like any other step (there is no Ray to
+place them on; the request is still checked): their logic, retries and timeouts are tested, not
+their placement or hibernation while they run (RayEnv, or a cluster, tests those).
 """
 
 from __future__ import annotations
@@ -302,10 +306,7 @@ class LocalNamespace:
 
     def running_attempt(self) -> bool:
         """A step attempt runs in one of the workers (in a thread, or awaiting real I/O)."""
-        return any(
-            r.current is not None and r.current.earliest_deadline() is not None
-            for r in self.runners
-        )
+        return any(r.earliest_deadline() is not None for r in self.runners)
 
     def shutdown(self) -> None:
         for runner in self.runners:

@@ -480,7 +480,7 @@ function updateActions(bar, inst) {
 
 function timeline(inst) {
   const now = Date.now();
-  const t0 = parseTime(inst.created_on);
+  const t0 = parseTime(inst.created_on) ?? parseTime(inst.start) ?? now;
   const live = !FINISHED.has(inst.status);
   const end = live ? now : Math.max(parseTime(inst.end) || now, ...inst.steps.map((s) => parseTime(s.end) || 0));
   const width = Math.max(end - t0, 1) * (live ? 1.08 : 1.0);
