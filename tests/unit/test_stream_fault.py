@@ -38,6 +38,11 @@ class FillingKV:
             raise StorageFullError("the disk is full (a test's storage refuses writes)")
         return self.inner.write(fn, durable)
 
+    def sync_committed(self) -> None:
+        if Disk.full:
+            raise StorageFullError("the disk is full (a test's storage refuses writes)")
+        self.inner.sync_committed()
+
 
 class FillsTheDisk(WorkflowEntrypoint):
     async def run(self, event: Any, step: Any) -> Any:
