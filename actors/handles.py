@@ -82,6 +82,17 @@ def timer_actor(storage: str) -> Any:
     return _detached(TimerActor, timer_name(storage), here()).remote(storage)
 
 
+def compute_name(storage: str) -> str:
+    return f"compute:{storage_key(storage)}"
+
+
+def compute_actor(storage: str) -> Any:
+    """The owner of this node's placed step attempts (actors/compute.py), pinned here."""
+    from .compute import ComputeActor
+
+    return _detached(ComputeActor, compute_name(storage), here()).remote(storage)
+
+
 def _detached(cls: type, name: str, ray_node: str) -> Any:
     """A named, detached, always-restarted async actor class pinned to `ray_node`: created
     once, found thereafter. (Its node gone, Ray does not restart it elsewhere: it dies.)"""

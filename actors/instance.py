@@ -49,7 +49,7 @@ class InstanceActor:
             Env(dict(options.env)),
             options.hibernate_after,
             code=code,
-            compute=RayCompute(options.infeasible_after),
+            compute=RayCompute(storage, options.infeasible_after),
         )
         self.block_limit = options.block_limit
         self._beat = time.monotonic()
@@ -87,15 +87,15 @@ class InstanceActor:
         the worker die; the attempt counts as failed and is retried by its policy."""
         while True:
             time.sleep(_BEAT)
-            act = self.runner.current
+            running = list(self.runner.current)
             now = time.monotonic()
-            if act is None or now - self._beat < _BEAT * 5:
+            if not running or now - self._beat < _BEAT * 5:
                 continue
-            deadline = act.earliest_deadline() or (self._beat + self.block_limit)
+            deadline = self.runner.earliest_deadline() or (self._beat + self.block_limit)
             if now > deadline + _GRACE:
                 log.error(
                     "instance %s blocked its event loop for %.1fs; restarting its worker",
-                    act.record.id,
+                    ", ".join(running),
                     now - self._beat,
                 )
                 os._exit(WATCHDOG_EXIT_CODE)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from typing import Any
 
 from ..runtime import listing, stream
@@ -15,12 +16,22 @@ from ..runtime.metrics import Report
 from ..runtime.model import InstanceStatus, WorkflowEntrypoint
 from ..runtime.namespace import Namespace, Snapshot
 from ..runtime.options import WorkflowOptions
+from ..runtime.placement import node_id
 from ..runtime.schedules import Scheduler
+from ..runtime.tick_claims import TickClaims
 from ..runtime.timers import HORIZON as TIMER_HORIZON
-from ..storage.instances import InstanceStore, TimerIndex, check_schema, clock_offset
+from ..storage.instances import (
+    InstanceStore,
+    TimerIndex,
+    check_schema,
+    clock_offset,
+    storage_identity,
+    sweep_blobs,
+)
 from ..storage.kv import open_lmdb
 from ..storage.schedules import ScheduleStore
 from . import handles
+from .claims import GcsClaimStore
 from .logs import forward_logs
 from .metrics import WorkflowMetrics
 from .nodes import node_storage
@@ -39,7 +50,7 @@ class NamespaceActor:
         code: str | None = None,
     ) -> None:
         forward_logs()
-        storage = node_storage(storage)  # this node's folder (docs/cluster.md)
+        deployment, storage = storage, node_storage(storage)  # this node's folder (docs/cluster.md)
         kv = open_lmdb(storage)
         check_schema(kv)
         self.storage, self.workflow = storage, workflow
@@ -47,7 +58,8 @@ class NamespaceActor:
         self.metrics = WorkflowMetrics(workflow)
         self.pool = ActorPool(
             lambda: handles.new_instance_actor(storage, workflow, self.cls, options, self.code),
-            max_size=options.concurrency,
+            max_size=options.actors or options.concurrency,
+            slots=-(-options.concurrency // (options.actors or options.concurrency)),
             warm=options.warm,
             on_metrics=self.metrics.add,
         )
@@ -62,8 +74,9 @@ class NamespaceActor:
             options.concurrency,
             wake_lead=options.wake_lead,
         )
+        claims = TickClaims(GcsClaimStore(), deployment, workflow, node_id(storage_identity(kv)))
         self.scheduler = Scheduler(
-            self.ns, ScheduleStore(kv, workflow), self.ns.clock, options.kept
+            self.ns, ScheduleStore(kv, workflow), self.ns.clock, options.kept, claims.claim
         )
         self._timers: Any = None
         self._due_soon: list[tuple[str, float]] = []  # timers for the next schedule_many call
@@ -81,6 +94,17 @@ class NamespaceActor:
             self._expire_overdue()
             self.scheduler.start()
             self._exporter = asyncio.ensure_future(self.metrics.export_forever(self._report))
+            self._sweeper = asyncio.ensure_future(asyncio.to_thread(self._sweep_blobs))
+
+    def _sweep_blobs(self) -> None:
+        """Orphan blob files go at start (storage/blobs.py); a failure only leaves them."""
+        try:
+            removed = sweep_blobs(self._index.kv, time.time())
+        except Exception:
+            log.exception("sweeping orphan blob files failed")
+            return
+        if removed:
+            log.info("removed %d orphan blob files", removed)
 
     def _expire_overdue(self) -> None:
         """Retention expiries that fell due while nothing ran are applied now (`wake` deletes a
@@ -224,6 +248,10 @@ class NamespaceActor:
         self._start()
         self.ns.wake(iids)
 
+    async def wake_now(self, iid: str) -> bool:
+        self._start()
+        return self.ns.wake_now(iid)
+
     async def wait(self, iid: str, timeout: float | None, steps: bool) -> Snapshot:
         self._start()
         await self.ns.wait(iid, timeout)
@@ -239,7 +267,7 @@ class NamespaceActor:
     ) -> stream.Batch:
         """A subscriber's long-poll (runtime/stream.py)."""
         self._start()
-        return await stream.poll(self.ns.store, iid, after, types, wait)
+        return await stream.poll(self.ns.store, iid, after, types, wait, fault=self.ns.fault)
 
     async def stats(self) -> dict[str, Any]:
         return {**self.ns.stats(), "actors": self.pool.size}

@@ -71,61 +71,73 @@ class RayWorker:
 
 
 class ActorPool:
+    """At most `max_size` instance actors, each handed out to at most `slots` activations at a
+    time (WorkflowOptions.actors: fewer actors than `concurrency` share them). The least busy
+    actor is chosen; a new one starts only when every actor is busy."""
+
     def __init__(
         self,
         factory: Callable[[], Any],
         max_size: int,
         warm: int,
         on_metrics: Callable[[Tally], None] | None = None,
+        slots: int = 1,
     ) -> None:
         self._factory = factory
         self._on_metrics = on_metrics
-        self._max = max_size
+        self._max, self._slots = max_size, slots
         self._warm = min(warm, max_size)
-        self._idle: list[RayWorker] = []
-        self._size = 0
+        self._leases: dict[RayWorker, int] = {}  # every live actor, with its activations
+        self._retiring: set[RayWorker] = set()  # killed once their last activation ends
         self._freed = asyncio.Event()
         self._generation = 0
 
     def prestart(self) -> None:
-        while self._size < self._warm:
-            self._idle.append(self._spawn())
+        while self.size < self._warm:
+            self._spawn()
 
     def _spawn(self) -> RayWorker:
-        self._size += 1
-        return RayWorker(self._factory(), self._generation, self._on_metrics)
+        worker = RayWorker(self._factory(), self._generation, self._on_metrics)
+        self._leases[worker] = 0
+        return worker
 
     def retire_workers(self) -> None:
-        """The workflow's code changed: idle workers are replaced now, busy ones when they
-        come back, so every new activation runs the new code."""
+        """The workflow's code changed: idle workers are replaced now, busy ones when their
+        activations end, so every new activation runs the new code."""
         self._generation += 1
-        idle, self._idle = self._idle, []
-        for worker in idle:
-            self._discard(worker)
+        for worker in list(self._leases):
+            self._retire(worker)
         self.prestart()
 
     async def acquire(self) -> RayWorker:
         while True:
-            if self._idle:
-                return self._idle.pop()
-            if self._size < self._max:
-                return self._spawn()
+            open_ = [w for w, n in self._leases.items() if w not in self._retiring]
+            best = min(open_, key=self._leases.__getitem__, default=None)
+            if (best is None or self._leases[best] > 0) and self.size < self._max:
+                best = self._spawn()
+            if best is not None and self._leases[best] < self._slots:
+                self._leases[best] += 1
+                return best
             self._freed.clear()
             await self._freed.wait()
 
     def release(self, worker: Worker, broken: bool = False) -> None:
         assert isinstance(worker, RayWorker)
-        if broken or worker.generation != self._generation:
-            self._discard(worker)
+        self._leases[worker] -= 1
+        if broken or worker.generation != self._generation or worker in self._retiring:
+            self._retire(worker)
             self.prestart()
-        else:
-            self._idle.append(worker)
         self._freed.set()
 
-    def _discard(self, worker: RayWorker) -> None:
-        self._size -= 1
-        ray.kill(worker.handle, no_restart=True)
+    def _retire(self, worker: RayWorker) -> None:
+        """No new activation goes to `worker`; it is killed when its last one has ended."""
+        self._retiring.add(worker)
+        if self._leases[worker] == 0:
+            del self._leases[worker]
+            self._retiring.discard(worker)
+            ray.kill(worker.handle, no_restart=True)
 
     @property
     def size(self) -> int:
-        return self._size
+        """Live actors that take new activations."""
+        return len(self._leases) - len(self._retiring)

@@ -349,9 +349,20 @@ async def bench_engine_in_process(storage: str, n: int) -> dict[str, Any]:
 # 2. throughput of 3-step instances
 
 
+ACTORS: list[int | None] = [None]  # --actors: instance actors per workflow (None: concurrency)
+
+
+def _actors(concurrency: int) -> int | None:
+    return None if ACTORS[0] is None else min(ACTORS[0], concurrency)
+
+
 async def bench_throughput(concurrency: int, batches: int, batch_size: int) -> dict[str, Any]:
     wf = raydo.workflow(
-        ThreeSteps, name=f"bench_three_c{concurrency}", concurrency=concurrency, warm=concurrency
+        ThreeSteps,
+        name=f"bench_three_c{concurrency}",
+        concurrency=concurrency,
+        actors=_actors(concurrency),
+        warm=_actors(concurrency) or concurrency,
     )
     # warm-up: start every pooled actor and run a few instances through each
     warm = await wf.create_batch([{} for _ in range(max(20, 5 * concurrency))])
@@ -394,7 +405,13 @@ async def bench_throughput(concurrency: int, batches: int, batch_size: int) -> d
 
 
 async def bench_sleep(count: int, concurrency: int) -> dict[str, Any]:
-    wf = raydo.workflow(Sleeper, name="bench_sleep", concurrency=concurrency, warm=concurrency)
+    wf = raydo.workflow(
+        Sleeper,
+        name="bench_sleep",
+        concurrency=concurrency,
+        actors=_actors(concurrency),
+        warm=_actors(concurrency) or concurrency,
+    )
     # warm-up, including the timer actor and the wake path
     warm = await wf.create_batch([{} for _ in range(max(2, concurrency))])
     await gather_all([i.wait(timeout=120) for i in warm])
@@ -623,6 +640,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--storage-root", default=tempfile.gettempdir(), help="parent of the temp storage"
     )
+    p.add_argument(
+        "--actors",
+        type=int,
+        help="instance actors per workflow (WorkflowOptions.actors); default: one per concurrent "
+        "instance. With fewer, --concurrency counts instances running at once",
+    )
     p.add_argument("--keep", action="store_true", help="keep the storage folder")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.add_argument(
@@ -652,6 +675,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a.steps = a.steps or (200 if q else 1000)
     a.step_repeats = a.step_repeats or (1 if q else 3)
     a.batches = a.batches or (2 if q else 20)
+    ACTORS[0] = a.actors
     a.concurrency = [int(c) for c in (a.concurrency or ("4" if q else "2,4,8")).split(",")]
     a.sleepers = a.sleepers or (20 if q else 200)
     a.commits = a.commits or (300 if q else 2000)

@@ -209,7 +209,9 @@ async def phase_creates(a: argparse.Namespace) -> dict[str, Any]:
 
 
 async def phase_sleepflow(a: argparse.Namespace) -> dict[str, Any]:
-    wf = raydo.workflow(StepSleepStep, name="scale_sleepflow", concurrency=a.concurrency)
+    wf = raydo.workflow(
+        StepSleepStep, name="scale_sleepflow", concurrency=a.concurrency, actors=a.actors
+    )
     t0 = time.perf_counter()
     rate, _ = await create_many(wf, [{"sleep": a.sleep}] * a.sleepflow)
     await until(lambda: _all_in(wf, "complete", a.sleepflow), "sleepflow completes", 3600 + a.sleep)
@@ -231,7 +233,9 @@ async def _all_in(wf: raydo.Workflow, status: str, n: int) -> bool:
 
 async def phase_waiting(a: argparse.Namespace) -> dict[str, Any]:
     r: dict[str, Any] = {"instances": a.waiting, "memory_before": memory()}
-    sleepers = raydo.workflow(SleepUntil, name="scale_sleep", concurrency=a.concurrency)
+    sleepers = raydo.workflow(
+        SleepUntil, name="scale_sleep", concurrency=a.concurrency, actors=a.actors
+    )
     at = time.time() + a.waiting / a.expected_create_rate + 15
     rate, ids = await create_many(sleepers, [{"at": at}] * a.waiting)
     r["create_batch_per_s"] = round(rate)
@@ -245,7 +249,9 @@ async def phase_waiting(a: argparse.Namespace) -> dict[str, Any]:
     r["load_sleep"] = load()
     kill_namespace(sleepers)
 
-    waiters = raydo.workflow(AwaitsGo, name="scale_events", concurrency=a.concurrency)
+    waiters = raydo.workflow(
+        AwaitsGo, name="scale_events", concurrency=a.concurrency, actors=a.actors
+    )
     _, ids = await create_many(waiters, [{}] * a.waiting)
     await until(lambda: _all_in(waiters, "waiting", a.waiting), "event waiters wait", 3600)
     r["event_memory_waiting"] = memory()
@@ -270,7 +276,9 @@ async def phase_waiting(a: argparse.Namespace) -> dict[str, Any]:
 
 
 async def phase_recovery(a: argparse.Namespace, storage: str) -> dict[str, Any]:
-    sleepers = raydo.workflow(SleepUntil, name="scale_recovery", concurrency=a.concurrency)
+    sleepers = raydo.workflow(
+        SleepUntil, name="scale_recovery", concurrency=a.concurrency, actors=a.actors
+    )
     at = time.time() + a.recovery / a.expected_create_rate + 10
     _, ids = await create_many(sleepers, [{"at": at}] * a.recovery)
     await until(lambda: _all_in(sleepers, "waiting", a.recovery), "recovery set waits", 3600)
@@ -279,7 +287,9 @@ async def phase_recovery(a: argparse.Namespace, storage: str) -> dict[str, Any]:
     t0 = time.perf_counter()
     raydo.init(storage=storage, address="local", sync_commits=a.sync_commits == "on")
     t_init = time.perf_counter() - t0
-    again = raydo.workflow(SleepUntil, name="scale_recovery", concurrency=a.concurrency)
+    again = raydo.workflow(
+        SleepUntil, name="scale_recovery", concurrency=a.concurrency, actors=a.actors
+    )
     await again.counts()  # answered once the namespace has recovered (recovery runs first)
     t_recovered = time.perf_counter() - t0
     await until(lambda: _all_in(again, "complete", 1), "first overdue instance runs", 3600)
@@ -393,7 +403,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--create-clients", type=int, default=8)
     p.add_argument("--finished", type=int, default=1_000_000)
     p.add_argument("--flat-samples", type=int, default=200)
-    p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--concurrency", type=int, default=4, help="instances running at once")
+    p.add_argument(
+        "--actors", type=int, default=None, help="instance actors (default: one per --concurrency)"
+    )
     p.add_argument("--expected-create-rate", type=float, default=2_000.0)
     p.add_argument("--sync-commits", choices=("on", "off"), default="on")
     p.add_argument("--storage-root", default=None)

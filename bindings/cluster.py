@@ -31,6 +31,7 @@ from ..errors import (
     NoEligibleNodeError,
 )
 from ..runtime import listing
+from ..runtime.metrics import Report, merge_reports
 from ..runtime.namespace import Snapshot
 from ..runtime.placement import NodeInfo, home_of, matches
 from ..storage.records import InstanceRecord, InstanceStatus
@@ -209,6 +210,7 @@ class Router:
         self.exists = _Method(self._exists)
         self.list_instances = _Method(self._list_instances)
         self.counts = _Method(self._counts)
+        self.metrics_report = _Method(self._metrics_report)
         for name in ("params", "pause", "resume", "terminate", "restart", "delete"):
             setattr(self, name, _Method(self._by_id(name)))
         self.send_event = _Method(self._by_id("send_event"))
@@ -226,6 +228,8 @@ class Router:
         wf = self.workflow
         handle = handles.namespace_actor_on(node, wf.storage, wf.name, wf.cls, wf.options, wf.code)
         await handle.use_code.remote(wf.cls, wf.code)
+        if wf.options.schedules is not None:  # every node runs them; one claims each tick
+            await handle.use_schedules.remote(list(wf.options.schedules))
         self._handles[node.node] = (node.ray_node, handle)
         return handle
 
@@ -449,6 +453,10 @@ class Router:
             for status, n in counts.items():
                 total[status] = total.get(status, 0) + n
         return total
+
+    async def _metrics_report(self) -> Report:
+        """The workflow's metrics summed over the reachable nodes."""
+        return merge_reports(self.workflow.name, await self._from_every_node("metrics_report"))
 
     async def _from_every_node(self, method: str, *args: Any) -> list[Any]:
         """`method` on every reachable node (an unreachable node's part is left out, logged)."""

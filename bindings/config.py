@@ -9,6 +9,7 @@ Workflows are declared once, the way wrangler declares them, in a `raydo.toml` o
     [workflows.checkout]
     class = "shop.flows:Checkout"       # module:Class; the file's folder is put on sys.path
     concurrency = 4                     # instances running at once (the rest are queued)
+    actors = 2                          # optional: worker processes (default: concurrency)
     retention = { success = "7 days", error = "30 days" }   # finished instances then deleted
     steps = 10000                       # step limit: validated, not acted on yet
     schedules = ["0 9 * * 1"]           # cron (UTC): an instance per tick (runtime/schedules.py)
@@ -76,6 +77,7 @@ class WorkflowConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
     class_: StrictStr = Field(alias="class")
     concurrency: Annotated[StrictInt, Field(ge=1, le=10_000)] = 4
+    actors: Annotated[StrictInt, Field(ge=1, le=10_000)] | None = None
     retention: RetentionConfig | None = None
     steps: Annotated[StrictInt, Field(ge=1, le=MAX_STEPS)] | None = None
     schedules: list[StrictStr] = []
@@ -248,6 +250,7 @@ class Project:
                 self.classes[name],
                 name,
                 concurrency=declared.concurrency,
+                actors=declared.actors,
                 retention=retention,
                 schedules=list(declared.schedules),  # the config is the declaration: [] clears
             )

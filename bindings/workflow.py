@@ -67,8 +67,10 @@ MAX_WORKFLOW_NAME = 64
 class Workflow:
     """The binding for one workflow: create instances and get handles to them.
 
-    concurrency: instances of this workflow running at once (each holds one actor); the rest are
-    `queued`. env: bindings the workflow sees as `self.env` (e.g. other Workflows). hibernate_after:
+    concurrency: instances of this workflow running at once; the rest are `queued`. actors:
+    instance actors (processes) per node; default `concurrency`, one instance each; fewer share
+    them, several instances each at once (their fsyncs shared too). env: bindings the workflow
+    sees as `self.env` (e.g. other Workflows). hibernate_after:
     waits longer than this many seconds give the actor back. block_limit: seconds run() code
     outside steps may block the event loop before its worker is replaced (steps: their timeout).
     warm: instance actors kept started and idle (at most `concurrency`). storage: the storage this
@@ -85,6 +87,7 @@ class Workflow:
         name: str | None = None,
         *,
         concurrency: int = 4,
+        actors: int | None = None,
         env: Mapping[str, Any] | None = None,
         hibernate_after: float = HIBERNATE_AFTER,
         block_limit: float = 60.0,
@@ -108,6 +111,7 @@ class Workflow:
             raise InvalidIdError(f"workflow name {self.name!r} is longer than 64 characters")
         self.options = options or WorkflowOptions(
             concurrency=concurrency,
+            actors=actors,
             env={} if env is None else env,
             hibernate_after=hibernate_after,
             block_limit=block_limit,
@@ -354,7 +358,7 @@ class Workflow:
 
     def metrics_report(self) -> Pending[Report]:
         """The workflow's metrics now: totals, histograms and gauges (runtime/metrics.py), as
-        the raydo server's /metrics shows them. On one raydo node only."""
+        the raydo server's /metrics shows them; on a cluster, summed over the reachable nodes."""
         return Pending(self.actor.metrics_report.remote())
 
     def counts(self) -> Pending[dict[str, int]]:
@@ -599,7 +603,7 @@ def to_status(snap: Snapshot) -> StatusInfo:
         status=status,
         output=decode(snap.output) if snap.output is not None else None,
         error=ErrorInfo(**rec.error) if rec.error else None,
-        created_at=datetime.fromtimestamp(rec.created_at, tz=UTC),
+        created_at=_dt(rec.created_at or None),  # 0: not known (status unknown)
         started_at=_dt(rec.started_at),
         ended_at=_dt(rec.ended_at),
         wake_at=_dt(rec.wake_at),

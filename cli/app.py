@@ -366,7 +366,9 @@ def instances_delete(
     if as_json:
         render.print_json({"deleted": chosen})
     else:
-        render.out.print(f"deleted {len(chosen)} instance(s): {', '.join(chosen)}", markup=False)
+        render.out.print(
+            f"deleted {render.plural(len(chosen), 'instance')}: {', '.join(chosen)}", markup=False
+        )
 
 
 @instances_app.command("wait")

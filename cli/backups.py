@@ -42,7 +42,12 @@ def backup_command(
             render.out.print(line, markup=False)
     missed = [row["node"] for row in rows if row["error"] is not None]
     if missed:
-        raise fail(f"{len(missed)} node(s) not backed up: {missed}", Exit.FAILED, "failed", as_json)
+        raise fail(
+            f"{render.plural(len(missed), 'node')} not backed up: {missed}",
+            Exit.FAILED,
+            "failed",
+            as_json,
+        )
 
 
 @app.command("restore")

@@ -1,4 +1,5 @@
-"""Exit codes a script can rely on, and the one place raydo errors become them.
+"""Exit codes a script can rely on; raydo errors become them by the table the HTTP server uses
+too (raydo/error_codes.py).
 
 0  ok
 1  the operation failed (an instance ended errored/terminated under --wait, a wait timed
@@ -20,14 +21,8 @@ from typing import Any, TypeVar
 
 import typer
 
-from ..errors import (
-    InstanceExistsError,
-    InstanceNotFoundError,
-    InvalidInputError,
-    InvalidStateError,
-    RaydoError,
-    WorkflowNotFoundError,
-)
+from ..error_codes import code_of
+from ..errors import RaydoError
 
 
 class Exit(enum.IntEnum):
@@ -39,23 +34,13 @@ class Exit(enum.IntEnum):
     EXISTS = 5
 
 
-# Checked in order: the first class an error is an instance of gives its exit code and code name.
-_CODES: list[tuple[type[BaseException], Exit, str]] = [
-    (InvalidInputError, Exit.USAGE, "invalid_input"),
-    (InstanceNotFoundError, Exit.NOT_FOUND, "not_found"),
-    (WorkflowNotFoundError, Exit.NOT_FOUND, "not_found"),
-    (InvalidStateError, Exit.INVALID_STATE, "invalid_state"),
-    (InstanceExistsError, Exit.EXISTS, "already_exists"),
-]
-
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def classify(exc: BaseException) -> tuple[Exit, str]:
-    for cls, code, name in _CODES:
-        if isinstance(exc, cls):
-            return code, name
-    return Exit.FAILED, "failed"
+    """The exit code and code name of an error (the table in raydo/error_codes.py)."""
+    found = code_of(exc)
+    return Exit(found.exit), found.code
 
 
 def fail(message: str, code: Exit, name: str, as_json: bool) -> typer.Exit:

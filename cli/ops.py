@@ -42,7 +42,9 @@ def workflows_delete(name: NameArg, yes: YesOpt = False, as_json: JsonOpt = Fals
     if as_json:
         render.print_json({"workflow": name, "deleted": len(deleted)})
     else:
-        render.out.print(f"deleted {len(deleted)} instance(s) of workflow {name}", markup=False)
+        render.out.print(
+            f"deleted {render.plural(len(deleted), 'instance')} of workflow {name}", markup=False
+        )
 
 
 @instances_app.command("terminate-all")
@@ -65,4 +67,6 @@ def instances_terminate_all(
     if as_json:
         render.print_json({"workflow": name, "terminated": done})
     else:
-        render.out.print(f"terminated {len(done)} instance(s) of workflow {name}", markup=False)
+        render.out.print(
+            f"terminated {render.plural(len(done), 'instance')} of workflow {name}", markup=False
+        )

@@ -220,6 +220,11 @@ def step_detail(s: StepInfo, show_output: bool, limit: int) -> str:
     return truncate(s.output, limit) if show_output and s.type != "sleep" else ""
 
 
+def plural(n: int, noun: str) -> str:
+    """ "1 instance", "2 instances": every count the CLI prints with its noun."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def progress_line(st: StatusInfo) -> str:
     """One line for live progress: status, the step in flight and its attempt."""
     current = next((s for s in reversed(st.steps) if s.state != "done"), None)
@@ -227,5 +232,5 @@ def progress_line(st: StatusInfo) -> str:
     if current is not None:
         text += f" · {current.name} ({step_detail(current, False, 80)})"
     elif st.steps:
-        text += f" · {len(st.steps)} steps done"
+        text += f" · {plural(len(st.steps), 'step')} done"
     return text

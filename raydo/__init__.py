@@ -46,6 +46,7 @@ def workflow(
     name: str | None = None,
     *,
     concurrency: int = 4,
+    actors: int | None = None,
     env: Mapping[str, Any] | None = None,
     hibernate_after: float = 0.25,
     block_limit: float = 60.0,
@@ -62,7 +63,9 @@ def workflow(
     """The binding for a workflow class: `raydo.workflow(Checkout, name="checkout")`.
 
     The keyword options are WorkflowOptions' fields (see its docstrings): concurrency (instances
-    running at once), env (bindings for `self.env`), hibernate_after, block_limit, warm,
+    running at once), actors (worker processes per node; default one per concurrent instance,
+    fewer run several instances each and share their fsyncs), env (bindings for `self.env`),
+    hibernate_after, block_limit, warm,
     node_labels (on a cluster: home instances only on nodes with these Ray labels),
     runtime_env and resources (of the instance actors), infeasible_after (how long a step's
     `resources=` may match no node before its attempt fails), retention (default
@@ -75,6 +78,7 @@ def workflow(
         cls,
         name,
         concurrency=concurrency,
+        actors=actors,
         env=env,
         hibernate_after=hibernate_after,
         block_limit=block_limit,

@@ -81,6 +81,9 @@ class OutcomeKind(enum.StrEnum):
         return None if self is OutcomeKind.STOPPED else InstanceStatus(self.value)
 
 
+_LEAVING = frozenset({OutcomeKind.WAITING, OutcomeKind.PAUSED})
+
+
 @dataclass
 class Outcome:
     """How an activation ended."""
@@ -98,7 +101,7 @@ class BatchResult:
 
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     failed: dict[str, Exception] = field(default_factory=dict)
-    running: str | None = None  # still running: collect it with join()
+    running: list[str] = field(default_factory=list)  # still running: collect each with join()
     unstarted: list[str] = field(default_factory=list)
     metrics: Tally | None = None  # the worker's step metrics since its last report
 
@@ -129,6 +132,40 @@ class _Fence(BaseException):
     """Raised through user code when this activation lost its lease: BaseException, so a user's
     `except Exception` cannot swallow it."""
 
+
+class _Live:
+    """The activations running in this process: they share its event loop and its fsyncs."""
+
+    count = 0
+    _rounds: dict[int, asyncio.Future[None]] = {}  # by store: the sync about to run
+    _syncers: set[asyncio.Future[None]] = set()  # their tasks (asyncio keeps weak references)
+
+    async def sync_together(self, store: Store) -> None:
+        """Make `store`'s commits durable with one sync shared by every caller that arrives
+        before it runs (it runs after _SYNC_TURNS loop turns)."""
+        round_ = self._rounds.get(id(store))
+        if round_ is None:
+            round_ = asyncio.get_running_loop().create_future()
+            self._rounds[id(store)] = round_
+            syncer = asyncio.ensure_future(self._sync_soon(store, round_))
+            self._syncers.add(syncer)
+            syncer.add_done_callback(self._syncers.discard)
+        await asyncio.shield(round_)
+
+    async def _sync_soon(self, store: Store, round_: asyncio.Future[None]) -> None:
+        for _ in range(_SYNC_TURNS):
+            await asyncio.sleep(0)
+        del self._rounds[id(store)]  # commits from now on wait for the next round
+        try:
+            store.sync()
+        except BaseException as exc:
+            round_.set_exception(exc)
+        else:
+            round_.set_result(None)
+
+
+_LIVE = _Live()
+_SYNC_TURNS = 3  # loop turns a shared sync waits for other activations to reach their commits
 
 _RUNNING: contextvars.ContextVar[Activation | None] = contextvars.ContextVar(
     "raydo_activation", default=None
@@ -173,6 +210,7 @@ class Activation:
         self._parks: list[_Park] = []
         self._pausing = False
         self._stopped = False
+        self.leaving = False  # it ends waiting or paused: attempts placed elsewhere go on
         self._changed = asyncio.Event()
         self._preloaded: tuple[dict[tuple[str, int], StepRecord], bytes | None] | None = None
         self._params: bytes | None = None
@@ -209,12 +247,14 @@ class Activation:
         self._seq = max((s.seq for s in self.steps.values()), default=-1) + 1
         self.guard = ReplayGuard(self.steps)
         task = asyncio.ensure_future(self._run_user())
+        _LIVE.count += 1
         try:
             while not task.done():
                 if self._stopped:
                     return Outcome(OutcomeKind.STOPPED)
                 hibernation = self._hibernation()
                 if hibernation is not None:
+                    self.leaving = hibernation.kind in _LEAVING
                     return hibernation
                 self._changed.clear()
                 waiter = asyncio.ensure_future(self._changed.wait())
@@ -224,6 +264,7 @@ class Activation:
         except _Fence:
             return Outcome(OutcomeKind.STOPPED)
         finally:
+            _LIVE.count -= 1
             if not task.done():
                 task.cancel()
                 with contextlib.suppress(BaseException):
@@ -464,6 +505,16 @@ class Activation:
         except Fenced:
             raise _Fence() from None
 
+    async def save_durable(self, sid: tuple[str, int], rec: StepRecord) -> None:
+        """Save a step record and return once it is durable. A lone step syncs at once; when
+        other activations (or other attempts of this one) run in this process, the sync waits a
+        few loop turns so their commits join it: one fsync for them all (group commit)."""
+        self.save(sid, rec, durable=False)
+        if _LIVE.count > 1 or self._busy > 1:
+            await _LIVE.sync_together(self.store)
+        else:
+            self.store.sync()
+
     def emitter(self, sid: tuple[str, int], attempt: int) -> Emitter:
         """The sink of `ctx.emit` for one attempt of step `sid` (runtime/emits.py)."""
         return Emitter(self.store, self.record.id, self.lease, sid, attempt, self.clock)
@@ -487,6 +538,18 @@ class Activation:
             self._busy -= 1
             self._deadlines.pop(token, None)
             self._poke()
+
+    async def idle_while(self, running: asyncio.Future[Any], until: float) -> None:
+        """Wait for an attempt that runs elsewhere (runtime/compute.py) as a park until
+        `until`, not as busy work: the activation may hibernate meanwhile (this await is then
+        cancelled with `leaving` set)."""
+        self._busy -= 1
+        parked = asyncio.ensure_future(self.park(until))
+        try:
+            await asyncio.wait({running, parked}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            parked.cancel()
+            self._busy += 1
 
     def submit(self, fn: Any, *args: Any) -> concurrent.futures.Future[Any]:
         if self.executor is None:

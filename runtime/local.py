@@ -39,14 +39,15 @@ class InstanceRunner:
         register_models(getattr(workflow_cls.run, "__globals__", {}))
         self.hibernate_after = hibernate_after
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="raydo-step")
-        self.current: Activation | None = None
-        self._joinable: tuple[str, asyncio.Future[Outcome]] | None = None
+        self.current: dict[str, Activation] = {}  # the activations running now, by instance
+        self._joinable: dict[str, asyncio.Future[Outcome]] = {}
         self._pause_at_start: set[str] = set()  # paused while waiting their turn in a batch
 
     async def run_batch(self, items: list[tuple[str, int]]) -> BatchResult:
-        """Run activations one after another (one instance at a time). Past `budget` seconds no
-        further one starts; one still running then is left running for `join`, and the rest go
-        back unstarted. A batch of one simply runs to its end."""
+        """Run activations one after another. Past `budget` seconds no further one starts; one
+        still running then is left running for `join`, and the rest go back unstarted. A batch
+        of one simply runs to its end. Several batches may run at once (a worker shared by
+        `slots` activations, WorkflowOptions.actors): their durable commits share fsyncs."""
         result, budget = BatchResult(), self.batch_budget
         start = self.clock.monotonic()
         for k, (iid, lease) in enumerate(items):
@@ -61,8 +62,8 @@ class InstanceRunner:
                     asyncio.shield(task), max(left, 0) if len(items) > 1 else None
                 )
             if not task.done():
-                self._joinable = (iid, task)
-                result.running = iid
+                self._joinable[iid] = task
+                result.running = [iid]
                 result.unstarted = [i for i, _ in items[k + 1 :]]
                 break
             try:
@@ -73,12 +74,12 @@ class InstanceRunner:
         return result
 
     async def join(self, iid: str) -> Outcome:
-        """The outcome of the activation a batch left running."""
-        assert self._joinable is not None and self._joinable[0] == iid
+        """The outcome of an activation a batch left running."""
+        task = self._joinable[iid]
         try:
-            return await self._joinable[1]
+            return await task
         finally:
-            self._joinable = None
+            self._joinable.pop(iid, None)
 
     async def run(self, iid: str, lease: int) -> Outcome:
         try:
@@ -105,17 +106,22 @@ class InstanceRunner:
         if iid in self._pause_at_start:
             self._pause_at_start.discard(iid)
             act.request_pause()
-        self.current = act
+        self.current[iid] = act
         try:
             outcome = await act.run()
         finally:
-            self.current = None
+            if self.current.get(iid) is act:  # not a newer activation of the same instance
+                del self.current[iid]
         outcome.recycle = any(not stray.done() for stray in act.strays)
         return outcome
 
     def _matching(self, iid: str) -> Activation | None:
-        act = self.current
-        return act if act is not None and act.record.id == iid else None
+        return self.current.get(iid)
+
+    def earliest_deadline(self) -> float | None:
+        """clock.monotonic() by which the earliest running attempt of any activation must end."""
+        found = [d for a in self.current.values() if (d := a.earliest_deadline()) is not None]
+        return min(found, default=None)
 
     def pause(self, iid: str) -> None:
         if (act := self._matching(iid)) is not None:
@@ -133,15 +139,23 @@ class InstanceRunner:
 
 
 class LocalPool:
-    """A fixed set of in-process runners handed out one activation at a time."""
+    """In-process runners, each handed out to at most `slots` activations at a time (the least
+    busy first)."""
 
-    def __init__(self, runners: list[InstanceRunner]) -> None:
-        self._idle: asyncio.Queue[InstanceRunner] = asyncio.Queue()
-        for runner in runners:
-            self._idle.put_nowait(runner)
+    def __init__(self, runners: list[InstanceRunner], slots: int = 1) -> None:
+        self._leases = dict.fromkeys(runners, 0)
+        self._slots = slots
+        self._freed = asyncio.Event()
 
     async def acquire(self) -> InstanceRunner:
-        return await self._idle.get()
+        while True:
+            runner = min(self._leases, key=self._leases.__getitem__)
+            if self._leases[runner] < self._slots:
+                self._leases[runner] += 1
+                return runner
+            self._freed.clear()
+            await self._freed.wait()
 
     def release(self, worker: InstanceRunner, broken: bool = False) -> None:
-        self._idle.put_nowait(worker)
+        self._leases[worker] -= 1
+        self._freed.set()

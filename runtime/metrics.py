@@ -134,6 +134,18 @@ class Report:
     gauges: dict[Key, float]
 
 
+def merge_reports(workflow: str, reports: list[Report]) -> Report:
+    """One workflow's reports from several nodes as one: totals and gauges summed (each node
+    counts only the instances it homes)."""
+    totals = Tally()
+    gauges: dict[Key, float] = {}
+    for report in reports:
+        totals.merge(report.totals)
+        for key, value in report.gauges.items():
+            gauges[key] = gauges.get(key, 0.0) + value
+    return Report(workflow, totals, gauges)
+
+
 class MeteredStore(InstanceStore):
     """The instance actor's store: watches the step records an activation writes, so the step
     path itself stays free of metrics code. An attempt starts with an unsynced `running` write

@@ -64,7 +64,9 @@ class StatusInfo(BaseModel):
     status: InstanceStatus
     output: Any = None
     error: ErrorInfo | None = None
-    created_at: datetime
+    created_at: datetime | None = None
+    """None when it is not known: an instance homed on a node that cannot be reached now
+    (status `unknown`)."""
     started_at: datetime | None = None
     ended_at: datetime | None = None
     wake_at: datetime | None = None

@@ -80,6 +80,24 @@ class WorkerLost(Exception):
     """Raised by a Worker whose process died during an activation."""
 
 
+class _Held:
+    """One activation call's hold on its worker. `_active` maps an instance to the hold of the
+    call running it, not to the worker, because a worker may be shared by several calls at once
+    (WorkflowOptions.actors): one call must never release an instance another call now runs."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    def pause(self, iid: str) -> None:
+        self.worker.pause(iid)
+
+    def stop(self, iid: str) -> None:
+        self.worker.stop(iid)
+
+    def event(self, iid: str, type_: str) -> None:
+        self.worker.event(iid, type_)
+
+
 @dataclass
 class Snapshot:
     """Everything `status()` reports, still encoded; the client decodes it with its own classes."""
@@ -105,8 +123,8 @@ class Namespace:
         # Timers fire this much before their time (the timer service applies it): dispatch and
         # replay happen early and the engine sleeps the rest in memory.
         self.wake_lead = wake_lead
-        self.concurrency = concurrency
-        self._active: dict[str, Worker] = {}
+        self.concurrency = concurrency  # activations (instances running) at once
+        self._active: dict[str, _Held] = {}
         self._wakeups: dict[str, None] = {}  # ordered sets: waking instances go first
         self._new: dict[str, None] = {}
         self._pausing: set[str] = set()
@@ -180,6 +198,10 @@ class Namespace:
     def overlaid(self) -> set[str]:
         """The few instances whose reported status may differ from their stored one."""
         return self._pausing | set(self._faults)
+
+    def fault(self, iid: str) -> dict[str, str] | None:
+        """The error of an instance errored only in memory (storage full), if it is one."""
+        return self._faults.get(iid)
 
     def _as_reported(self, rec: InstanceRecord) -> InstanceRecord:
         """An instance whose activation could not even write down its end (storage full) is
@@ -288,6 +310,17 @@ class Namespace:
                 self._wakeups[iid] = None
         self._pump()
 
+    def wake_now(self, iid: str) -> bool:
+        """Wake a waiting instance before its wake-up time: the attempt it hibernated on ended
+        (runtime/compute.py). False while an activation still runs it (its outcome is not in
+        yet): ask again."""
+        if iid in self._active:
+            return False
+        rec = self.store.get(iid)
+        if rec is not None and rec.status is InstanceStatus.WAITING:
+            self._wake(iid)
+        return True
+
     async def wait(self, iid: str, timeout: float | None) -> None:
         rec = self.store.require(iid)
         if rec.finished or iid in self._faults:
@@ -349,34 +382,39 @@ class Namespace:
     async def _activate(self, batch: list[str]) -> None:
         me = asyncio.current_task()
         worker = await self.pool.acquire()
+        held = _Held(worker)  # this call's hold: a shared worker may run other batches too
         leases: dict[str, int] = {}
         recycle, lost = False, None
         try:
             leases = self.store.acquire(batch, self.clock.now())
             for iid in leases:
-                self._active[iid] = worker
+                self._active[iid] = held
             result = await worker.run_batch(list(leases.items()))
             self._learn_fit(len(leases), len(result.unstarted))
-            self._requeue_first(self._release_from(worker, result.unstarted))
+            self._requeue_first(self._release_from(held, result.unstarted))
             for iid, exc in result.failed.items():
                 self._apply_failure(iid, exc)
-            recycle = self._apply_outcomes(result.outcomes, worker)
-            if result.running is not None:
-                outcome = await worker.join(result.running)
-                recycle = self._apply_outcomes({result.running: outcome}, worker) or recycle
+            recycle = self._apply_outcomes(result.outcomes, held)
+            if result.running:
+                joined = [self._join(held, iid) for iid in result.running]
+                recycle = any(await asyncio.gather(*joined)) or recycle
         except WorkerLost as exc:
             lost = str(exc) or "worker process died"
         except Exception as exc:
             log.error("activation of %s failed: %s", batch, brief(exc))
             log.debug("activation of %s failed", batch, exc_info=True)
         finally:
-            orphans = self._release_from(worker, list(leases))
+            orphans = self._release_from(held, list(leases))
             self.pool.release(worker, recycle or lost is not None)
             if me is not None:
                 self._tasks.discard(me)
             for iid in orphans:
                 self._recover_orphan(iid, lost, alone=len(leases) == 1)
             self._pump()
+
+    async def _join(self, held: _Held, iid: str) -> bool:
+        """Apply the outcome of an activation its batch left running, as soon as it ends."""
+        return self._apply_outcomes({iid: await held.worker.join(iid)}, held)
 
     def _learn_fit(self, sent: int, unstarted: int) -> None:
         """Cut batches to what a worker started last time it had more than it could; try twice
@@ -389,18 +427,19 @@ class Namespace:
             if self._whole >= _PROBE_AFTER:
                 self._fits, self._whole = min(MAX_BATCH, 2 * self._fits), 0
 
-    def _release_from(self, worker: Worker, iids: list[str]) -> list[str]:
-        """Forget that `worker` runs these; returns those it still ran (not taken away)."""
-        ours = [iid for iid in iids if self._active.get(iid) is worker]
+    def _release_from(self, held: _Held, iids: list[str]) -> list[str]:
+        """Forget that this call runs these; returns those it still ran (not taken away, nor
+        handed to another call since)."""
+        ours = [iid for iid in iids if self._active.get(iid) is held]
         for iid in ours:
             del self._active[iid]
         return ours
 
     # -- outcomes: one _apply_<kind> per way an activation ends ---------------------------------
 
-    def _apply_outcomes(self, outcomes: dict[str, Outcome], worker: Worker) -> bool:
+    def _apply_outcomes(self, outcomes: dict[str, Outcome], held: _Held) -> bool:
         """Apply finished activations' outcomes; True if the worker should be replaced."""
-        self._release_from(worker, list(outcomes))
+        self._release_from(held, list(outcomes))
         self._suspects.difference_update(outcomes)
         for iid, outcome in outcomes.items():
             pausing = iid in self._pausing

@@ -25,6 +25,10 @@ def _clock(ts: datetime | None) -> str:
     return ts.astimezone().strftime("%H:%M:%S") if ts else "?"
 
 
+def _date(ts: datetime | None) -> str:
+    return ts.astimezone().strftime("%Y-%m-%d %H:%M:%S") if ts else "?"
+
+
 def _in(ts: datetime | None) -> str:
     left = (ts - datetime.now(UTC)).total_seconds() if ts else 0.0
     return f"{max(0.0, left):.1f}s"
@@ -167,7 +171,7 @@ class InstanceDescription:
         took = _took(st.started_at or st.created_at, st.ended_at)
         fields = [
             ("status", progress_line(st) if not st.status.finished else st.status.value),
-            ("created", st.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")),
+            ("created", _date(st.created_at)),
         ]
         if st.ended_at is not None:
             fields.append(("ended", f"{_clock(st.ended_at)} (took {took})"))
@@ -218,7 +222,7 @@ _WORKFLOW_HEADER = ("id", "status", "created", "took", "output / error")
 
 def _instance_row(st: StatusInfo) -> tuple[str, ...]:
     outcome = f"{st.error.name}: {st.error.message}" if st.error else _short(st.output, 60)
-    created = st.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    created = _date(st.created_at)
     took = _took(st.started_at or st.created_at, st.ended_at)
     return (st.id, st.status.value, created, took, outcome)
 

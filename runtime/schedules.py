@@ -9,8 +9,9 @@ A tick fires once: its instance has a deterministic id (`cron-<digest of the cro
 and the schedule's last tick is written in the same transaction that creates it; a create of an
 id that exists is skipped. Ticks missed while raydo was down fire once, for the latest of them,
 when the namespace starts again (the older ones are not replayed). A schedule declared for the
-first time starts from its next tick. Cron expressions are read by croniter in UTC (5 fields, a
-6th for seconds, or @hourly/@daily/...).
+first time starts from its next tick. On a cluster every node's namespace runs the schedule and
+a tick is fired by the one node that claims it (`claim`, runtime/tick_claims.py). Cron
+expressions are read by croniter in UTC (5 fields, a 6th for seconds, or @hourly/@daily/...).
 """
 
 from __future__ import annotations
@@ -112,8 +113,10 @@ class Scheduler:
         ticks: Ticks,
         clock: Clock,
         retention: dict[str, float] | None = None,
+        claim: Callable[[str, float], bool] | None = None,
     ) -> None:
         self.creator, self.ticks, self.clock, self.retention = creator, ticks, clock, retention
+        self.claim = claim  # (cron, tick) -> may this namespace fire it; None: always
         self._loops: dict[str, asyncio.Task[None]] = {}
         self.fired = 0  # ticks that created an instance since start (metrics)
 
@@ -168,7 +171,10 @@ class Scheduler:
                 await self.clock.sleep(1.0)
 
     def fire(self, cron: str, tick: float) -> bool:
-        """Create the instance of one tick (skipped if its id exists); True if created."""
+        """Create the instance of one tick (skipped if its id exists, or if another node
+        claimed the tick); True if created."""
+        if self.claim is not None and not self.claim(cron, tick):
+            return False
         schedule = {"cron": cron, "scheduled_time": tick}
         created = self.creator.create(
             [(tick_id(cron, tick), encode(None))],

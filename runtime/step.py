@@ -27,7 +27,7 @@ from ..errors import (
 from ..storage.codec import MAX_RESULT_BYTES, decode, encode_read_back
 from ..storage.records import StepKind, StepRecord, StepState, unpack_event
 from . import dag
-from .compute import ComputeRequest, compute_request, placed
+from .compute import ComputeRequest, PlacedStep, compute_request
 from .model import ReceivedEvent, StepContext, StepIdentity
 from .retrying import Transition, after_failure, failure_of, lost_attempt
 from .rules import (
@@ -128,8 +128,9 @@ class WorkflowStep:
         (runtime/dag.py): parameters named after earlier step functions receive their results,
         one named `ctx` the StepContext; `concurrent=True` resolves them together; the name
         defaults to the function's.
-        `resources` ({"num_cpus", "num_gpus", "memory", "resources", "infeasible_after"}) runs
-        each attempt as a Ray task on a node that has them (runtime/compute.py).
+        `resources` ({"num_cpus", "num_gpus", "memory", "resources", "infeasible_after",
+        "hibernate_after"}) runs each attempt as a Ray task on a node that has them, the
+        instance hibernating while a long one runs (runtime/compute.py).
         `retries={"delay": fn}`: fn(ctx, error) returns the delay before the next attempt.
         `sensitive=True`: the output shows as "<redacted>" in status, describe, CLI, HTTP and
         the dashboard (run() gets the real value). `rollback=fn`: when the instance fails for
@@ -160,7 +161,7 @@ class WorkflowStep:
         executor = self._act.compute
         if request is None or executor is None:
             return fn
-        return placed(fn, request, executor, _arguments)
+        return PlacedStep(fn, request, executor, _arguments, self._act)
 
     def sleep(self, name: str, duration: Duration) -> Awaitable[None]:
         """Sleep durably for `duration` ("2 days", timedelta, or seconds), at most 365 days."""
@@ -200,13 +201,15 @@ class WorkflowStep:
         if config.rollback is not None:
             act.rollbacks.register(sid, config)
         rec = act.lookup(sid, StepKind.DO)
+        rejoin = False  # a placed attempt still running elsewhere (runtime/compute.py)
         if rec is None:
             rec = act.new_record(sid, StepKind.DO, config=config.to_dict())
         elif rec.state is StepState.DONE:
             return _replayed(sid, rec)
         else:
             config = config.persisted(rec.config or config.to_dict())
-            if rec.state is StepState.RUNNING:
+            rejoin = rec.state is StepState.RUNNING and await _rejoins(fn, sid, rec)
+            if rec.state is StepState.RUNNING and not rejoin:
                 _apply(
                     rec,
                     after_failure(
@@ -219,7 +222,7 @@ class WorkflowStep:
                 )
                 if _is_done(rec):  # no attempt left: record the step's end, as any failure
                     rec.ended_at = act.clock.now()
-                    act.save(sid, rec, durable=True)
+                    await act.save_durable(sid, rec)
         while not _is_done(rec):
             await act.pause_gate()  # the record may be done once the pause is over
             if _is_done(rec):
@@ -227,18 +230,20 @@ class WorkflowStep:
             if rec.until is not None and rec.until > act.clock.now():
                 await act.park(rec.until)
                 continue
-            result = await self._attempt(sid, fn, config, rec)
+            result = await self._attempt(sid, fn, config, rec, rejoin)
+            rejoin = False
             if _is_done(rec) and rec.error is None:
                 return result
         return _replayed(sid, rec)
 
     async def _attempt(
-        self, sid: tuple[str, int], fn: StepFn, config: StepConfig, rec: StepRecord
+        self, sid: tuple[str, int], fn: StepFn, config: StepConfig, rec: StepRecord, rejoin: bool
     ) -> Any:
         """One attempt, recorded. Returns the result as a replay would see it; on failure the
-        record says what follows (retrying, or done with the error) and the result is None."""
+        record says what follows (retrying, or done with the error) and the result is None.
+        `rejoin`: the running attempt's own end is awaited (it is not a new attempt)."""
         act = self._act
-        rec.attempts += 1
+        rec.attempts += 0 if rejoin else 1
         rec.state, rec.until = StepState.RUNNING, None
         act.save(sid, rec, durable=False)
         emitter = act.emitter(sid, rec.attempts)
@@ -261,7 +266,7 @@ class WorkflowStep:
                 ctx.abandon()  # a thread still running it (timed out, or stopped) can tell
                 emitter.close()  # its emits are recorded before its end
         rec.ended_at = act.clock.now()
-        act.save(sid, rec, durable=True)
+        await act.save_durable(sid, rec)
         return result
 
     # -- sleep -----------------------------------------------------------------------------------
@@ -273,7 +278,7 @@ class WorkflowStep:
             rec = act.new_record(
                 sid, StepKind.SLEEP, state=StepState.PENDING, until=act.clock.now() + secs
             )
-            act.save(sid, rec, durable=True)
+            await act.save_durable(sid, rec)
         await self._sleep_out(sid, rec)
 
     async def _sleep_until(self, sid: tuple[str, int], until: float, when: Any) -> None:
@@ -291,7 +296,7 @@ class WorkflowStep:
                     f"sleep_until time {show(when)} is more than 365 days ahead", value=show(when)
                 )
             rec = act.new_record(sid, StepKind.SLEEP, state=StepState.PENDING, until=until)
-            act.save(sid, rec, durable=True)
+            await act.save_durable(sid, rec)
         await self._sleep_out(sid, rec)
 
     async def _sleep_out(self, sid: tuple[str, int], rec: StepRecord) -> None:
@@ -316,7 +321,7 @@ class WorkflowStep:
                 until=act.clock.now() + secs,
                 type=type_,
             )
-            act.save(sid, rec, durable=True)
+            await act.save_durable(sid, rec)
         assert rec.until is not None
         while rec.state is not StepState.DONE:
             if act.take_event(sid, rec):
@@ -324,7 +329,7 @@ class WorkflowStep:
             if act.clock.now() >= rec.until:
                 rec.state, rec.ended_at = StepState.DONE, act.clock.now()
                 rec.error = {"name": "WaitForEventTimeoutError", "message": _timeout_text(sid, rec)}
-                act.save(sid, rec, durable=True)
+                await act.save_durable(sid, rec)
                 break
             await act.park(rec.until, type_)
         if rec.error is not None:
@@ -361,6 +366,11 @@ async def _await_thread(
         if not running.done():
             act.strays.append(running)
         raise
+
+
+async def _rejoins(fn: StepFn, sid: tuple[str, int], rec: StepRecord) -> bool:
+    rejoins = getattr(fn, "rejoins", None)
+    return rejoins is not None and bool(await rejoins(sid, rec.attempts))
 
 
 def _callable(name: str, fn: Any) -> StepFn:

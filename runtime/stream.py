@@ -7,13 +7,18 @@ POLL_IDLE_MAX while it waits, is paused or queued; one read transaction of a few
 each) until some arrive, the instance is finished, or `wait` runs out. The backoff starts again
 after every answer, so a stream of emits is followed closely, and a subscriber of an instance
 that sleeps for days costs a few reads a second.
+
+An instance errored only in memory (its activation could not write at all: storage full, the
+namespace's `fault`) has no terminal event in storage and cannot get one. Its subscribers get a
+`workflow_errored` event made from the fault instead, never stored, carrying the cursor of the
+last stored event: a subscriber resuming from it misses nothing written later (a restart).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from ..storage.history import TERMINAL_TYPES, Event
@@ -50,6 +55,14 @@ def select(events: list[Event], after: int | None, types: frozenset[str] | None)
     return batch
 
 
+def faulted(after: int | None, types: frozenset[str] | None, error: Mapping[str, str]) -> Batch:
+    """The end of the stream of an instance errored only in memory (module docstring)."""
+    event: Event = {"type": "workflow_errored", "at": time.time(), "error": dict(error)}
+    event["cursor"] = 0 if after is None else after
+    wanted = types is None or "workflow_errored" in types
+    return Batch([event] if wanted else [], after, ended=True)
+
+
 async def poll(
     store: Store,
     iid: str,
@@ -57,8 +70,10 @@ async def poll(
     types: frozenset[str] | None,
     wait: float,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    fault: Callable[[str], Mapping[str, str] | None] = lambda _: None,
 ) -> Batch:
-    """Events after cursor `after`, waiting up to `wait` seconds for some."""
+    """Events after cursor `after`, waiting up to `wait` seconds for some. `fault(iid)`: the
+    error of an instance errored only in memory, if it is one."""
     deadline = time.monotonic() + min(max(wait, 0.0), MAX_WAIT)
     delay, finished = POLL_FIRST, False
     while True:
@@ -79,6 +94,9 @@ async def poll(
             # written with the status, so that read has it unless the cursor is past it).
             finished = True
             continue
+        error = fault(iid)
+        if error is not None:
+            return faulted(after, types, error)
         if time.monotonic() >= deadline:
             return batch
         await sleep(delay)

@@ -1,4 +1,5 @@
-"""Errors as JSON `{code, message}` with the HTTP status a client can act on.
+"""Errors as JSON `{code, message}` with the HTTP status a client can act on (raydo errors by
+the table in raydo/error_codes.py, which the CLI's exit codes come from too).
 
 404 not_found        unknown workflow, instance, step or route
 409 invalid_state    the operation is not allowed in the instance's status
@@ -17,22 +18,9 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
-from ..errors import (
-    InstanceExistsError,
-    InstanceNotFoundError,
-    InvalidInputError,
-    InvalidStateError,
-    RaydoError,
-    WorkflowNotFoundError,
-)
+from ..error_codes import code_of
+from ..errors import RaydoError
 
-_STATUS: list[tuple[type[RaydoError], int, str]] = [
-    (InvalidInputError, 422, "invalid_input"),
-    (InstanceNotFoundError, 404, "not_found"),
-    (WorkflowNotFoundError, 404, "not_found"),
-    (InvalidStateError, 409, "invalid_state"),
-    (InstanceExistsError, 409, "already_exists"),
-]
 _HTTP_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
 
 
@@ -54,10 +42,8 @@ def describe_validation(errors: list[Any]) -> str:
 
 def install_error_handlers(app: FastAPI) -> None:
     async def on_raydo(_: Request, exc: Exception) -> JSONResponse:
-        for cls, status, code in _STATUS:
-            if isinstance(exc, cls):
-                return error(status, code, str(exc))
-        return error(500, "failed", str(exc))
+        found = code_of(exc)  # the table the CLI's exit codes come from too
+        return error(found.http, found.code, str(exc))
 
     async def on_validation(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, (RequestValidationError, ValidationError))

@@ -3,9 +3,8 @@
 Each scrape asks every workflow's namespace actor for its report (runtime/metrics.py: totals
 from the instance actors, gauges read at that moment) and renders them in a registry made for
 that scrape, so the server holds no metric state of its own and two servers on one storage agree.
-A workflow that cannot answer (e.g. on a multi-node cluster, where reports are per node and
-Ray's own scrape of `ray.util.metrics` covers them) is left out and counted in
-`raydo_metrics_errors_total`.
+On a multi-node cluster a workflow's report is the sum of every reachable node's (the bindings'
+Router). A workflow that cannot answer is left out and counted in `raydo_metrics_errors_total`.
 """
 
 from __future__ import annotations

@@ -12,8 +12,12 @@ runtime sees the value as if it were inline. Layout and order:
   step record that points at it is committed: a committed pointer never names a missing file.
   A crash in between leaves an unreferenced file, removed with the instance.
 - Named by content: writing the same result again is a no-op.
-- Deleted with the instance (InstanceStore.delete). Steps erased by a restart leave their files
-  until the instance is deleted.
+- Deleted with the instance (InstanceStore.delete), and with the steps a restart erases (those
+  no remaining step of the instance points at).
+- Orphans (a crash between a delete's commit and the file's removal, or between a blob and its
+  step record; a late write of a fenced activation) are swept when a namespace starts: files no
+  record points at and untouched for ORPHAN_AGE are removed (`sweep`). `spill` touches a file it
+  reuses, so a file about to be pointed at again is never old.
 - A backup copies the blobs after LMDB's snapshot (storage/backup.py), so every pointer in the
   snapshot has its file (unless the instance was deleted meanwhile).
 An in-memory storage keeps every value inline.
@@ -21,6 +25,7 @@ An in-memory storage keeps every value inline.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -34,6 +39,9 @@ from .records import StepRecord
 
 FOLDER = "blobs"
 _PARTIAL = ".partial"
+ORPHAN_AGE = 3600.0
+"""Seconds an unreferenced blob file is left alone: far longer than the gap between writing a
+blob and committing its record."""
 
 
 def spill(kv: KV, workflow: str, iid: str, step: StepRecord) -> StepRecord:
@@ -44,7 +52,9 @@ def spill(kv: KV, workflow: str, iid: str, step: StepRecord) -> StepRecord:
         return step
     name = hashlib.sha256(value).hexdigest()
     folder = instance_folder(kv.path, workflow, iid)
-    if not os.path.exists(os.path.join(folder, name)):
+    try:
+        os.utime(os.path.join(folder, name))  # reused: not an old orphan for `sweep`
+    except FileNotFoundError:
         write_private(folder, name, value)
     return dataclasses.replace(step, value=None, blob=name)
 
@@ -72,10 +82,49 @@ def delete_instance(kv: KV, workflow: str, iid: str) -> None:
         shutil.rmtree(instance_folder(kv.path, workflow, iid), ignore_errors=True)
 
 
-def instance_folder(storage: str, workflow: str, iid: str) -> str:
+def delete_files(kv: KV, workflow: str, iid: str, names: set[str]) -> None:
+    """Remove these blobs of an instance (after the records pointing at them were erased)."""
+    if isinstance(kv, MemoryKV):
+        return
+    folder = instance_folder(kv.path, workflow, iid)
+    for name in names:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(folder, name))
+
+
+def sweep(storage: str, referenced: dict[str, set[str]], now: float, age: float) -> int:
+    """Remove the blob files (and partial writes) of `storage` that `referenced` (instance
+    folder -> file names pointed at) does not name and that are older than `age`; empty
+    instance folders go too. Returns how many files were removed."""
+    root = os.path.join(storage, FOLDER)
+    removed = 0
+    for folder in os.listdir(root) if os.path.isdir(root) else []:
+        path = os.path.join(root, folder)
+        for name in os.listdir(path):
+            if name not in referenced.get(folder, set()) and _older(path, name, now, age):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(path, name))
+                    removed += 1
+        with contextlib.suppress(OSError):
+            os.rmdir(path)  # only when empty
+    return removed
+
+
+def _older(folder: str, name: str, now: float, age: float) -> bool:
+    try:
+        return now - os.stat(os.path.join(folder, name)).st_mtime > age
+    except FileNotFoundError:
+        return False
+
+
+def folder_name(workflow: str, iid: str) -> str:
+    """The folder of an instance's blobs, under <storage>/blobs."""
     # Hashed: ids may hold characters a file name must not, and names stay short.
-    digest = hashlib.sha256(workflow.encode() + b"\x00" + iid.encode()).hexdigest()[:32]
-    return os.path.join(storage, FOLDER, digest)
+    return hashlib.sha256(workflow.encode() + b"\x00" + iid.encode()).hexdigest()[:32]
+
+
+def instance_folder(storage: str, workflow: str, iid: str) -> str:
+    return os.path.join(storage, FOLDER, folder_name(workflow, iid))
 
 
 def write_private(folder: str, name: str, data: bytes) -> None:

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import keys
-from .codec import decode, pack, unpack
+from .codec import decode, encode, pack, unpack
 from .kv import Reader, Writer
 from .records import InstanceRecord, InstanceStatus, StepKind, StepRecord, StepState
 
@@ -70,6 +70,7 @@ _repr.maxlevel, _repr.maxdict, _repr.maxlist, _repr.maxtuple = 3, 8, 8, 8
 _repr.maxstring, _repr.maxother = 120, 80
 
 REDACTED = "<redacted>"
+_REDACTED_DATA = encode(REDACTED)
 
 
 def output_preview(raw: bytes | None, config: Mapping[str, Any] | None = None) -> str | None:
@@ -208,10 +209,16 @@ def _wait_events(old: StepRecord | None, new: StepRecord, now: float) -> list[Ev
 
 
 def emitted_events(
-    sid: tuple[str, int], attempt: int, items: list[tuple[float, bytes]]
+    sid: tuple[str, int],
+    attempt: int,
+    items: list[tuple[float, bytes]],
+    config: Mapping[str, Any] | None = None,
 ) -> list[Event]:
-    """`ctx.emit` records of one attempt: (time, codec-encoded data)."""
+    """`ctx.emit` records of one attempt: (time, codec-encoded data). A sensitive step's data
+    is redacted here, before it is stored, as its output's preview is (`output_preview`)."""
     base = {"type": "step_emitted", "step": sid[0], "count": sid[1], "attempt": attempt}
+    if config and config.get("sensitive"):
+        return [{**base, "at": at, "data": _REDACTED_DATA} for at, _ in items]
     return [{**base, "at": at, "data": data} for at, data in items]
 
 

@@ -9,6 +9,7 @@ lease is refused (`Fenced`): an activation that outlived its turn can never over
 from __future__ import annotations
 
 import dataclasses
+import os
 import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -22,7 +23,7 @@ from ..errors import (
     SchemaVersionError,
 )
 from . import blobs, history, keys
-from .kv import KV, Reader, Writer
+from .kv import KV, MemoryKV, Reader, Writer
 from .migrate import migrate_v1
 from .records import (
     EventRecord,
@@ -382,13 +383,23 @@ class InstanceStore:
         """Forget steps (all, or those first run at or after `from_seq`) and the output."""
         prefix = keys.steps_of(self.workflow, iid)
 
+        erased: set[str] = set()  # blob files of erased steps
+        kept: set[str] = set()  # ... and of the others (a file is named by its content)
+
         def apply(w: Writer) -> None:
+            erased.clear()  # a write may be retried
+            kept.clear()
             for key, raw in list(w.scan(prefix)):
-                if from_seq is None or unpack_step(raw, "step").seq >= from_seq:
+                step = _step_or_none(raw)
+                gone = from_seq is None or step is None or step.seq >= from_seq
+                if gone:
                     w.delete(key)
+                if step is not None and step.blob is not None:
+                    (erased if gone else kept).add(step.blob)
             w.delete(keys.output(self.workflow, iid))
 
         self.kv.write(apply)
+        blobs.delete_files(self.kv, self.workflow, iid, erased - kept)
 
     def delete(self, iid: str) -> None:
         def apply(w: Writer) -> None:
@@ -419,12 +430,17 @@ class InstanceStore:
         self, iid: str, lease: int, step_id: tuple[str, int], attempt: int, items: list[Any]
     ) -> None:
         """Record what an attempt emitted (`ctx.emit`), unsynced: the attempt's end is synced
-        and carries these with it; a crash before it keeps them in the page cache."""
-        found = history.emitted_events(step_id, attempt, items)
+        and carries these with it; a crash before it keeps them in the page cache. The step's
+        stored config says whether it is sensitive (its emits are then redacted)."""
+        key = keys.step(self.workflow, iid, *step_id)
 
         def apply(w: Writer) -> None:
             self._check_lease(w, iid, lease)
-            history.append(w, self.workflow, iid, found)
+            raw = w.get(key)
+            config = None if raw is None else unpack_step(raw, f"step {step_id}").config
+            history.append(
+                w, self.workflow, iid, history.emitted_events(step_id, attempt, items, config)
+            )
 
         self.kv.write(apply, durable=False)
 
@@ -462,6 +478,10 @@ class InstanceStore:
 
         now = self.now()
         self.kv.write(apply, durable)
+
+    def sync(self) -> None:
+        """Make this process's commits so far durable (see LmdbKV.sync_committed)."""
+        self.kv.sync_committed()
 
     def take_event(
         self, iid: str, lease: int, step_id: tuple[str, int], step: StepRecord
@@ -557,6 +577,34 @@ def all_records(kv: KV) -> list[InstanceRecord]:
         return out
 
     return kv.read(apply)
+
+
+def _step_or_none(raw: bytes) -> StepRecord | None:
+    try:
+        return unpack_step(raw, "step")
+    except CorruptRecordError:
+        return None  # erased all the same; a blob it named is left to the sweep
+
+
+def sweep_blobs(kv: KV, now: float, age: float = blobs.ORPHAN_AGE) -> int:
+    """Remove the storage's blob files no step record points at (storage/blobs.py: sweep)."""
+    if isinstance(kv, MemoryKV) or not os.path.isdir(os.path.join(kv.path, blobs.FOLDER)):
+        return 0  # the usual case: no blob was ever written
+
+    def apply(r: Reader) -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {}
+        for _, raw in r.scan(keys.ALL_INSTANCES):
+            try:
+                rec = unpack_instance(raw, "instance")
+            except CorruptRecordError:
+                continue
+            for _, step_raw in r.scan(keys.steps_of(rec.workflow, rec.id)):
+                blob = unpack_step(step_raw, "step").blob
+                if blob is not None:
+                    found.setdefault(blobs.folder_name(rec.workflow, rec.id), set()).add(blob)
+        return found
+
+    return blobs.sweep(kv.path, kv.read(apply), now, age)
 
 
 def clock_offset(kv: KV) -> float | None:

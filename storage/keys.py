@@ -39,6 +39,7 @@ The `M` keys and meta/clock exist only where raydo.testing wrote them: productio
 
 from __future__ import annotations
 
+import functools
 import struct
 
 SCHEMA_KEY = b"meta\x00schema"
@@ -72,7 +73,9 @@ def instance_id_of(key: bytes) -> str:
     return key.rsplit(_SEP, 1)[1].decode("utf-8")
 
 
+@functools.lru_cache(maxsize=4096)
 def namespace(wf: str, iid: str) -> bytes:
+    """The prefix of every key of one instance (cached: the step path builds ~10 per step)."""
     return b"N" + _SEP + _enc(wf) + _SEP + _enc(iid) + _SEP
 
 

@@ -46,6 +46,7 @@ class KV(Protocol):
     def path(self) -> str: ...
     def read(self, fn: Callable[[Reader], T]) -> T: ...
     def write(self, fn: Callable[[Writer], T], durable: bool = True) -> T: ...
+    def sync_committed(self) -> None: ...
 
 
 class _LmdbTxn:
@@ -120,6 +121,7 @@ class LmdbKV:
         except lmdb.Error as exc:
             raise StorageError(f"cannot open storage at {self._path!r}: {exc}") from exc
         self._lock = threading.Lock()
+        self._committed = 0  # the newest transaction this process committed
         self._dirty = threading.Event()
         self._closed = False
         try:
@@ -165,14 +167,26 @@ class LmdbKV:
     def write(self, fn: Callable[[Writer], T], durable: bool = True) -> T:
         with self._lock:
             result, txnid = self._commit(fn)
-        if durable and self.sync_each_commit:
+            self._committed = max(self._committed, txnid)
+        if durable:
+            self._make_durable(txnid)
+        return result
+
+    def sync_committed(self) -> None:
+        """Make every commit this process has made durable: a write made with durable=False
+        becomes what a durable one is. Callers that commit several writes before anyone sees
+        them (the activations of one worker process) wait once for all of them, sharing one
+        fsync (group commit)."""
+        self._make_durable(self._committed)
+
+    def _make_durable(self, txnid: int) -> None:
+        if self.sync_each_commit:
             try:
                 self._group.wait_durable(txnid)  # an fsync begun after the commit (shared)
             except lmdb.Error as exc:
                 raise self._write_failed(exc) from exc
-        elif durable and not self._dirty.is_set():
+        elif not self._dirty.is_set():
             self._dirty.set()
-        return result
 
     def _commit(self, fn: Callable[[Writer], T]) -> tuple[T, int]:
         """One write transaction, committed without sync; returns its result and id."""
@@ -278,6 +292,9 @@ class MemoryKV:
             result = fn(txn)
             self._data = txn.data
             return result
+
+    def sync_committed(self) -> None:
+        """Nothing to make durable in memory."""
 
 
 def _after_prefix(prefix: bytes) -> bytes | None:

@@ -54,12 +54,19 @@ class Binds:
         concurrency: int = 4,
         env: Mapping[str, Any] | None = None,
         hibernate_after: float = HIBERNATE_AFTER,
+        schedules: list[str] | None = None,
     ) -> Workflow:
         """A binding of `cls` in this env, like raydo.workflow(...). Pass the bindings its run()
         uses as `self.env` in `env` (make them with this method too). Another binding of the
-        same name shares the first one's workers and options, and runs `cls` from now on."""
+        same name shares the first one's workers and options, and runs `cls` from now on.
+        `schedules`: cron expressions run on the env's clock, as the namespace actor runs them
+        (runtime/schedules.py: same ticks, same instance ids, `event.schedule`); advance time to
+        see their instances appear."""
         options = WorkflowOptions(
-            concurrency=concurrency, env=env or {}, hibernate_after=hibernate_after
+            concurrency=concurrency,
+            env=env or {},
+            hibernate_after=hibernate_after,
+            schedules=None if schedules is None else tuple(schedules),
         )
         return self._bind(cls, name, options)
 

@@ -11,6 +11,10 @@ waits through the kit (introspector waits, `instance.wait()`, `wait_all`) with `
 when nothing can happen without it: no step attempt runs, nothing is ready to run, and the next
 thing due is a sleep, a retry delay, a wait's timeout or a timer. Then the clock jumps to it (as
 Temporal's test server skips time while a client waits on a result).
+
+Steps given `resources=` run here, in this process, like any other step (there is no Ray to
+place them on; the request is still checked): their logic, retries and timeouts are tested, not
+their placement or hibernation while they run (RayEnv, or a cluster, tests those).
 """
 
 from __future__ import annotations
@@ -36,8 +40,10 @@ from ..runtime.model import Env, InstanceStatus, StatusInfo, WorkflowEntrypoint
 from ..runtime.namespace import Namespace, Snapshot, WorkerPool
 from ..runtime.options import WorkflowOptions
 from ..runtime.rules import Duration, seconds, show, show_seconds
+from ..runtime.schedules import Scheduler
 from ..storage import kv as kvs
 from ..storage.instances import InstanceStore, check_schema, set_sync_mode
+from ..storage.schedules import ScheduleStore
 from .backend import NOT_YET, Binds, Probe
 from .inputs import DEFAULT_TIMEOUT
 
@@ -138,9 +144,11 @@ class LocalEnv(Binds):
     async def _register(self, binding: LocalWorkflow) -> None:
         found = self._namespaces.get(binding.name)
         if found is None:
-            self._namespaces[binding.name] = LocalNamespace(self, binding)
+            found = self._namespaces[binding.name] = LocalNamespace(self, binding)
         else:
             found.use_class(binding.cls)
+        if binding.options.schedules is not None:
+            found.scheduler.use(list(binding.options.schedules))
 
     async def _stop_all(self) -> None:
         """No new activation starts; every task is cancelled (also those a cancelled one
@@ -268,6 +276,7 @@ class LocalNamespace:
         # LocalPool hands out InstanceRunners, the Workers of this process.
         pool = cast(WorkerPool, LocalPool(self.runners))
         self.ns = Namespace(store, pool, env.clock, self._schedule, options.concurrency)
+        self.scheduler = Scheduler(self.ns, ScheduleStore(env.kv, binding.name), env.clock)
 
     def _schedule(self, iid: str, due: float) -> None:
         self.env.schedule(self.name, iid, due)
@@ -278,10 +287,7 @@ class LocalNamespace:
 
     def running_attempt(self) -> bool:
         """A step attempt runs in one of the workers (in a thread, or awaiting real I/O)."""
-        return any(
-            r.current is not None and r.current.earliest_deadline() is not None
-            for r in self.runners
-        )
+        return any(r.earliest_deadline() is not None for r in self.runners)
 
     def shutdown(self) -> None:
         for runner in self.runners:
@@ -387,7 +393,7 @@ class LocalNamespace:
     async def history(
         self, iid: str, after: int | None, types: frozenset[str] | None, wait: float
     ) -> stream.Batch:
-        return await stream.poll(self.ns.store, iid, after, types, wait)
+        return await stream.poll(self.ns.store, iid, after, types, wait, fault=self.ns.fault)
 
     async def stats(self) -> dict[str, Any]:
         return {**self.ns.stats(), "actors": len(self.runners)}

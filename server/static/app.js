@@ -59,6 +59,11 @@ function dateTime(value) {
   return `${d.toLocaleDateString()} ${clock(value)}`;
 }
 
+// "1 instance", "2 instances": every count shown with its noun goes through here.
+function plural(n, word) {
+  return `${n} ${word}${n === 1 ? "" : "s"}`;
+}
+
 function span(ms) {
   if (ms === null || ms === undefined || Number.isNaN(ms)) return "–";
   if (ms < 1000) return `${Math.max(0, Math.round(ms))} ms`;
@@ -154,7 +159,7 @@ async function showWorkflows(gen) {
         h("div", { class: "wf-head" },
           h("h2", {}, wf.name),
           h("span", { class: "muted" }, wf.class)),
-        h("div", { class: "wf-total" }, h("strong", {}, wf.instances.total), " instances",
+        h("div", { class: "wf-total" }, h("strong", {}, wf.instances.total), wf.instances.total === 1 ? " instance" : " instances",
           h("span", { class: "muted" }, ` · concurrency ${wf.concurrency}`)),
         countPills(wf.instances)));
     view.replaceChildren(
@@ -215,7 +220,7 @@ async function showInstances(name, gen) {
     state.rows = append ? state.rows.concat(page.result) : page.result;
     state.shown = Math.max(50, state.rows.length);
     state.cursor = page.result_info.cursor;
-    counts.replaceChildren(h("span", { class: "muted" }, `${wf.result.instances.total} instance${wf.result.instances.total === 1 ? "" : "s"}`),
+    counts.replaceChildren(h("span", { class: "muted" }, plural(wf.result.instances.total, "instance")),
       countPills(wf.result.instances, (s) => { filter.value = s; filter.dispatchEvent(new Event("change")); }));
     drawRows();
   };
@@ -475,7 +480,7 @@ function updateActions(bar, inst) {
 
 function timeline(inst) {
   const now = Date.now();
-  const t0 = parseTime(inst.created_on);
+  const t0 = parseTime(inst.created_on) ?? parseTime(inst.start) ?? now;
   const live = !FINISHED.has(inst.status);
   const end = live ? now : Math.max(parseTime(inst.end) || now, ...inst.steps.map((s) => parseTime(s.end) || 0));
   const width = Math.max(end - t0, 1) * (live ? 1.08 : 1.0);
@@ -522,7 +527,7 @@ function stepRow(inst, s, now, axisEnd, pos, len, narrow) {
       const title = a.error ? `attempt ${a.attempt}: ${a.error.name}: ${a.error.message}` : `attempt ${a.attempt}`;
       bars.push(h("div", { class: `bar ${kind}${narrow(from, to) ? " narrow" : ""}`, style: { left: pos(from), width: len(from, to) }, title, "data-attempt": a.attempt }, h("span", {}, `#${a.attempt}`)));
     }
-    note = s.state === "done" ? `${tries.length} attempts` : `attempt ${s.attempts}`;
+    note = s.state === "done" ? plural(tries.length, "attempt") : `attempt ${s.attempts}`;
     if (s.state === "retrying" && until) {
       bars.push(h("span", { class: "marker retry-at", style: { left: pos(Math.min(until, axisEnd)) }, title: `retries at ${clock(s.until)}` }, `retry at ${clock(s.until)}`));
     }

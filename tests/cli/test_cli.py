@@ -247,6 +247,17 @@ def test_terminate_restart_delete_and_exit_codes(project: tuple[Cli, Any]) -> No
     cli("instances", "describe", "approve", "t-1", code=3)
 
 
+def test_counts_are_printed_with_the_right_plural(project: tuple[Cli, Any]) -> None:
+    cli, flows = project
+    wf = raydo.workflow(flows.Approve, name="approve", concurrency=2)
+    for iid in ("p-1", "p-2", "p-3"):
+        wf.create(id=iid).result()
+    one = cli("instances", "delete", "approve", "p-1").stdout.strip()
+    assert one == "deleted 1 instance: p-1"
+    two = cli("instances", "delete", "approve", "p-2", "p-3").stdout.strip()
+    assert two == "deleted 2 instances: p-2, p-3"
+
+
 # Refused while parsing, before the command touches storage or Ray: these run the typer app in
 # this process (typer's CliRunner), with raydo's connection made to fail, which proves nothing
 # was written more strictly than counting afterwards, at no subprocess's start-up cost.

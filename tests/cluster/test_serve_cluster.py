@@ -72,12 +72,14 @@ def head(tmp_path: Path) -> Iterator[tuple[LocalCluster, Path]]:
 
 
 class Server:
-    """`raydo --address auto serve --port 0` in the project folder; its URL read from stdout."""
+    """`raydo --address auto serve --port 0` in the project folder; its URL read from stdout.
+    `address`: the head's address instead of "auto" (which finds one node of a cluster whose
+    nodes all run on this machine)."""
 
-    def __init__(self, cluster: LocalCluster, root: Path) -> None:
+    def __init__(self, cluster: LocalCluster, root: Path, address: str = "auto") -> None:
         env = {k: v for k, v in cluster.env.items() if k != "RAY_ADDRESS"}  # found by "auto"
         self.proc = subprocess.Popen(
-            [RAYDO, "--address", "auto", "serve", "--port", "0"],
+            [RAYDO, "--address", address, "serve", "--port", "0"],
             cwd=root,
             env=env,
             stdout=subprocess.PIPE,

@@ -12,6 +12,7 @@ from typing import Any
 
 import psutil
 import pytest
+from polling import wait_for
 
 import raydo
 from raydo import (
@@ -77,15 +78,8 @@ class Hangs(WorkflowEntrypoint):
         await step.do("hang", hang, **config)
 
 
-def _wait_for(predicate: Any, what: str, limit: float = 120.0) -> None:
-    deadline = time.monotonic() + limit
-    while not predicate():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.1)
-
-
 def _task_pid(pidfile: Path) -> int:
-    _wait_for(lambda: pidfile.exists() and pidfile.read_text(), "the task to start")
+    wait_for(lambda: pidfile.exists() and pidfile.read_text(), "the task to start")
     return int(pidfile.read_text())
 
 
@@ -95,7 +89,7 @@ def test_terminate_cancels_the_running_task(raydo_env: Path, tmp_path: Path) -> 
     pid = _task_pid(pidfile)
     inst.terminate().result()
     assert inst.status().result().status is InstanceStatus.TERMINATED
-    _wait_for(lambda: not psutil.pid_exists(pid), f"task process {pid} to be killed")
+    wait_for(lambda: not psutil.pid_exists(pid), f"task process {pid} to be killed")
 
 
 def test_a_timeout_fails_the_attempt_and_cancels_its_task(raydo_env: Path, tmp_path: Path) -> None:
@@ -106,7 +100,7 @@ def test_a_timeout_fails_the_attempt_and_cancels_its_task(raydo_env: Path, tmp_p
     st = inst.wait(timeout=120).result()
     assert st.status is InstanceStatus.ERRORED
     assert st.error is not None and st.error.name == "TimeoutError", st.error
-    _wait_for(lambda: not psutil.pid_exists(pid), f"task process {pid} to be killed")
+    wait_for(lambda: not psutil.pid_exists(pid), f"task process {pid} to be killed")
 
 
 class WantsGpu(WorkflowEntrypoint):
@@ -177,7 +171,7 @@ def test_pause_lets_the_running_task_finish_and_starts_nothing_new(
     inst.pause().result()
     assert inst.status().result().status is InstanceStatus.WAITING_FOR_PAUSE
     (tmp_path / "gate").touch()
-    _wait_for(lambda: inst.status().result().status is InstanceStatus.PAUSED, "paused")
+    wait_for(lambda: inst.status().result().status is InstanceStatus.PAUSED, "paused")
     steps = inst.status(steps=True).result().steps
     assert [(s.name, s.state) for s in steps] == [("long", "done")]  # "after" never started
     inst.resume().result()

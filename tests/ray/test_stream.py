@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ray.exceptions import RayActorError
 
 import raydo
 from raydo.bindings.events import InstanceEvent
@@ -131,8 +132,9 @@ def test_a_subscription_survives_hibernation_and_a_namespace_actor_restart(
         async for ev in inst.subscribe():
             seen.append(ev)
             if ev.type == "workflow_waiting":  # hibernated: it holds no actor now
+                old = await wf.actor.__ray_call__.remote(_pid)
                 ray.kill(wf.actor, no_restart=False)  # Ray restarts it; the stream goes on
-                await _when_back(inst)
+                await _when_back(inst, wf.actor, old)
                 await inst.send_event(type="approved", payload={"by": "ana"})
         return seen, await inst.history(), await inst.status()
 
@@ -144,12 +146,19 @@ def test_a_subscription_survives_hibernation_and_a_namespace_actor_restart(
     assert kinds[-2:] == ["wait_completed", "workflow_completed"]
 
 
-async def _when_back(inst: Any) -> None:
-    """Until the restarted namespace actor answers (a call during its restart fails)."""
+def _pid(_: Any) -> int:
+    return os.getpid()
+
+
+async def _when_back(inst: Any, actor: Any, old_pid: int) -> None:
+    """Until the restarted namespace actor answers (a call during its restart fails; a call
+    made before the kill has landed still reaches the old process)."""
     for _ in range(1200):
         try:
             await inst.status()
-            return
-        except raydo.ClusterError:
-            await asyncio.sleep(0.1)
+            if await actor.__ray_call__.remote(_pid) != old_pid:
+                return
+        except (raydo.ClusterError, RayActorError):
+            pass
+        await asyncio.sleep(0.1)
     raise AssertionError("the namespace actor did not come back")

@@ -49,7 +49,8 @@ class Pipeline(raydo.WorkflowEntrypoint):
                 raise ConnectionError("upstream busy")
             return "ok"
 
-        rows = await step.do("extract", work)
+        secret = event.payload.get("secret", False)  # what "extract" emits is then redacted
+        rows = await step.do("extract", work, sensitive=secret)
         await step.do("call upstream", flaky, retries={"limit": 3, "delay": pace})
         await step.sleep("cool down", pace)
         await step.do("transform", work)

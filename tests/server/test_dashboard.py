@@ -100,6 +100,30 @@ def test_create_and_watch_an_instance_complete(served: Served, page: Any) -> Non
     shot(tab, "dashboard-workflows.png")
 
 
+def test_sensitive_progress_is_redacted_and_counts_read_well(
+    served: Served, page: Any, tmp_path: Path
+) -> None:
+    tab = page
+    wf = served.project.workflow("pipeline")
+    inst = wf.create(id="secret-1", params={"pace": 0.05, "secret": True}).result()
+    inst.wait(timeout=120).result()
+    tab.goto(f"{served.url}/#/w/pipeline/i/secret-1")
+    tab.wait_for_selector('.instance[data-status="complete"]')
+    tab.wait_for_selector('.progress-row[data-step="load"]')
+    assert "<redacted>" in tab.inner_text('.progress-row[data-step="extract"]')
+    assert '"percent":100' in tab.inner_text('.progress-row[data-step="load"]').replace(" ", "")
+    tab.screenshot(path=str(tmp_path / "redacted.png"), full_page=True)
+    tab.goto(f"{served.url}/#/w/pipeline")
+    tab.wait_for_selector('tr[data-id="secret-1"]')
+    assert "1 instance" in tab.inner_text("main") and "1 instances" not in tab.inner_text("main")
+    tab.goto(served.url + "/")
+    tab.wait_for_selector('[data-workflow="pipeline"] .wf-total')
+    total = tab.inner_text('[data-workflow="pipeline"] .wf-total')
+    assert total.startswith("1 instance ·"), total
+    tab.screenshot(path=str(tmp_path / "workflows.png"), full_page=True)
+    print(f"\nscreenshots: {tmp_path}")
+
+
 def test_pause_resume_and_send_event_from_the_page(served: Served, page: Any) -> None:
     tab = page
     flows = __import__("srvflows")

@@ -59,6 +59,15 @@ def test_sse_streams_the_history_and_resumes_from_last_event_id(served: Served) 
     ]
 
 
+def test_sse_redacts_what_a_sensitive_step_emits(served: Served) -> None:
+    wf = served.project.workflow("pipeline")
+    wf.create(id="x1", params={"pace": 0.05, "secret": True}).result()
+    messages = _read(f"{served.url}/api/workflows/pipeline/instances/x1/stream")
+    emitted = [json.loads(m["data"]) for m in messages if m["event"] == "step_emitted"]
+    assert [e["data"] for e in emitted if e["step"] == "extract"] == ["<redacted>"] * 4
+    assert [e["data"]["percent"] for e in emitted if e["step"] == "load"] == [25, 50, 75, 100]
+
+
 def test_sse_refuses_bad_requests_and_needs_the_token(served: Served) -> None:
     wf = served.project.workflow("greet")
     wf.create(id="s2", params={"name": "bo"}).result()

@@ -26,6 +26,7 @@ class Harness:
         clock: FakeClock | None = None,
         batch_budget: float = 0.1,
         runner: type[InstanceRunner] = InstanceRunner,
+        concurrency: int | None = None,
     ) -> None:
         self.kv = kv or MemoryKV()
         check_schema(self.kv)
@@ -39,7 +40,11 @@ class Harness:
         for each in runners:
             each.executor = self.threads
         LIVE.append(self)
-        self.ns = Namespace(self.store, LocalPool(runners), self.clock, self._schedule, workers)
+        concurrency = concurrency or workers
+        slots = -(-concurrency // workers)  # workers shared by several activations
+        self.ns = Namespace(
+            self.store, LocalPool(runners, slots), self.clock, self._schedule, concurrency
+        )
 
     def _schedule(self, iid: str, due: float) -> None:
         self.timers[iid] = due

@@ -299,3 +299,32 @@ def test_a_sensitive_steps_output_is_redacted_in_its_events() -> None:
     outputs = {e.step: e.output for e in found if e.type == "step_completed"}
     assert outputs == {"token": history.REDACTED, "plain": "'visible'"}
     assert all("s3cr3t" not in repr(e) for e in found)
+
+
+class SecretEmits(WorkflowEntrypoint):
+    async def run(self, event: Any, step: Any) -> Any:
+        def token(ctx: Any) -> str:
+            ctx.emit({"token": "s3cr3t-part"})
+            return "s3cr3t"
+
+        def public(ctx: Any) -> int:
+            ctx.emit({"pct": 100})
+            return 1
+
+        await step.do("token", token, sensitive=True)
+        return await step.do("public", public)
+
+
+def test_a_sensitive_steps_emits_are_redacted_in_history_and_stream() -> None:
+    async def scenario(env: LocalEnv) -> tuple[list[InstanceEvent], list[InstanceEvent]]:
+        inst = await env.workflow(SecretEmits).create(id="s")
+        return [ev async for ev in inst.subscribe()], await inst.history()
+
+    with LocalEnv() as env:
+        seen, stored = asyncio.run(scenario(env))
+        raw = env.store("SecretEmits").history("s", None, 1000)
+    assert seen == stored
+    emitted = {e.step: e.data for e in stored if e.type == "step_emitted"}
+    assert emitted == {"token": history.REDACTED, "public": {"pct": 100}}
+    assert "s3cr3t" not in repr(raw)  # not in storage at all: nothing to leak later
+    assert [a.last_emitted for a in attempts_of(stored)] == [history.REDACTED, {"pct": 100}]

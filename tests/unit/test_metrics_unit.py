@@ -29,7 +29,7 @@ class Flaky(WorkflowEntrypoint):
 def metered(h: Harness) -> m.Tally:
     tally = m.Tally()
     store = m.MeteredStore(h.kv, "wf", clock=h.clock, tally=tally)
-    for runner in list(h.ns.pool._idle._queue):  # type: ignore[attr-defined]
+    for runner in list(h.ns.pool._leases):  # type: ignore[attr-defined]
         runner.store = store
     return tally
 

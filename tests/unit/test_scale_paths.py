@@ -77,7 +77,7 @@ async def test_handed_back_instances_are_not_acquired_again_and_again() -> None:
     """A worker that starts only one instance per call: each instance is acquired (a storage
     write) about once per activation, not once per batch it was sent in and handed back from."""
     h = Harness(Sleeps, workers=1)
-    runner = h.ns.pool._idle._queue[0]  # type: ignore[attr-defined]
+    runner = next(iter(h.ns.pool._leases))  # type: ignore[attr-defined]
     real = runner.run_batch
 
     async def one_per_call(items: list[tuple[str, int]]) -> BatchResult:
