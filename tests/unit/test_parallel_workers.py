@@ -10,8 +10,10 @@ import pytest
 from harness import Harness
 
 from raydo.errors import InvalidInputError
+from raydo.runtime.clock import FakeClock
 from raydo.runtime.model import WorkflowEntrypoint
 from raydo.runtime.options import WorkflowOptions
+from raydo.storage.codec import encode
 from raydo.storage.kv import MemoryKV
 
 pytestmark = pytest.mark.asyncio
@@ -42,42 +44,27 @@ def _gate() -> None:
     PEAK[0] = 0
 
 
-async def test_one_worker_runs_up_to_concurrency_instances_at_once() -> None:
-    h = Harness(Gated, workers=1, concurrency=4)
-    for n in range(10):
+@pytest.mark.parametrize(
+    ("workers", "concurrency", "instances"),
+    [
+        (1, 4, 10),  # one worker runs up to `concurrency` instances at once
+        (2, 6, 12),  # two workers share the concurrency
+        (2, 2, 6),  # workers == concurrency (the default): one instance per worker, as before
+    ],
+)
+async def test_concurrency_bounds_instances_running_at_once(
+    workers: int, concurrency: int, instances: int
+) -> None:
+    h = Harness(Gated, workers=workers, concurrency=concurrency)
+    for n in range(instances):
         h.create(f"i{n}")
-    await h.until(lambda: len(RUNNING) == 4)
+    await h.until(lambda: len(RUNNING) == concurrency)
     await h.idle()
-    assert len(RUNNING) == 4  # the other six stay queued: concurrency is the limit
+    assert len(RUNNING) == concurrency  # the others stay queued
     GATE["open"].set()
-    await h.until(lambda: all(h.status(f"i{n}") == "complete" for n in range(10)))
-    assert PEAK[0] == 4
-    assert {h.output(f"i{n}") for n in range(10)} == {f"i{n}" for n in range(10)}
-
-
-async def test_two_workers_share_the_concurrency() -> None:
-    h = Harness(Gated, workers=2, concurrency=6)
-    for n in range(12):
-        h.create(f"i{n}")
-    await h.until(lambda: len(RUNNING) == 6)
-    await h.idle()
-    assert len(RUNNING) == 6
-    GATE["open"].set()
-    await h.until(lambda: all(h.status(f"i{n}") == "complete" for n in range(12)))
-    assert PEAK[0] == 6
-
-
-async def test_one_worker_per_instance_runs_its_batch_one_at_a_time() -> None:
-    """workers == concurrency (the default): the old behaviour, one instance per worker."""
-    h = Harness(Gated, workers=2, concurrency=2)
-    for n in range(6):
-        h.create(f"i{n}")
-    await h.until(lambda: len(RUNNING) == 2)
-    await h.idle()
-    assert len(RUNNING) == 2
-    GATE["open"].set()
-    await h.until(lambda: all(h.status(f"i{n}") == "complete" for n in range(6)))
-    assert PEAK[0] == 2
+    await h.until(lambda: all(h.status(f"i{n}") == "complete" for n in range(instances)))
+    assert PEAK[0] == concurrency
+    assert {h.output(f"i{n}") for n in range(instances)} == {f"i{n}" for n in range(instances)}
 
 
 class Counting(MemoryKV):
@@ -135,3 +122,41 @@ def test_actors_above_concurrency_is_refused() -> None:
     with pytest.raises(InvalidInputError):
         WorkflowOptions(concurrency=4, actors=0)
     assert WorkflowOptions(concurrency=8, actors=2).actors == 2
+
+
+STARTS: list[str] = []
+
+
+class SlowFirst(WorkflowEntrypoint):
+    """Its step sleeps `event.payload` seconds of the harness's fake clock."""
+
+    async def run(self, event: Any, step: Any) -> Any:
+        async def work() -> str:
+            STARTS.append(event.instance_id)
+            await CLOCKS[0].sleep(event.payload)
+            return event.instance_id
+
+        return await step.do("work", work)
+
+
+CLOCKS: list[FakeClock] = []
+
+
+async def test_a_shared_worker_never_runs_an_instance_twice() -> None:
+    """One worker shared by four calls: a batch whose first instance runs past the budget hands
+    the rest back; they go out again, to the same worker, while the first call still waits for
+    its long instance. When that call ends it must not take them for its own orphans (and run
+    them a second time)."""
+    STARTS.clear()
+    clock = FakeClock()
+    CLOCKS[:] = [clock]
+    h = Harness(SlowFirst, workers=1, concurrency=4, clock=clock)
+    # 12 at once: batches of 3; each batch's first runs past the 0.1 s budget
+    items = [("long", encode(0.3))] + [(f"short{n}", encode(0.5)) for n in range(11)]
+    h.ns.create(items, skip_existing=False)
+    for _ in range(60):
+        await h.advance(0.05)
+    await h.settle()
+    ids = ["long", *(f"short{n}" for n in range(11))]
+    assert all(h.status(i) == "complete" for i in ids)
+    assert sorted(STARTS) == sorted(ids)  # each step ran once
