@@ -10,9 +10,9 @@ Phases (`--phases`, comma separated, default all):
              `--create-clients` of them at once)
   sleepflow  step, sleep, step by `--sleepflow` instances: instances/s = n / (end to end - sleep)
   waiting    `--waiting` instances sleeping until one shared time, then `--waiting` waiting for an
-             event: memory growth of every raydo process (psutil RSS: driver, namespace, timer and
-             instance actors) while they wait, instance actors alive, wake lateness p50/p99/max,
-             time to drain
+             event: memory growth of every raydo process (PSS, shared pages counted once:
+             driver, namespace, timer and instance actors) while they wait, LMDB size, instance
+             actors alive, wake lateness p50/p99/max, time to drain
   recovery   `--recovery` instances waiting; raydo (and its Ray) shut down; init again once their
              time has passed: time until the namespace has recovered, until the first overdue
              instance has run, until all have
@@ -120,19 +120,44 @@ def raydo_processes() -> dict[int, str]:
     return procs
 
 
-def memory() -> dict[str, Any]:
-    """RSS per kind of raydo process, in MB, and how many instance actors are alive."""
-    import psutil
+def lmdb_mb(storage: str) -> float:
+    """Disk blocks the storage's LMDB file holds, in MB."""
+    return round(os.stat(os.path.join(storage, "data.mdb")).st_blocks * 512 / 1e6, 1)
 
+
+def _rollup(pid: int) -> dict[str, float]:
+    """Rss, Pss and Pss_Anon of one process in MB (Linux smaps_rollup)."""
+    out: dict[str, float] = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            name, _, rest = line.partition(":")
+            if name in ("Rss", "Pss", "Pss_Anon"):
+                out[name] = int(rest.split()[0]) / 1e3
+    return out
+
+
+def memory() -> dict[str, Any]:
+    """Memory of every raydo process, in MB, and how many instance actors are alive.
+
+    `total_mb` sums PSS: each page shared by several processes (the LMDB file every actor maps,
+    the Python and Ray libraries) counted once, split among them; `heap_mb` is the anonymous
+    (private heap) part of it. RSS (`rss_mb`) counts the mapped LMDB file once per process that
+    touched it, so it grows with the storage in every actor while no heap grows."""
     by_kind: dict[str, float] = {}
+    heap = rss = 0.0
     procs = raydo_processes()
     for pid, kind in procs.items():
         try:
-            by_kind[kind] = by_kind.get(kind, 0.0) + psutil.Process(pid).memory_info().rss / 1e6
-        except psutil.Error:
+            m = _rollup(pid)
+        except OSError:
             continue
+        by_kind[kind] = by_kind.get(kind, 0.0) + m.get("Pss", 0.0)
+        heap += m.get("Pss_Anon", 0.0)
+        rss += m.get("Rss", 0.0)
     return {
         "total_mb": round(sum(by_kind.values()), 1),
+        "heap_mb": round(heap, 1),
+        "rss_mb": round(rss, 1),
         "by_kind_mb": {k: round(v, 1) for k, v in by_kind.items()},
         "instance_actors": sum(1 for k in procs.values() if k == "InstanceActor"),
     }
@@ -237,7 +262,7 @@ async def _settled(wf: raydo.Workflow, n: int) -> bool:
     return int(counts["waiting"]) + int(counts["complete"]) >= n
 
 
-async def phase_waiting(a: argparse.Namespace) -> dict[str, Any]:
+async def phase_waiting(a: argparse.Namespace, storage: str) -> dict[str, Any]:
     r: dict[str, Any] = {"instances": a.waiting, "memory_before": memory()}
     sleepers = raydo.workflow(
         SleepUntil, name="scale_sleep", concurrency=a.concurrency, actors=a.actors
@@ -250,6 +275,7 @@ async def phase_waiting(a: argparse.Namespace) -> dict[str, Any]:
     await until(lambda: _settled(sleepers, a.waiting), "sleepers wait", 3600)
     r["sleep_all_waiting_at_once"] = await _all_in(sleepers, "waiting", a.waiting)
     r["sleep_memory_waiting"] = memory()
+    r["lmdb_mb_sleeping"] = lmdb_mb(storage)
     r["load_waiting"] = load()
     done = await until(lambda: _all_in(sleepers, "complete", a.waiting), "sleepers wake", 3600)
     r["sleep"] = {**spread(await outputs(sleepers, ids)), "drain_s": round(done - at, 2)}
@@ -263,6 +289,7 @@ async def phase_waiting(a: argparse.Namespace) -> dict[str, Any]:
     _, ids = await create_many(waiters, [{}] * a.waiting)
     await until(lambda: _all_in(waiters, "waiting", a.waiting), "event waiters wait", 3600)
     r["event_memory_waiting"] = memory()
+    r["lmdb_mb_waiting"] = lmdb_mb(storage)
     t_send = time.time()
     for i in range(0, len(ids), 500):
         insts = [raydo.WorkflowInstance(waiters, iid) for iid in ids[i : i + 500]]
@@ -441,7 +468,7 @@ async def run_phases(a: argparse.Namespace, storage: str) -> dict[str, Any]:
         elif phase == "sleepflow":
             r[phase] = await phase_sleepflow(a)
         elif phase == "waiting":
-            r[phase] = await phase_waiting(a)
+            r[phase] = await phase_waiting(a, storage)
         elif phase == "recovery":
             r[phase] = await phase_recovery(a, storage)
         elif phase == "flat":
