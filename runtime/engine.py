@@ -157,7 +157,12 @@ class _Live:
             await asyncio.sleep(0)
         del self._rounds[id(store)]  # commits from now on wait for the next round
         try:
-            store.sync()
+            if store.syncs_to_disk:
+                # In the sync thread: the loop goes on meanwhile (timers, other activations'
+                # commits, which gather for the next round) instead of stalling on the fsync.
+                await asyncio.get_running_loop().run_in_executor(_SYNCER, store.sync)
+            else:
+                store.sync()  # nothing to wait for (memory, or sync_commits=False)
         except BaseException as exc:
             round_.set_exception(exc)
         else:
@@ -165,6 +170,8 @@ class _Live:
 
 
 _LIVE = _Live()
+# One thread per process runs the shared syncs, in order (GroupSync serializes them anyway).
+_SYNCER = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="raydo-sync")
 _SYNC_TURNS = 3  # loop turns a shared sync waits for other activations to reach their commits
 
 _RUNNING: contextvars.ContextVar[Activation | None] = contextvars.ContextVar(

@@ -483,6 +483,11 @@ class InstanceStore:
         """Make this process's commits so far durable (see LmdbKV.sync_committed)."""
         self.kv.sync_committed()
 
+    @property
+    def syncs_to_disk(self) -> bool:
+        """sync() waits for an fsync (LMDB with sync_commits on), rather than returning at once."""
+        return bool(getattr(self.kv, "sync_each_commit", False))
+
     def take_event(
         self, iid: str, lease: int, step_id: tuple[str, int], step: StepRecord
     ) -> EventRecord | None:

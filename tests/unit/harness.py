@@ -74,7 +74,11 @@ class Harness:
         await self.idle()
         while self.ns._tasks and loop.time() < deadline:
             if self.threads.busy == 0:
-                await self.idle()  # a thread that just ended delivers its result
+                # A thread that just ended delivers its result through the loop, from its own
+                # thread: a real pause lets that thread take the GIL (idle turns alone may all
+                # run before it does, and the loop then looks quiet while it is not).
+                await asyncio.sleep(0.002)
+                await self.idle()
                 if self.threads.busy == 0:
                     return
             await asyncio.wait(
