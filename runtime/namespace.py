@@ -134,6 +134,7 @@ class Namespace:
         self._pausing: set[str] = set()
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks_aside: set[asyncio.Future[None]] = set()  # background work (recovery)
         # Errors an activation could not even write down (storage full or broken): reported by
         # status() until the instance is restarted or deleted; storage still says it is unfinished.
         self._faults: dict[str, dict[str, str]] = {}
@@ -147,13 +148,36 @@ class Namespace:
     # -- recovery ------------------------------------------------------------------------------
 
     def recover(self) -> int:
-        """Pick up every unfinished instance found in storage, oldest first. Reads only those
-        (the status index), however many finished ones storage holds. Returns how many."""
-        found = [rec for status in _RESUMABLE for rec in _all_listed(self.store, status.value)]
+        """Pick up every unfinished instance found in storage. Reads only those (the status
+        index), however many finished ones storage holds. Queued and running ones are queued
+        here, oldest first; waiting ones are looked at by a background pass, a chunk per loop
+        turn (a million of them must not hold up the first call: their timers are in the
+        durable index the timer actor reads). Returns how many there are."""
+        found = [rec for status in _DISPATCHED for rec in _all_listed(self.store, status.value)]
         for rec in sorted(found, key=lambda r: (r.created_at, r.id)):
             self._continue_from_storage(rec)
         self._pump()
-        return len(found)
+        waiting = int(self.store.counts().get(InstanceStatus.WAITING.value, 0))
+        if waiting:
+            task = asyncio.ensure_future(self._recover_waiting())
+            self._tasks_aside.add(task)
+            task.add_done_callback(self._tasks_aside.discard)
+        return len(found) + waiting
+
+    async def _recover_waiting(self) -> None:
+        """Arm (or fire) the wake-up of every waiting instance, a chunk at a time. Each chunk is
+        read and acted on in one go, so what it says is what storage says at that moment."""
+        after: tuple[float, str] | None = None
+        while True:
+            chunk = self.store.listed(InstanceStatus.WAITING.value, True, _CHUNK, after)
+            for rec in chunk:
+                if rec.id not in self._active:
+                    self._await_wake(rec.id, rec.wake_at, rec.waiting_types)
+            self._pump()
+            if len(chunk) < _CHUNK:
+                return
+            after = (chunk[-1].created_at, chunk[-1].id)
+            await asyncio.sleep(0)
 
     def _continue_from_storage(self, rec: InstanceRecord) -> None:
         """Go on from what storage says about an instance nobody runs (recovery, or a worker that
@@ -637,7 +661,7 @@ def _restart_point(point: RestartPoint) -> tuple[str, int, StepKind | None]:
     return name, count, None if type_ is None else _KINDS[type_]
 
 
-_RESUMABLE = (InstanceStatus.QUEUED, InstanceStatus.RUNNING, InstanceStatus.WAITING)
+_DISPATCHED = (InstanceStatus.QUEUED, InstanceStatus.RUNNING)  # recovered before the first call
 _CHUNK = 10_000
 
 

@@ -11,7 +11,7 @@ from harness import Harness
 from raydo.runtime.engine import BatchResult
 from raydo.runtime.model import WorkflowEntrypoint
 from raydo.runtime.namespace import MAX_BATCH
-from raydo.storage.records import InstanceStatus
+from raydo.storage.records import InstanceRecord, InstanceStatus
 
 pytestmark = pytest.mark.asyncio
 
@@ -54,6 +54,38 @@ async def test_recovery_reads_only_unfinished_instances() -> None:
     await again.settle()
     await again.advance(61)
     await again.until(lambda: again.status("late") == again.status("sleeper") == "complete", 30)
+
+
+async def test_waiting_instances_are_recovered_after_the_first_call_a_chunk_at_a_time() -> None:
+    """25,000 instances waiting (written as raydo's hibernation writes them): recover() answers
+    without reading one of them; the background pass then arms every timer, 10,000 a turn."""
+    h = Harness(Sleeps)
+    now = h.clock.now()
+
+    def fill(w: Any) -> None:
+        for n in range(25_000):
+            rec = InstanceRecord(f"w{n:05d}", "wf", InstanceStatus.WAITING, now)
+            rec.wake_at = now + 3600 + n
+            h.store._put_record(w, rec)
+
+    h.kv.write(fill)
+    again = Harness(Sleeps, kv=h.kv, clock=h.clock)
+    chunks: list[int] = []
+    real_listed = again.store.listed
+
+    def counted(status: str, *args: Any) -> list[Any]:
+        found = real_listed(status, *args)
+        if status == "waiting":
+            chunks.append(len(found))
+        return found
+
+    again.store.listed = counted  # type: ignore[method-assign]
+    assert again.ns.recover() == 25_000
+    assert chunks == [] and again.timers == {}  # nothing read on the first call's path
+    await again.idle()
+    assert chunks == [10_000, 10_000, 5_000]
+    assert len(again.timers) == 25_000 and again.timers["w00007"] == now + 3607
+    assert again.status("w00007") == InstanceStatus.WAITING
 
 
 async def test_batches_shrink_to_what_a_worker_starts_and_grow_back() -> None:
