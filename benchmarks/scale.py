@@ -18,6 +18,9 @@ Phases (`--phases`, comma separated, default all):
              instance has run, until all have
   flat       create / status / send_event latency and per-step cost on an empty storage, then again
              with `--finished` finished instances (written straight through the storage layer)
+  hold       `--hold` instances asleep for a day (written through the storage layer's own
+             methods, as a run leaves them); raydo restarted on them: time to the first call,
+             a new instance's run meanwhile, memory and LMDB size (the 1,000,000 of issue 11)
 
 Every phase prints the 1-minute load average beside its figures: on a shared machine they skew.
 Everything runs on a fresh temporary storage under `--storage-root` with a private local Ray.
@@ -420,9 +423,75 @@ async def phase_flat(a: argparse.Namespace, storage: str) -> dict[str, Any]:
     }
 
 
+def fill_waiting(storage: str, workflow: str, n: int, wake_at: float) -> float:
+    """`n` SleepUntil instances asleep until `wake_at`, written through the storage layer's own
+    methods in the order a real run makes them (create, acquire, the `started` step, the `nap`
+    sleep, the waiting settle: the same keys, history and indexes), unsynced; returns seconds.
+    A real run gets there at the activation rate (~600/s here); this gets there in minutes."""
+    from raydo.storage.codec import encode
+    from raydo.storage.instances import InstanceStore
+    from raydo.storage.kv import open_lmdb
+    from raydo.storage.records import InstanceStatus, StepKind, StepRecord, StepState
+
+    store = InstanceStore(open_lmdb(storage), workflow)
+    params = encode({"at": wake_at})
+    t0 = time.perf_counter()
+    for start in range(0, n, 1_000):
+        ids = [f"hold{i:08d}" for i in range(start, min(n, start + 1_000))]
+        now = time.time()
+        store.create([(iid, params) for iid in ids], now, False)
+        leases = store.acquire(ids, now)
+        for rec in store.get_many(ids):  # as acquire left them (running, started)
+            assert rec is not None
+            lease = leases[rec.id]
+            done = StepRecord(StepKind.DO, 0, StepState.DONE, 1, value=encode(now))
+            done.started_at = done.ended_at = now
+            store.save_step(rec.id, lease, ("started", 1), done, durable=False)
+            nap = StepRecord(StepKind.SLEEP, 1, StepState.PENDING, until=wake_at)
+            nap.started_at = now
+            store.save_step(rec.id, lease, ("nap", 1), nap, durable=False)
+            rec.status, rec.wake_at = InstanceStatus.WAITING, wake_at
+            store.settle(rec.id, lease, rec, None, durable=False)
+    return time.perf_counter() - t0
+
+
+async def phase_hold(a: argparse.Namespace, storage: str) -> dict[str, Any]:
+    """`--hold` instances waiting at once, far from their wake-up: written through the storage
+    layer (fill_waiting), then raydo restarted on that storage. How long the first call waits,
+    whether the namespace still serves new work while it re-arms them, what memory and disk
+    they take, and that no instance actor holds any of them."""
+    name = "scale_hold"
+    before_mb, memory_before = lmdb_mb(storage), memory()
+    wake_at = time.time() + 86_400
+    fill_s = fill_waiting(storage, name, a.hold, wake_at)
+    r: dict[str, Any] = {"instances": a.hold, "fill_s": round(fill_s, 1)}
+    r["lmdb_mb"] = lmdb_mb(storage)
+    r["lmdb_bytes_per_waiting_instance"] = round((r["lmdb_mb"] - before_mb) * 1e6 / a.hold)
+    raydo.shutdown(kill_actors=True)
+    r["memory_before"] = memory_before
+    t0 = time.perf_counter()
+    raydo.init(storage=storage, address="local", sync_commits=a.sync_commits == "on")
+    held = raydo.workflow(SleepUntil, name=name, concurrency=a.concurrency, actors=a.actors)
+    counts = await held.counts()
+    r["first_call_s"] = round(time.perf_counter() - t0, 2)
+    r["waiting_counted"] = int(counts["waiting"])
+    t1 = time.perf_counter()
+    fresh = await held.create(params={"at": time.time()})
+    await fresh.wait(timeout=600)
+    r["new_instance_done_s"] = round(time.perf_counter() - t1, 2)
+    await asyncio.sleep(a.hold / 20_000)  # the background pass: ~10,000 per chunk, fast
+    r["memory_waiting"] = memory()
+    r["memory_growth_mb"] = round(r["memory_waiting"]["total_mb"] - r["memory_before"]["total_mb"], 1)
+    status = await raydo.WorkflowInstance(held, "hold00000007").status()
+    r["one_of_them"] = str(status.status)
+    r["load"] = load()
+    kill_namespace(held)
+    return r
+
+
 # --------------------------------------------------------------------------------------------------
 
-PHASES = ("creates", "sleepflow", "waiting", "recovery", "flat")
+PHASES = ("creates", "sleepflow", "waiting", "recovery", "flat", "hold")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -437,6 +506,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--single-creates", type=int, default=2_000)
     p.add_argument("--create-clients", type=int, default=8)
     p.add_argument("--finished", type=int, default=1_000_000)
+    p.add_argument("--hold", type=int, default=1_000_000, help="waiting instances for `hold`")
     p.add_argument("--flat-samples", type=int, default=200)
     p.add_argument("--concurrency", type=int, default=4, help="instances running at once")
     p.add_argument(
@@ -456,6 +526,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if a.quick:
         a.waiting = a.recovery = a.sleepflow = a.creates = 200
         a.single_creates, a.finished, a.flat_samples, a.sleep = 50, 2_000, 20, 2.0
+        a.hold = 2_000
     return a
 
 
@@ -473,6 +544,8 @@ async def run_phases(a: argparse.Namespace, storage: str) -> dict[str, Any]:
             r[phase] = await phase_recovery(a, storage)
         elif phase == "flat":
             r[phase] = await phase_flat(a, storage)
+        elif phase == "hold":
+            r[phase] = await phase_hold(a, storage)
         else:
             raise SystemExit(f"unknown phase {phase!r}; choose from {', '.join(PHASES)}")
         log(f"{phase}: {json.dumps(r[phase], default=str)}")
