@@ -42,4 +42,9 @@ def test_scale_quick_runs_every_phase(tmp_path: Path) -> None:
     flat = r["flat"]
     assert flat["lmdb_bytes_per_finished_instance"] > 0
     assert set(flat["full_over_empty"]) == {"create_ms", "status_ms", "send_event_ms", "step_us"}
+    hold = r["hold"]
+    # 2,000 written waiting: all counted after a restart, still waiting, none needs an actor
+    assert hold["waiting_counted"] == 2_000 and hold["one_of_them"] == "waiting"
+    assert hold["memory_waiting"]["instance_actors"] <= 2
+    assert hold["lmdb_bytes_per_waiting_instance"] > 0
     assert not list(tmp_path.iterdir())  # its storage was removed
