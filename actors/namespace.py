@@ -12,6 +12,7 @@ from typing import Any
 
 from ..runtime import listing, stream
 from ..runtime.clock import clock_for
+from ..runtime.engine import sync_shared
 from ..runtime.metrics import Report
 from ..runtime.model import InstanceStatus, WorkflowEntrypoint
 from ..runtime.namespace import Namespace, Snapshot
@@ -156,7 +157,11 @@ class NamespaceActor:
         retention: dict[str, float] | None = None,
     ) -> list[str]:
         self._start()
-        ids = self.ns.create(items, skip_existing, retention)
+        try:
+            with self.ns.store.deferring_sync():
+                ids = self.ns.create(items, skip_existing, retention)
+        finally:
+            await sync_shared(self.ns.store)  # durable before the caller hears of it
         self.metrics.count_created(len(ids))
         return ids
 
@@ -242,7 +247,11 @@ class NamespaceActor:
 
     async def send_event(self, iid: str, type_: str, payload: bytes) -> None:
         self._start()
-        self.ns.send_event(iid, type_, payload)
+        try:
+            with self.ns.store.deferring_sync():
+                self.ns.send_event(iid, type_, payload)
+        finally:
+            await sync_shared(self.ns.store)  # durable before the sender hears of it
 
     async def wake(self, iids: list[str]) -> None:
         self._start()

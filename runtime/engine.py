@@ -170,6 +170,14 @@ class _Live:
 
 
 _LIVE = _Live()
+
+
+async def sync_shared(store: Store) -> None:
+    """Make this process's commits to `store` durable, sharing one fsync with every caller
+    that arrives within a few loop turns (activations, or the namespace's concurrent calls)."""
+    await _LIVE.sync_together(store)
+
+
 # One thread per process runs the shared syncs, in order (GroupSync serializes them anyway).
 _SYNCER = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="raydo-sync")
 _SYNC_TURNS = 3  # loop turns a shared sync waits for other activations to reach their commits

@@ -8,6 +8,7 @@ Every method is one transaction. Writes of a running instance carry its lease an
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from ..storage.history import Event
@@ -74,6 +75,7 @@ class Store(Protocol):
     def sync(self) -> None: ...
     @property
     def syncs_to_disk(self) -> bool: ...
+    def deferring_sync(self) -> AbstractContextManager[None]: ...
     def append_emits(
         self, iid: str, lease: int, step_id: tuple[str, int], attempt: int, items: list[Any]
     ) -> None: ...

@@ -8,6 +8,7 @@ lease is refused (`Fenced`): an activation that outlived its turn can never over
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import secrets
@@ -482,6 +483,12 @@ class InstanceStore:
     def sync(self) -> None:
         """Make this process's commits so far durable (see LmdbKV.sync_committed)."""
         self.kv.sync_committed()
+
+    def deferring_sync(self) -> contextlib.AbstractContextManager[None]:
+        """Durable writes inside commit unsynced; call sync() before telling anyone (see
+        LmdbKV.deferred_sync). A store without the means syncs each write as usual."""
+        deferred = getattr(self.kv, "deferred_sync", None)
+        return deferred() if deferred is not None else contextlib.nullcontext()
 
     @property
     def syncs_to_disk(self) -> bool:

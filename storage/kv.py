@@ -7,6 +7,7 @@ Everything above this module speaks only this interface.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import threading
@@ -122,6 +123,7 @@ class LmdbKV:
             raise StorageError(f"cannot open storage at {self._path!r}: {exc}") from exc
         self._lock = threading.Lock()
         self._committed = 0  # the newest transaction this process committed
+        self._deferring = threading.local()  # deferred_sync() is on in this thread
         self._dirty = threading.Event()
         self._closed = False
         try:
@@ -168,9 +170,20 @@ class LmdbKV:
         with self._lock:
             result, txnid = self._commit(fn)
             self._committed = max(self._committed, txnid)
-        if durable:
+        if durable and not getattr(self._deferring, "on", False):
             self._make_durable(txnid)
         return result
+
+    @contextlib.contextmanager
+    def deferred_sync(self) -> Iterator[None]:
+        """Durable writes of this thread inside the block commit without waiting for their
+        fsync: the caller calls sync_committed() before it tells anyone they are done (the
+        namespace actor shares one fsync among the calls it serves at once)."""
+        self._deferring.on = True
+        try:
+            yield
+        finally:
+            self._deferring.on = False
 
     def sync_committed(self) -> None:
         """Make every commit this process has made durable: a write made with durable=False

@@ -133,3 +133,22 @@ def test_processes_committing_together_share_one_fsync_per_round(tmp_path: Path)
         assert worker.exitcode == 0
     total = sum(out.get(timeout=10) for _ in workers)
     assert total == rounds  # 20 durable commits, 5 fsyncs: one per round, shared by all four
+
+
+def test_deferred_durable_writes_share_one_sync_made_by_the_caller(tmp_path: Path) -> None:
+    """What the namespace actor does for the calls it serves at once: durable writes inside
+    deferred_sync() commit without an fsync each; one sync_committed() covers them all."""
+    kv = LmdbKV(str(tmp_path))
+    kv.sync_each_commit = True
+    syncs: list[int] = []
+    real = kv._group._sync
+    kv._group._sync = lambda: (syncs.append(1), real())[1]  # type: ignore[method-assign]
+    with kv.deferred_sync():
+        for n in range(5):
+            kv.write(lambda w, n=n: w.put(b"k%d" % n, b"v"))
+    assert syncs == [] and kv._group.covered() < kv._committed
+    kv.sync_committed()
+    assert syncs == [1] and kv._group.covered() >= kv._committed
+    kv.write(lambda w: w.put(b"after", b"v"))  # outside the block: synced at once, as before
+    assert syncs == [1, 1] and kv._group.covered() >= kv._committed
+    kv.close()
