@@ -23,6 +23,7 @@ RESCAN_EVERY = 10.0
 # Wake-ups due within this many seconds are held in memory (with the default rescan period);
 # later ones are read from the index by a rescan, so nobody needs to send them.
 HORIZON = 2 * RESCAN_EVERY
+FIRE_CHUNK = 2_000  # wake-ups per call to a namespace
 
 
 class TimerQueue:
@@ -102,7 +103,8 @@ class TimerService:
         for workflow, iid in self.queue.pop_due(self.clock.now()):
             by_workflow.setdefault(workflow, []).append(iid)
         for workflow, iids in by_workflow.items():
-            self.fire(workflow, iids)
+            for start in range(0, len(iids), FIRE_CHUNK):  # a namespace reads each call's at once
+                self.fire(workflow, iids[start : start + FIRE_CHUNK])
 
     def seconds_to_next(self) -> float:
         """How long the loop may sleep: until the next due wake-up or the next rescan."""
