@@ -481,7 +481,9 @@ async def phase_hold(a: argparse.Namespace, storage: str) -> dict[str, Any]:
     r["new_instance_done_s"] = round(time.perf_counter() - t1, 2)
     await asyncio.sleep(a.hold / 20_000)  # the background pass: ~10,000 per chunk, fast
     r["memory_waiting"] = memory()
-    r["memory_growth_mb"] = round(r["memory_waiting"]["total_mb"] - r["memory_before"]["total_mb"], 1)
+    r["memory_growth_mb"] = round(
+        r["memory_waiting"]["total_mb"] - r["memory_before"]["total_mb"], 1
+    )
     status = await raydo.WorkflowInstance(held, "hold00000007").status()
     r["one_of_them"] = str(status.status)
     r["load"] = load()
