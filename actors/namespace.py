@@ -115,19 +115,20 @@ class NamespaceActor:
         background (`wake` deletes a finished instance past its expiry); later ones need the
         timer actor, started here when the index holds anything (recovery reads unfinished
         instances only)."""
-        if self._timers is None and not self._index.is_empty():
-            self._timers = handles.timer_actor(self.storage)
         self._overdue = asyncio.ensure_future(self._wake_overdue())
 
     async def _wake_overdue(self) -> None:
         """What fell due while nothing ran, woken after the first call is answered, a chunk per
-        loop turn (100,000 overdue sleepers took 5 s of reads on that call's path)."""
+        loop turn (100,000 overdue sleepers took 5 s of reads on that call's path). The timer
+        actor starts after, if the index still holds anything (expired instances leave it)."""
         await asyncio.sleep(0)
         due = self._index.due(self.ns.clock.now())
         mine = [iid for _, wf, iid in due if wf == self.workflow]
         for start in range(0, len(mine), _OVERDUE_CHUNK):
             self.ns.wake(mine[start : start + _OVERDUE_CHUNK])
             await asyncio.sleep(0)
+        if self._timers is None and not self._index.is_empty():
+            self._timers = handles.timer_actor(self.storage)
 
     def _schedule(self, iid: str, due: float) -> None:
         """A timer was written to the durable index. The timer actor reads the index itself for
