@@ -95,7 +95,7 @@ class NamespaceActor:
             self._started = True
             self.pool.prestart()
             self.ns.recover()
-            self._expire_overdue()
+            self._overdue = asyncio.ensure_future(self._wake_overdue())
             self.scheduler.start()
             self._exporter = asyncio.ensure_future(self.metrics.export_forever(self._report))
             self._sweeper = asyncio.ensure_future(asyncio.to_thread(self._sweep_blobs))
@@ -110,17 +110,12 @@ class NamespaceActor:
         if removed:
             log.info("removed %d orphan blob files", removed)
 
-    def _expire_overdue(self) -> None:
-        """Wake-ups and retention expiries that fell due while nothing ran are applied in the
-        background (`wake` deletes a finished instance past its expiry); later ones need the
-        timer actor, started here when the index holds anything (recovery reads unfinished
-        instances only)."""
-        self._overdue = asyncio.ensure_future(self._wake_overdue())
-
     async def _wake_overdue(self) -> None:
-        """What fell due while nothing ran, woken after the first call is answered, a chunk per
-        loop turn (100,000 overdue sleepers took 5 s of reads on that call's path). The timer
-        actor starts after, if the index still holds anything (expired instances leave it)."""
+        """Wake-ups and retention expiries that fell due while nothing ran (`wake` deletes a
+        finished instance past its expiry), after the first call is answered, a chunk per loop
+        turn (100,000 overdue sleepers took 5 s of reads on that call's path). Later ones need
+        the timer actor, started after, if the index still holds anything (expired instances
+        leave it; recovery reads unfinished instances only)."""
         await asyncio.sleep(0)
         due = self._index.due(self.ns.clock.now())
         mine = [iid for _, wf, iid in due if wf == self.workflow]

@@ -328,6 +328,8 @@ class Namespace:
         """Timers fired. Stale ones (the instance moved on) are ignored; the rest are queued
         together so they go out in batches."""
         horizon = self.clock.now() + self.wake_lead + _IMMEDIATE
+        # Queued or running already (a timer and a recovery pass can both find it): no read.
+        iids = [i for i in iids if i not in self._wakeups and i not in self._active]
         for iid, rec in zip(iids, self.store.get_many(iids), strict=True):
             if rec is not None and rec.finished:
                 self._expire_if_due(rec)

@@ -3,6 +3,7 @@ modifiers are written, an instance's status, and a wait that lets time skip."""
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -43,7 +44,7 @@ class Backend(Protocol):
         ...
 
 
-class Binds:
+class Binds(abc.ABC):
     """The one `workflow(...)` signature of LocalEnv and RayEnv: each env says how it binds."""
 
     def workflow(
@@ -70,7 +71,8 @@ class Binds:
         )
         return self._bind(cls, name, options)
 
+    @abc.abstractmethod
     def _bind(
         self, cls: type[WorkflowEntrypoint], name: str | None, options: WorkflowOptions
     ) -> Workflow:
-        raise NotImplementedError
+        """Bind `cls` with these options in this env (LocalEnv: in-process; RayEnv: Ray)."""

@@ -77,7 +77,7 @@ async def test_expired_instances_found_at_recovery_are_deleted() -> None:
     fresh.ns.recover()  # reads unfinished instances only; the expiry is in the timer index
     overdue = [iid for _, wf, iid in TimerIndex(h.kv).due(h.clock.now()) if wf == "wf"]
     assert overdue == ["a"]
-    fresh.ns.wake(overdue)  # what the namespace actor does at start (_expire_overdue)
+    fresh.ns.wake(overdue)  # what the namespace actor does at start (_wake_overdue)
     assert fresh.store.get("a") is None
 
 
