@@ -41,12 +41,12 @@ def watching_alone(metered: bool = True) -> float:
         if metered
         else InstanceStore(kv, "w")
     )
-    original = InstanceStore.save_step
-    InstanceStore.save_step = lambda *a: None  # type: ignore[method-assign,assignment]
+    original = InstanceStore.save_steps
+    InstanceStore.save_steps = lambda *a: None  # type: ignore[method-assign,assignment]
     try:
         return attempts(store, 0)
     finally:
-        InstanceStore.save_step = original  # type: ignore[method-assign]
+        InstanceStore.save_steps = original  # type: ignore[method-assign]
 
 
 def on_lmdb(metered: bool) -> float:

@@ -285,6 +285,11 @@ async def phase_waiting(a: argparse.Namespace, storage: str) -> dict[str, Any]:
     r["sleep"]["created_after_wake_time_s"] = round(created_late, 1)
     r["load_sleep"] = load()
     kill_namespace(sleepers)
+    if "event" not in a.kinds.split(","):
+        r["memory_growth_mb"] = round(
+            r["sleep_memory_waiting"]["total_mb"] - r["memory_before"]["total_mb"], 1
+        )
+        return r
 
     waiters = raydo.workflow(
         AwaitsGo, name="scale_events", concurrency=a.concurrency, actors=a.actors
@@ -501,6 +506,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="smoke sizes (a few hundred)")
     p.add_argument("--phases", default=",".join(PHASES))
     p.add_argument("--waiting", type=int, default=100_000)
+    p.add_argument(
+        "--kinds", default="sleep,event", help="waiting phase: sleepers, event waiters, or both"
+    )
     p.add_argument("--recovery", type=int, default=100_000)
     p.add_argument("--sleepflow", type=int, default=20_000)
     p.add_argument("--sleep", type=float, default=30.0, help="sleepflow's sleep, seconds")

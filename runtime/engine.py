@@ -236,6 +236,7 @@ class Activation:
         self._unwinding = bool(record.rollback and record.rollback.get("terminate"))
         self._halting = False  # the rollback phase began: no user step starts any more
         self._rolled_back: dict[str, Any] | None = None
+        self._behind: list[tuple[tuple[str, int], StepRecord]] = []  # see save_behind
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -443,9 +444,10 @@ class Activation:
             rec.ended_at = self.clock.now()
             rec.rollback = self._rolled_back
         try:
+            self._write_behind()
             # Not synced: every finished outcome is re-derived by replay from the (synced) steps.
             self.store.settle(rec.id, self.lease, rec, output, durable=False)
-        except Fenced:
+        except (Fenced, _Fence):
             return Outcome(OutcomeKind.STOPPED)
         return outcome
 
@@ -515,10 +517,23 @@ class Activation:
         return rec
 
     def save(self, sid: tuple[str, int], rec: StepRecord, durable: bool) -> None:
+        writes = [*self._behind, (sid, rec)]
         try:
-            self.store.save_step(self.record.id, self.lease, sid, rec, durable)
+            self.store.save_steps(self.record.id, self.lease, writes, durable)
         except Fenced:
             raise _Fence() from None
+        self._behind.clear()
+
+    def save_behind(self, sid: tuple[str, int], rec: StepRecord) -> None:
+        """Write a change that replay finds again by itself (a sleep that is over) with this
+        activation's next write, in its transaction, instead of in one of its own. Lost with
+        the process, it is found again the same way; a wake activation (sleep over, next step,
+        end) commits one transaction fewer."""
+        self._behind.append((sid, rec))
+
+    def _write_behind(self) -> None:
+        if self._behind:
+            self.save(*self._behind.pop(), durable=False)
 
     async def save_durable(self, sid: tuple[str, int], rec: StepRecord) -> None:
         """Save a step record and return once it is durable. A lone step syncs at once; when
@@ -535,6 +550,7 @@ class Activation:
         return Emitter(self.store, self.record.id, self.lease, sid, attempt, self.clock)
 
     def take_event(self, sid: tuple[str, int], rec: StepRecord) -> bool:
+        self._write_behind()  # the history tells what happened in order
         try:
             return self.store.take_event(self.record.id, self.lease, sid, rec) is not None
         except Fenced:

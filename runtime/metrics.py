@@ -158,14 +158,20 @@ class MeteredStore(InstanceStore):
         self._outcomes = {o: (self.workflow, o) for o in ("ok", "retry", "failed")}
         self._started: dict[tuple[str, tuple[str, int]], float] = {}
 
-    def save_step(
-        self, iid: str, lease: int, step_id: tuple[str, int], step: StepRecord, durable: bool
+    def save_steps(
+        self,
+        iid: str,
+        lease: int,
+        writes: list[tuple[tuple[str, int], StepRecord]],
+        durable: bool,
     ) -> None:
-        super().save_step(iid, lease, step_id, step, durable)
-        if step.kind is StepKind.DO:
-            self._watch_attempt((iid, step_id), step)
-        elif step.kind is StepKind.SLEEP and step.state is StepState.DONE and step.until:
-            self.tally.observe(WAKE_LATENESS, self._labels, max(0.0, self.clock.now() - step.until))
+        super().save_steps(iid, lease, writes, durable)
+        for step_id, step in writes:
+            if step.kind is StepKind.DO:
+                self._watch_attempt((iid, step_id), step)
+            elif step.kind is StepKind.SLEEP and step.state is StepState.DONE and step.until:
+                ended = step.ended_at or self.clock.now()
+                self.tally.observe(WAKE_LATENESS, self._labels, max(0.0, ended - step.until))
 
     def _watch_attempt(self, key: tuple[str, tuple[str, int]], step: StepRecord) -> None:
         if step.state is StepState.RUNNING:

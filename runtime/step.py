@@ -306,7 +306,7 @@ class WorkflowStep:
             await act.park(rec.until)
         if rec.state is not StepState.DONE:
             rec.state, rec.ended_at = StepState.DONE, act.clock.now()
-            act.save(sid, rec, durable=False)
+            act.save_behind(sid, rec)
 
     # -- wait_for_event --------------------------------------------------------------------------
 

@@ -66,6 +66,13 @@ class Store(Protocol):
     def save_step(
         self, iid: str, lease: int, step_id: tuple[str, int], step: StepRecord, durable: bool
     ) -> None: ...
+    def save_steps(
+        self,
+        iid: str,
+        lease: int,
+        writes: list[tuple[tuple[str, int], StepRecord]],
+        durable: bool,
+    ) -> None: ...
     def take_event(
         self, iid: str, lease: int, step_id: tuple[str, int], step: StepRecord
     ) -> EventRecord | None: ...

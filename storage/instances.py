@@ -467,15 +467,30 @@ class InstanceStore:
     def save_step(
         self, iid: str, lease: int, step_id: tuple[str, int], step: StepRecord, durable: bool
     ) -> None:
-        key = keys.step(self.workflow, iid, *step_id)
-        raw = pack_step(blobs.spill(self.kv, self.workflow, iid, step))  # the blob first
+        self.save_steps(iid, lease, [(step_id, step)], durable)
+
+    def save_steps(
+        self,
+        iid: str,
+        lease: int,
+        writes: list[tuple[tuple[str, int], StepRecord]],
+        durable: bool,
+    ) -> None:
+        """Write step records in one transaction, in order (their history events too)."""
+        staged = [
+            (step_id, keys.step(self.workflow, iid, *step_id), step) for step_id, step in writes
+        ]
+        raws = [pack_step(blobs.spill(self.kv, self.workflow, iid, step)) for *_, step in staged]
 
         def apply(w: Writer) -> None:
             self._check_lease(w, iid, lease)
-            old_raw = w.get(key)
-            old = None if old_raw is None else unpack_step(old_raw, f"step {step_id}")
-            history.append(w, self.workflow, iid, history.step_events(step_id, old, step, now))
-            w.put(key, raw)
+            found: list[history.Event] = []
+            for (step_id, key, step), raw in zip(staged, raws, strict=True):
+                old_raw = w.get(key)
+                old = None if old_raw is None else unpack_step(old_raw, f"step {step_id}")
+                found += history.step_events(step_id, old, step, now)
+                w.put(key, raw)
+            history.append(w, self.workflow, iid, found)
 
         now = self.now()
         self.kv.write(apply, durable)
