@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import PayloadError
@@ -37,8 +38,10 @@ class Emitter:
         sid: tuple[str, int],
         attempt: int,
         clock: Clock,
+        before: Callable[[], None] | None = None,
     ) -> None:
         self._store, self._iid, self._lease = store, iid, lease
+        self._before = before  # runs before the first write (the attempt's start is written)
         self._sid, self._attempt, self._clock = sid, attempt, clock
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
@@ -74,6 +77,9 @@ class Emitter:
             items, self._items, self._scheduled = self._items, [], False
         if not items:
             return
+        if self._before is not None:
+            self._before()
+            self._before = None
         # Fenced: taken away; the activation stops at its next write, and these are moot.
         with contextlib.suppress(Fenced):
             self._store.append_emits(self._iid, self._lease, self._sid, self._attempt, items)

@@ -29,7 +29,7 @@ import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator, Coroutine
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -133,6 +133,16 @@ class _Fence(BaseException):
     `except Exception` cannot swallow it."""
 
 
+@dataclass
+class _Started:
+    """An attempt whose start is in a slot (storage/inflight.py), until its outcome is written."""
+
+    sid: tuple[str, int]
+    running: StepRecord  # the record as its start would have written it
+    slot: int | None
+    timer: asyncio.TimerHandle = field(init=False)
+
+
 class _Live:
     """The activations running in this process: they share its event loop and its fsyncs."""
 
@@ -180,6 +190,9 @@ async def sync_shared(store: Store) -> None:
 
 # One thread per process runs the shared syncs, in order (GroupSync serializes them anyway).
 _SYNCER = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="raydo-sync")
+# An attempt running this long gets its running record written (status and the stream show it);
+# a shorter one's start is written only with its outcome.
+SHOW_RUNNING_AFTER = 0.1
 _SYNC_TURNS = 3  # loop turns a shared sync waits for other activations to reach their commits
 
 _RUNNING: contextvars.ContextVar[Activation | None] = contextvars.ContextVar(
@@ -524,6 +537,50 @@ class Activation:
             raise _Fence() from None
         self._behind.clear()
 
+    def begin_attempt(self, sid: tuple[str, int], rec: StepRecord, eager: bool) -> _Started | None:
+        """Record that an attempt of `rec` starts, before its body runs: in this process's slot
+        file (storage/inflight.py), or, when that cannot be or `eager`, by writing its running
+        record. An attempt still running after SHOW_RUNNING_AFTER gets its running record
+        written as well, for status and the stream. Returns what end_attempt takes."""
+        rec.attempt_at = self.clock.now()
+        slot = None
+        if not eager:
+            try:
+                slot = self.store.begin_attempt(self.record.id, self.lease, sid, rec)
+            except Fenced:
+                raise _Fence() from None
+        if slot is None:
+            self.save(sid, rec, durable=False)
+            return None
+        started = _Started(sid, replace(rec), slot)
+        started.timer = asyncio.get_running_loop().call_later(
+            SHOW_RUNNING_AFTER, self._show_running, started
+        )
+        return started
+
+    def _show_running(self, started: _Started) -> None:
+        if started.slot is None:
+            return
+        with contextlib.suppress(_Fence):  # its outcome's write will stop the activation
+            self.save(started.sid, started.running, durable=False)
+            self._free_slot(started)
+
+    def end_attempt(self, started: _Started | None) -> None:
+        """After an attempt, whatever became of it. One whose outcome was not written (the
+        activation stopped or failed meanwhile) gets its running record written, so it counts
+        as started: what its slot said, had the process died."""
+        if started is None or started.slot is None:
+            return
+        with contextlib.suppress(_Fence):
+            self.save(started.sid, started.running, durable=False)
+        self._free_slot(started)
+
+    def _free_slot(self, started: _Started) -> None:
+        if started.slot is not None:
+            started.timer.cancel()
+            self.store.end_attempt(started.slot)
+            started.slot = None
+
     def save_behind(self, sid: tuple[str, int], rec: StepRecord) -> None:
         """Write a change that replay finds again by itself (a sleep that is over) with this
         activation's next write, in its transaction, instead of in one of its own. Lost with
@@ -535,19 +592,26 @@ class Activation:
         if self._behind:
             self.save(*self._behind.pop(), durable=False)
 
-    async def save_durable(self, sid: tuple[str, int], rec: StepRecord) -> None:
+    async def save_durable(
+        self, sid: tuple[str, int], rec: StepRecord, started: _Started | None = None
+    ) -> None:
         """Save a step record and return once it is durable. A lone step syncs at once; when
         other activations (or other attempts of this one) run in this process, the sync waits a
-        few loop turns so their commits join it: one fsync for them all (group commit)."""
+        few loop turns so their commits join it: one fsync for them all (group commit).
+        `started`: the attempt whose outcome this is (its slot is freed once it is written)."""
         self.save(sid, rec, durable=False)
+        if started is not None:
+            self._free_slot(started)
         if _LIVE.count > 1 or self._busy > 1:
             await _LIVE.sync_together(self.store)
         else:
             self.store.sync()
 
-    def emitter(self, sid: tuple[str, int], attempt: int) -> Emitter:
-        """The sink of `ctx.emit` for one attempt of step `sid` (runtime/emits.py)."""
-        return Emitter(self.store, self.record.id, self.lease, sid, attempt, self.clock)
+    def emitter(self, sid: tuple[str, int], attempt: int, started: _Started | None) -> Emitter:
+        """The sink of `ctx.emit` for one attempt of step `sid` (runtime/emits.py); its records
+        follow the attempt's start in the history."""
+        before = None if started is None else lambda: self._show_running(started)
+        return Emitter(self.store, self.record.id, self.lease, sid, attempt, self.clock, before)
 
     def take_event(self, sid: tuple[str, int], rec: StepRecord) -> bool:
         self._write_behind()  # the history tells what happened in order

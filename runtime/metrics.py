@@ -149,7 +149,8 @@ def merge_reports(workflow: str, reports: list[Report]) -> Report:
 class MeteredStore(InstanceStore):
     """The instance actor's store: watches the step records an activation writes, so the step
     path itself stays free of metrics code. An attempt starts with an unsynced `running` write
-    and ends with the synced write of its outcome; a sleep ends with its `done` write."""
+    (or its slot: storage/inflight.py) and ends with the synced write of its outcome; a sleep
+    ends with its `done` write."""
 
     def __init__(self, *args: Any, clock: Clock, tally: Tally) -> None:
         super().__init__(*args)
@@ -173,11 +174,20 @@ class MeteredStore(InstanceStore):
                 ended = step.ended_at or self.clock.now()
                 self.tally.observe(WAKE_LATENESS, self._labels, max(0.0, ended - step.until))
 
+    def begin_attempt(
+        self, iid: str, lease: int, step_id: tuple[str, int], step: StepRecord
+    ) -> int | None:
+        slot = super().begin_attempt(iid, lease, step_id, step)
+        if slot is not None:
+            self._watch_attempt((iid, step_id), step)
+        return slot
+
     def _watch_attempt(self, key: tuple[str, tuple[str, int]], step: StepRecord) -> None:
         if step.state is StepState.RUNNING:
             if len(self._started) > _MAX_OPEN:
                 self._started.clear()  # attempts of stopped activations never end here
-            self._started[key] = self.clock.monotonic()
+            # (a long attempt's running record is written after its start: the start counts)
+            self._started.setdefault(key, self.clock.monotonic())
             return
         started = self._started.pop(key, None)
         if started is None:

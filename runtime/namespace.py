@@ -153,6 +153,7 @@ class Namespace:
         here, oldest first; waiting ones are looked at by a background pass, a chunk per loop
         turn (a million of them must not hold up the first call: their timers are in the
         durable index the timer actor reads). Returns how many there are."""
+        self.store.fold_dead_attempts()  # attempts that processes gone since had in flight
         found = [rec for status in _DISPATCHED for rec in _all_listed(self.store, status.value)]
         for rec in sorted(found, key=lambda r: (r.created_at, r.id)):
             self._continue_from_storage(rec)
@@ -436,6 +437,8 @@ class Namespace:
         finally:
             orphans = self._release_from(held, list(leases))
             self.pool.release(worker, recycle or lost is not None)
+            if lost is not None:
+                self.store.fold_dead_attempts()  # what the dead worker had in flight
             if me is not None:
                 self._tasks.discard(me)
             for iid in orphans:

@@ -245,28 +245,32 @@ class WorkflowStep:
         act = self._act
         rec.attempts += 0 if rejoin else 1
         rec.state, rec.until = StepState.RUNNING, None
-        act.save(sid, rec, durable=False)
-        emitter = act.emitter(sid, rec.attempts)
-        ctx = StepContext(StepIdentity(*sid), rec.attempts, config, _emit=emitter.emit)
-        result = None
-        async with act.busy(config.timeout):
-            try:
-                value = await _call(fn, ctx, config.timeout, act)
-                raw, result = encode_read_back(
-                    value, f"result of step {sid[0]!r}", MAX_RESULT_BYTES
-                )
-            except asyncio.CancelledError:
-                raise  # the activation is being stopped, not the step failing
-            except BaseException as exc:  # SystemExit etc. from a step: a failed attempt
-                failure, now = failure_of(exc), act.clock.now()
-                _apply(rec, after_failure(rec, failure, config.retries, now, ctx=ctx, exc=exc))
-            else:
-                rec.state, rec.value, rec.error = StepState.DONE, raw, None
-            finally:
-                ctx.abandon()  # a thread still running it (timed out, or stopped) can tell
-                emitter.close()  # its emits are recorded before its end
-        rec.ended_at = act.clock.now()
-        await act.save_durable(sid, rec)
+        # A placed attempt's running record is what a rejoin looks for (runtime/compute.py).
+        started = act.begin_attempt(sid, rec, eager=rejoin or isinstance(fn, PlacedStep))
+        try:
+            emitter = act.emitter(sid, rec.attempts, started)
+            ctx = StepContext(StepIdentity(*sid), rec.attempts, config, _emit=emitter.emit)
+            result = None
+            async with act.busy(config.timeout):
+                try:
+                    value = await _call(fn, ctx, config.timeout, act)
+                    raw, result = encode_read_back(
+                        value, f"result of step {sid[0]!r}", MAX_RESULT_BYTES
+                    )
+                except asyncio.CancelledError:
+                    raise  # the activation is being stopped, not the step failing
+                except BaseException as exc:  # SystemExit etc. from a step: a failed attempt
+                    failure, now = failure_of(exc), act.clock.now()
+                    _apply(rec, after_failure(rec, failure, config.retries, now, ctx=ctx, exc=exc))
+                else:
+                    rec.state, rec.value, rec.error = StepState.DONE, raw, None
+                finally:
+                    ctx.abandon()  # a thread still running it (timed out, or stopped) can tell
+                    emitter.close()  # its emits are recorded before its end
+            rec.ended_at = act.clock.now()
+            await act.save_durable(sid, rec, started)
+        finally:
+            act.end_attempt(started)  # its outcome was not written: its start is
         return result
 
     # -- sleep -----------------------------------------------------------------------------------

@@ -164,9 +164,13 @@ def _do_events(old: StepRecord | None, new: StepRecord, now: float) -> list[Even
         # The attempt found running on replay died with its process.
         lost = {"type": "attempt_errored", "at": now, "attempt": before}
         out.append({**lost, "error": _error(new.error) or {"name": "WorkerLostError"}})
-    if new.attempts > before and new.state is StepState.RUNNING:
-        out.append({"type": "attempt_started", "at": now, "attempt": new.attempts})
-    if new.state is not StepState.RUNNING and (old is None or old.state is StepState.RUNNING):
+    started = new.attempts > before  # its start may be written only with its end (inflight.py)
+    if started:
+        at = new.attempt_at or now
+        out.append({"type": "attempt_started", "at": at, "attempt": new.attempts})
+    if new.state is not StepState.RUNNING and (
+        started or old is None or old.state is StepState.RUNNING
+    ):
         out.extend(_attempt_end(new, now))
     return out
 

@@ -23,7 +23,7 @@ from ..errors import (
     InstanceNotFoundError,
     SchemaVersionError,
 )
-from . import blobs, history, keys
+from . import blobs, history, inflight, keys
 from .kv import KV, MemoryKV, Reader, Writer
 from .migrate import migrate_v1
 from .records import (
@@ -103,6 +103,7 @@ class InstanceStore:
         # Stamps history events that have no time of their own in the records; runtimes on a
         # fake clock set their clock's `now` here.
         self.now: Callable[[], float] = time.time
+        self._inflight: inflight.InFlight | None = None  # this process's slots (inflight.py)
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -323,6 +324,8 @@ class InstanceStore:
         """Hand instances to new activations: bump each lease and mark it running. Returns each
         new lease; instances gone, finished or paused are left out and left alone."""
 
+        taken: dict[str, int] = {}  # running ones: the lease their last activation had
+
         def apply(w: Writer) -> dict[str, int]:
             leases = {}
             for iid in iids:
@@ -330,7 +333,10 @@ class InstanceStore:
                 if rec is None or rec.finished or rec.status is InstanceStatus.PAUSED:
                     continue
                 lease_key = keys.lease(self.workflow, iid)
-                leases[iid] = keys.decode_u64(w.get(lease_key)) + 1
+                held = keys.decode_u64(w.get(lease_key))
+                if rec.status is InstanceStatus.RUNNING:
+                    taken[iid] = held
+                leases[iid] = held + 1
                 w.put(lease_key, keys.encode_u64(leases[iid]))
                 rec.status, rec.wake_at, rec.waiting_types = InstanceStatus.RUNNING, None, []
                 rec.started_at = rec.started_at or now
@@ -338,7 +344,13 @@ class InstanceStore:
             return leases
 
         # Not synced: a lost acquire only means the activation is re-run after an OS crash.
-        return self.kv.write(apply, durable=False)
+        leases = self.kv.write(apply, durable=False)
+        if taken:
+            # Taken from an activation that did not end (its process died, or this is a new
+            # namespace): its attempts in flight are counted. Read after the new lease is
+            # committed: an attempt whose lease check passed recorded its slot before that.
+            self._fold_in_flight(self._in_flight_of(set(taken), dead_only=False), taken)
+        return leases
 
     def fence(self, iid: str) -> None:
         """Bump the lease so the activation holding the old one can write nothing more."""
@@ -494,6 +506,87 @@ class InstanceStore:
 
         now = self.now()
         self.kv.write(apply, durable)
+
+    # -- attempts in flight (inflight.py) ------------------------------------------------------
+
+    def begin_attempt(
+        self, iid: str, lease: int, step_id: tuple[str, int], step: StepRecord
+    ) -> int | None:
+        """Record the start of an attempt (`step`, running) in this process's slot file, with no
+        write transaction; returns its slot, or None when it was not recorded (memory storage,
+        no slot free: the caller writes the step record instead). Raises Fenced, recording
+        nothing, when `lease` is no longer the instance's."""
+        if self._inflight is None:
+            if isinstance(self.kv, MemoryKV) or not os.path.isdir(self.kv.path):
+                return None
+            self._inflight = inflight.InFlight(inflight.folder_of(self.kv.path, self.workflow))
+        slot = self._inflight.begin(inflight.Entry(iid, lease, step_id, pack_step(step)))
+        if slot is None:
+            return None
+        try:  # after the slot is written: see acquire()
+            self.kv.read(lambda r: self._check_lease(r, iid, lease))
+        except BaseException:
+            self._inflight.end(slot)
+            raise
+        return slot
+
+    def end_attempt(self, slot: int) -> None:
+        """The attempt's outcome (or its running record) is written: free its slot."""
+        assert self._inflight is not None
+        self._inflight.end(slot)
+
+    def fold_dead_attempts(self) -> int:
+        """Write what dead processes' slot files hold (where the instance still has the lease
+        of the activation that died), then remove those files. Returns the attempts written."""
+        if isinstance(self.kv, MemoryKV):
+            return 0
+        folder = inflight.folder_of(self.kv.path, self.workflow)
+        dead = [path for path, gone in inflight.files(folder) if gone]
+        folded = self._fold_in_flight([e for path in dead for e in inflight.read(path)], None)
+        for path in dead:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        return folded
+
+    def _in_flight_of(self, iids: set[str], dead_only: bool) -> list[inflight.Entry]:
+        if isinstance(self.kv, MemoryKV):
+            return []
+        folder = inflight.folder_of(self.kv.path, self.workflow)
+        paths = [path for path, gone in inflight.files(folder) if gone or not dead_only]
+        return [e for path in paths for e in inflight.read(path) if e.iid in iids]
+
+    def _fold_in_flight(self, entries: list[inflight.Entry], leases: dict[str, int] | None) -> int:
+        """Write the running records of attempts whose activation ended without writing them:
+        only where the instance has (`leases`: had) the entry's lease, is unfinished, and its
+        step record shows fewer attempts and no end. Unsynced, like the write they stand for."""
+        if not entries:
+            return 0
+        now = self.now()
+
+        def apply(w: Writer) -> int:
+            written = 0
+            for e in entries:
+                if leases is not None:
+                    held = leases.get(e.iid)
+                else:
+                    held = keys.decode_u64(w.get(keys.lease(self.workflow, e.iid)))
+                rec = self._record(w, e.iid)
+                if held != e.lease or rec is None or rec.finished:
+                    continue
+                key = keys.step(self.workflow, e.iid, *e.step)
+                old_raw = w.get(key)
+                old = None if old_raw is None else unpack_step(old_raw, f"step {e.step}")
+                new = unpack_step(e.record, f"step {e.step}")
+                if old is not None and (
+                    old.state is StepState.DONE or old.attempts >= new.attempts
+                ):
+                    continue
+                history.append(w, self.workflow, e.iid, history.step_events(e.step, old, new, now))
+                w.put(key, e.record)
+                written += 1
+            return written
+
+        return self.kv.write(apply, durable=False)
 
     def sync(self) -> None:
         """Make this process's commits so far durable (see LmdbKV.sync_committed)."""

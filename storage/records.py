@@ -127,6 +127,7 @@ class StepRecord:
     started_at: float | None = None
     ended_at: float | None = None
     blob: str | None = None  # a value over the record limit lives in this file (blobs.py)
+    attempt_at: float | None = None  # when its latest attempt started
 
     def __post_init__(self) -> None:
         self.kind, self.state = StepKind(self.kind), StepState(self.state)

@@ -1,0 +1,183 @@
+"""Attempts in flight kept outside LMDB (storage/inflight.py), on a real LMDB storage: a fast
+attempt commits one transaction (its outcome); an attempt whose process died is still counted
+by the next activation; a long one shows as running; nothing stale is ever folded back."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import Harness
+
+from raydo import WorkflowEntrypoint
+from raydo.runtime import engine
+from raydo.storage import history, inflight
+from raydo.storage.instances import InstanceStore, check_schema
+from raydo.storage.kv import LmdbKV, open_lmdb
+from raydo.storage.records import StepKind, StepRecord, StepState
+
+
+class Counting(LmdbKV):
+    writes = 0
+
+    def write(self, fn: Any, durable: bool = True) -> Any:
+        Counting.writes += 1
+        return super().write(fn, durable)
+
+
+class Attempts(WorkflowEntrypoint):
+    async def run(self, event: Any, step: Any) -> Any:
+        async def one(ctx: Any) -> int:
+            ctx.emit({"attempt": ctx.attempt})
+            return int(ctx.attempt)
+
+        first = await step.do("s", one, retries={"limit": 3, "delay": 0})
+        second = await step.do("t", lambda ctx: ctx.attempt)
+        return [first, second]
+
+
+def _types(h: Harness, iid: str) -> list[str]:
+    return [e["type"] for e in h.kv.read(lambda r: history.read(r, "wf", iid, None, 100))]
+
+
+def _kv(tmp_path: Path) -> LmdbKV:
+    kv = Counting(str(tmp_path / "storage"))
+    check_schema(kv)
+    return kv
+
+
+def test_a_fast_attempt_commits_only_its_outcome_and_its_history_is_whole(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        h = Harness(Attempts, kv=_kv(tmp_path), workers=1)
+        h.create("a")
+        before = Counting.writes
+        await h.settle()
+        assert h.status("a") == "complete" and h.output("a") == [1, 1]
+        # acquire; s's start (written before its emits), its emits, its outcome; t's outcome
+        # only (its start was in a slot); the settle
+        assert Counting.writes - before == 6
+        assert _types(h, "a") == [
+            "workflow_queued",
+            "workflow_started",
+            "step_started",
+            "attempt_started",
+            "step_emitted",  # after its attempt's start, though that was only in a slot
+            "attempt_completed",
+            "step_completed",
+            "step_started",
+            "attempt_started",
+            "attempt_completed",
+            "step_completed",
+            "workflow_completed",
+        ]
+        # every slot is free again
+        (path,) = [p for p, _ in inflight.files(inflight.folder_of(h.kv.path, "wf"))]
+        assert inflight.read(path) == []
+
+    asyncio.run(main())
+
+
+def _die_in_attempt(storage: str, lease: int) -> None:
+    """A process that starts attempt 1 of step s of instance a, then dies."""
+    store = InstanceStore(open_lmdb(storage), "wf")
+    running = StepRecord(StepKind.DO, seq=0, state=StepState.RUNNING, attempts=1)
+    assert store.begin_attempt("a", lease, ("s", 1), running) is not None
+    os._exit(0)
+
+
+def _dead_process_started(storage: str, lease: int) -> None:
+    proc = multiprocessing.get_context("spawn").Process(
+        target=_die_in_attempt, args=(storage, lease)
+    )
+    proc.start()
+    proc.join(60)
+    assert proc.exitcode == 0
+
+
+@pytest.mark.parametrize("fold", ["on_acquire", "dead_files"])
+def test_an_attempt_whose_process_died_counts_and_the_next_is_attempt_two(
+    tmp_path: Path, fold: str
+) -> None:
+    async def main() -> None:
+        h = Harness(Attempts, kv=_kv(tmp_path), workers=1)
+        h.ns.create([("a", b"\xc0")], skip_existing=False)  # queued, not dispatched yet
+        h.ns._new.clear()
+        lease = h.store.acquire(["a"], h.clock.now())["a"]  # an activation took it...
+        _dead_process_started(h.kv.path, lease)  # ...and its process died in attempt 1
+        folder = inflight.folder_of(h.kv.path, "wf")
+        assert [gone for _, gone in inflight.files(folder)] == [True]
+        if fold == "dead_files":
+            assert h.store.fold_dead_attempts() == 1
+            assert list(inflight.files(folder)) == []
+            assert h.store.steps("a")[("s", 1)].state is StepState.RUNNING
+        h.ns.recover()  # running in storage: dispatched again
+        await h.settle()
+        assert h.status("a") == "complete" and h.output("a") == [2, 1]
+        kinds = _types(h, "a")
+        assert kinds.count("attempt_started") == 3 and "attempt_errored" in kinds
+
+    asyncio.run(main())
+
+
+def test_a_stale_slot_is_not_folded(tmp_path: Path) -> None:
+    """An attempt started under a lease the instance no longer has (its activation was fenced,
+    or the instance was restarted since) is not written back."""
+    kv = _kv(tmp_path)
+    store = InstanceStore(kv, "wf")
+    store.create([("a", b"\xc0")], 0.0, skip_existing=False)
+    old = store.acquire(["a"], 0.0)["a"]
+    _dead_process_started(kv.path, old)
+    store.fence("a")  # the instance was taken from that activation meanwhile
+    assert store.fold_dead_attempts() == 0
+    assert store.steps("a") == {}
+
+
+def test_a_fenced_activation_records_no_slot(tmp_path: Path) -> None:
+    kv = _kv(tmp_path)
+    store = InstanceStore(kv, "wf")
+    store.create([("a", b"\xc0")], 0.0, skip_existing=False)
+    lease = store.acquire(["a"], 0.0)["a"]
+    store.fence("a")
+    running = StepRecord(StepKind.DO, seq=0, state=StepState.RUNNING, attempts=1)
+    from raydo.storage.records import Fenced
+
+    with pytest.raises(Fenced):
+        store.begin_attempt("a", lease, ("s", 1), running)
+    (path,) = [p for p, _ in inflight.files(inflight.folder_of(kv.path, "wf"))]
+    assert inflight.read(path) == []
+
+
+RELEASE: list[asyncio.Event] = []
+
+
+class Slow(WorkflowEntrypoint):
+    async def run(self, event: Any, step: Any) -> Any:
+        async def slow() -> str:
+            await RELEASE[0].wait()
+            return "done"
+
+        return await step.do("slow", slow)
+
+
+def test_a_long_attempt_shows_as_running(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setattr(engine, "SHOW_RUNNING_AFTER", 0.01)
+
+    async def main() -> None:
+        release = asyncio.Event()
+        RELEASE[:] = [release]
+        h = Harness(Slow, kv=_kv(tmp_path), workers=1)
+        h.create("a")
+        await h.until(lambda: ("slow", 1) in h.store.steps("a"))
+        assert h.store.steps("a")[("slow", 1)].state is StepState.RUNNING
+        release.set()
+        await h.settle()
+        assert h.output("a") == "done"
+        assert _types(h, "a").count("attempt_started") == 1
+
+    asyncio.run(main())
