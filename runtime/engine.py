@@ -559,21 +559,29 @@ class Activation:
         return started
 
     def _show_running(self, started: _Started) -> None:
-        if started.slot is None:
-            return
-        with contextlib.suppress(_Fence):  # its outcome's write will stop the activation
-            self.save(started.sid, started.running, durable=False)
+        if started.slot is not None and self._write_start(started):
             self._free_slot(started)
 
     def end_attempt(self, started: _Started | None) -> None:
         """After an attempt, whatever became of it. One whose outcome was not written (the
         activation stopped or failed meanwhile) gets its running record written, so it counts
         as started: what its slot said, had the process died."""
-        if started is None or started.slot is None:
-            return
-        with contextlib.suppress(_Fence):
+        if started is not None and started.slot is not None and self._write_start(started):
+            self._free_slot(started)
+
+    def _write_start(self, started: _Started) -> bool:
+        """Write the attempt's running record; False when storage fails (the slot stays: it
+        still counts the attempt should the process die). Fenced: nothing left to count."""
+        try:
             self.save(started.sid, started.running, durable=False)
-        self._free_slot(started)
+        except _Fence:
+            return True
+        except Exception as exc:  # the caller's own error, if any, is the one that matters
+            log.warning(
+                "instance %s: the start of a step attempt not written: %s", self.record.id, exc
+            )
+            return False
+        return True
 
     def _free_slot(self, started: _Started) -> None:
         if started.slot is not None:

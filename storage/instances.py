@@ -104,6 +104,7 @@ class InstanceStore:
         # fake clock set their clock's `now` here.
         self.now: Callable[[], float] = time.time
         self._inflight: inflight.InFlight | None = None  # this process's slots (inflight.py)
+        self._no_slots = False
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -517,9 +518,14 @@ class InstanceStore:
         no slot free: the caller writes the step record instead). Raises Fenced, recording
         nothing, when `lease` is no longer the instance's."""
         if self._inflight is None:
-            if isinstance(self.kv, MemoryKV) or not os.path.isdir(self.kv.path):
+            if self._no_slots or not _on_disk(self.kv):
                 return None
-            self._inflight = inflight.InFlight(inflight.folder_of(self.kv.path, self.workflow))
+            try:
+                folder = inflight.folder_of(self.kv.path, self.workflow)
+                self._inflight = inflight.InFlight(folder)
+            except OSError:  # no slot file here: every start is a write, as before
+                self._no_slots = True
+                return None
         slot = self._inflight.begin(inflight.Entry(iid, lease, step_id, pack_step(step)))
         if slot is None:
             return None
@@ -538,7 +544,7 @@ class InstanceStore:
     def fold_dead_attempts(self) -> int:
         """Write what dead processes' slot files hold (where the instance still has the lease
         of the activation that died), then remove those files. Returns the attempts written."""
-        if isinstance(self.kv, MemoryKV):
+        if not _on_disk(self.kv):
             return 0
         folder = inflight.folder_of(self.kv.path, self.workflow)
         dead = [path for path, gone in inflight.files(folder) if gone]
@@ -549,7 +555,7 @@ class InstanceStore:
         return folded
 
     def _in_flight_of(self, iids: set[str], dead_only: bool) -> list[inflight.Entry]:
-        if isinstance(self.kv, MemoryKV):
+        if not _on_disk(self.kv):
             return []
         folder = inflight.folder_of(self.kv.path, self.workflow)
         paths = [path for path, gone in inflight.files(folder) if gone or not dead_only]
@@ -639,6 +645,11 @@ class InstanceStore:
             self._put_record(w, rec)
 
         self.kv.write(apply, durable)
+
+
+def _on_disk(kv: KV) -> bool:
+    """A storage in a folder (LMDB), where attempts in flight can have slot files."""
+    return not isinstance(kv, MemoryKV) and os.path.isdir(kv.path)
 
 
 def add_listed(w: Writer, wf: str, rec: InstanceRecord) -> None:
