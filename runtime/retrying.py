@@ -87,11 +87,3 @@ def failure_of(exc: BaseException) -> dict[str, Any]:
     name = exc.name if isinstance(exc, NonRetryableError) else type(exc).__name__
     message = exc.message if isinstance(exc, (NonRetryableError, PayloadError)) else str(exc)
     return {"name": name, "message": message, "retryable": retryable}
-
-
-def lost_attempt(attempt: int) -> dict[str, Any]:
-    return {
-        "name": "AttemptLostError",
-        "message": f"attempt {attempt} did not finish: the process running it stopped",
-        "retryable": True,
-    }

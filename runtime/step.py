@@ -25,11 +25,11 @@ from ..errors import (
     WorkflowStepError,
 )
 from ..storage.codec import MAX_RESULT_BYTES, decode, encode_read_back
-from ..storage.records import StepKind, StepRecord, StepState, unpack_event
+from ..storage.records import StepKind, StepRecord, StepState, lost_attempt, unpack_event
 from . import dag
 from .compute import ComputeRequest, PlacedStep, compute_request
 from .model import ReceivedEvent, StepContext, StepIdentity
-from .retrying import Transition, after_failure, failure_of, lost_attempt
+from .retrying import Transition, after_failure, failure_of
 from .rules import (
     MAX_SLEEP,
     MIN_EVENT_TIMEOUT,

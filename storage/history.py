@@ -29,7 +29,14 @@ from typing import Any
 from . import keys
 from .codec import decode, encode, pack, unpack
 from .kv import Reader, Writer
-from .records import InstanceRecord, InstanceStatus, StepKind, StepRecord, StepState
+from .records import (
+    InstanceRecord,
+    InstanceStatus,
+    StepKind,
+    StepRecord,
+    StepState,
+    lost_attempt,
+)
 
 Event = dict[str, Any]
 
@@ -163,7 +170,9 @@ def _do_events(old: StepRecord | None, new: StepRecord, now: float) -> list[Even
     if old is not None and old.state is StepState.RUNNING and new.attempts > before:
         # The attempt found running on replay died with its process.
         lost = {"type": "attempt_errored", "at": now, "attempt": before}
-        out.append({**lost, "error": _error(new.error) or {"name": "WorkerLostError"}})
+        # the next attempt's record holds the loss while it runs, not once it has ended
+        error = new.error if new.state is StepState.RUNNING and new.error else None
+        out.append({**lost, "error": _error(error or lost_attempt(before))})
     started = new.attempts > before  # its start may be written only with its end (inflight.py)
     if started:
         at = new.attempt_at or now

@@ -133,6 +133,15 @@ class StepRecord:
         self.kind, self.state = StepKind(self.kind), StepState(self.state)
 
 
+def lost_attempt(attempt: int) -> dict[str, Any]:
+    """The error of an attempt whose process stopped before it ended."""
+    return {
+        "name": "AttemptLostError",
+        "message": f"attempt {attempt} did not finish: the process running it stopped",
+        "retryable": True,
+    }
+
+
 @dataclass(frozen=True)
 class EventRecord:
     """An event: buffered for an instance, or taken by a wait step (then its value)."""

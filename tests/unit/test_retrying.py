@@ -6,8 +6,8 @@ import pytest
 
 from raydo import NonRetryableError, PayloadError, RetryPolicy
 from raydo.errors import InvalidStepError
-from raydo.runtime.retrying import after_failure, failure_of, lost_attempt
-from raydo.storage.records import StepKind, StepRecord, StepState
+from raydo.runtime.retrying import after_failure, failure_of
+from raydo.storage.records import StepKind, StepRecord, StepState, lost_attempt
 
 
 def record(attempts: int) -> StepRecord:
