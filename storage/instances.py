@@ -350,7 +350,7 @@ class InstanceStore:
             # Taken from an activation that did not end (its process died, or this is a new
             # namespace): its attempts in flight are counted. Read after the new lease is
             # committed: an attempt whose lease check passed recorded its slot before that.
-            self._fold_in_flight(self._in_flight_of(set(taken), dead_only=False), taken)
+            self._fold_in_flight(self._in_flight_of(set(taken)), taken)
         return leases
 
     def fence(self, iid: str) -> None:
@@ -554,11 +554,12 @@ class InstanceStore:
                 os.unlink(path)
         return folded
 
-    def _in_flight_of(self, iids: set[str], dead_only: bool) -> list[inflight.Entry]:
+    def _in_flight_of(self, iids: set[str]) -> list[inflight.Entry]:
+        """What every slot file of this workflow holds for `iids`, its owner alive or not."""
         if not _on_disk(self.kv):
             return []
         folder = inflight.folder_of(self.kv.path, self.workflow)
-        paths = [path for path, gone in inflight.files(folder) if gone or not dead_only]
+        paths = [path for path, _ in inflight.files(folder)]
         return [e for path in paths for e in inflight.read(path) if e.iid in iids]
 
     def _fold_in_flight(self, entries: list[inflight.Entry], leases: dict[str, int] | None) -> int:

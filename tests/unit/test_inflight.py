@@ -100,24 +100,32 @@ def _dead_process_started(storage: str, lease: int) -> None:
     assert proc.exitcode == 0
 
 
-@pytest.mark.parametrize("fold", ["on_acquire", "dead_files"])
-def test_an_attempt_whose_process_died_counts_and_the_next_is_attempt_two(
-    tmp_path: Path, fold: str
+@pytest.mark.parametrize("owner", ["dead", "alive"])
+def test_an_attempt_whose_activation_ended_unrecorded_counts_and_the_next_is_attempt_two(
+    tmp_path: Path, owner: str
 ) -> None:
+    """`dead`: the process died in attempt 1 (its file is folded at recovery, then removed).
+    `alive`: its process lives on (a new namespace took the instance from an activation it no
+    longer knows): only taking the instance over (acquire) folds it."""
+
     async def main() -> None:
         h = Harness(Attempts, kv=_kv(tmp_path), workers=1)
-        h.ns.create([("a", b"\xc0")], skip_existing=False)  # queued, not dispatched yet
-        h.ns._new.clear()
-        lease = h.store.acquire(["a"], h.clock.now())["a"]  # an activation took it...
-        _dead_process_started(h.kv.path, lease)  # ...and its process died in attempt 1
+        h.ns.create([("a", b"\xc0")], skip_existing=False)  # its activation is not started yet
+        lease = h.store.acquire(["a"], h.clock.now())["a"]  # another activation took it...
         folder = inflight.folder_of(h.kv.path, "wf")
-        assert [gone for _, gone in inflight.files(folder)] == [True]
-        if fold == "dead_files":
+        running = StepRecord(StepKind.DO, seq=0, state=StepState.RUNNING, attempts=1)
+        if owner == "dead":
+            _dead_process_started(h.kv.path, lease)  # ...and its process died in attempt 1
+            assert [gone for _, gone in inflight.files(folder)] == [True]
             assert h.store.fold_dead_attempts() == 1
             assert list(inflight.files(folder)) == []
             assert h.store.steps("a")[("s", 1)].state is StepState.RUNNING
-        h.ns.recover()  # running in storage: dispatched again
-        await h.settle()
+        else:
+            other = InstanceStore(h.kv, "wf")  # ...in a process that lives on (this one)
+            assert other.begin_attempt("a", lease, ("s", 1), running) is not None
+            assert h.store.fold_dead_attempts() == 0  # its owner lives: not folded here
+            assert h.store.steps("a") == {}
+        await h.settle()  # the pending activation acquires it: running, so taken over
         assert h.status("a") == "complete" and h.output("a") == [2, 1]
         kinds = _types(h, "a")
         assert kinds.count("attempt_started") == 3
