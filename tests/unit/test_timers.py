@@ -90,3 +90,21 @@ async def test_fake_clock_wait_for_times_out_on_fake_time_only() -> None:
     with pytest.raises(TimeoutError):
         await task
     assert await clock.wait_for(asyncio.sleep(0, "ok"), 1) == "ok"
+
+
+async def test_wakeups_due_a_few_ms_apart_go_out_in_one_call_within_what_a_namespace_accepts() -> (
+    None
+):
+    from raydo.runtime import namespace, timers
+
+    assert timers.COALESCE < namespace._IMMEDIATE  # it would drop a wake-up that came too early
+    s = Setup()
+    loop = asyncio.ensure_future(s.service.run())
+    s.wait_until("a", 1005.0)
+    s.wait_until("b", 1005.0 + timers.COALESCE * 0.75)  # a crowd: due one after the other
+    s.wait_until("c", 1005.0 + timers.COALESCE * 2.5)
+    await s.clock.advance(5.0)
+    assert s.fired == [("wf", ["a", "b"])]
+    await s.clock.advance(timers.COALESCE * 2.5)
+    assert s.fired == [("wf", ["a", "b"]), ("wf", ["c"])]
+    loop.cancel()
