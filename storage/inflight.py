@@ -13,11 +13,13 @@ unsynced commit they replace (an OS crash loses both, and then the attempt runs 
 number again).
 
 The owner holds an flock on its file while it lives, so a file nobody holds is a dead process's.
-What is in such files is folded back into LMDB by whoever takes the instance over
-(`InstanceStore.acquire`, and the namespace when a worker dies or at start), only where the
-instance still has the lease the dead activation had: anything else is an attempt of an
-activation that was fenced, or of a run since restarted. A slot is 1 KiB; a record that does not
-fit, or a process with every slot taken, falls back to the write transaction.
+Slots are folded back into LMDB, only where the instance still has (had, when taken over) the
+lease of the activation that wrote them: anything else is an attempt of an activation that was
+fenced, or of a run since restarted. The namespace folds dead processes' files when a worker
+dies and at start, then removes them; `InstanceStore.acquire` of an instance whose last
+activation did not end folds that activation's slots from every file, its process alive or not
+(a new namespace while the old worker still runs). A slot is 1 KiB; a record that does not fit,
+or a process with every slot taken, falls back to the write transaction.
 """
 
 from __future__ import annotations
