@@ -48,6 +48,7 @@ from ..storage.records import (
     StepKind,
     StepRecord,
     StepState,
+    StepWrites,
 )
 from .clock import Clock
 from .compute import ComputeExecutor
@@ -249,7 +250,7 @@ class Activation:
         self._unwinding = bool(record.rollback and record.rollback.get("terminate"))
         self._halting = False  # the rollback phase began: no user step starts any more
         self._rolled_back: dict[str, Any] | None = None
-        self._behind: list[tuple[tuple[str, int], StepRecord]] = []  # see save_behind
+        self._behind: StepWrites = []  # see save_behind
 
     # -- the loop ------------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..storage.instances import InstanceStore
-from ..storage.records import StepKind, StepRecord, StepState
+from ..storage.records import StepKind, StepRecord, StepState, StepWrites
 from .clock import Clock
 
 DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0)
@@ -159,13 +159,7 @@ class MeteredStore(InstanceStore):
         self._outcomes = {o: (self.workflow, o) for o in ("ok", "retry", "failed")}
         self._started: dict[tuple[str, tuple[str, int]], float] = {}
 
-    def save_steps(
-        self,
-        iid: str,
-        lease: int,
-        writes: list[tuple[tuple[str, int], StepRecord]],
-        durable: bool,
-    ) -> None:
+    def save_steps(self, iid: str, lease: int, writes: StepWrites, durable: bool) -> None:
         super().save_steps(iid, lease, writes, durable)
         for step_id, step in writes:
             if step.kind is StepKind.DO:

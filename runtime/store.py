@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from ..storage.history import Event
 from ..storage.instances import Loaded
 from ..storage.kv import Writer
-from ..storage.records import EventRecord, InstanceRecord, StepRecord
+from ..storage.records import EventRecord, InstanceRecord, StepRecord, StepWrites
 
 
 class Store(Protocol):
@@ -67,13 +67,7 @@ class Store(Protocol):
     def save_step(
         self, iid: str, lease: int, step_id: tuple[str, int], step: StepRecord, durable: bool
     ) -> None: ...
-    def save_steps(
-        self,
-        iid: str,
-        lease: int,
-        writes: list[tuple[tuple[str, int], StepRecord]],
-        durable: bool,
-    ) -> None: ...
+    def save_steps(self, iid: str, lease: int, writes: StepWrites, durable: bool) -> None: ...
     def take_event(
         self, iid: str, lease: int, step_id: tuple[str, int], step: StepRecord
     ) -> EventRecord | None: ...

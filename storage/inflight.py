@@ -32,7 +32,6 @@ import mmap
 import os
 import secrets
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from . import permissions
@@ -123,17 +122,18 @@ def read(path: str) -> list[Entry]:
     return found
 
 
-def files(folder: str) -> Iterator[tuple[str, bool]]:
-    """Every slot file of a workflow, and whether its owner is gone (nobody holds its lock)."""
+def files(folder: str) -> list[str]:
+    """Every slot file of a workflow, its owner alive or not."""
     try:
         names = os.listdir(folder)
     except FileNotFoundError:
-        return
-    for name in names:
-        if name.endswith(_MAKING):
-            continue
-        path = os.path.join(folder, name)
-        yield path, _unheld(path)
+        return []
+    return [os.path.join(folder, name) for name in names if not name.endswith(_MAKING)]
+
+
+def dead_files(folder: str) -> list[str]:
+    """The slot files whose owner is gone (nobody holds their lock)."""
+    return [path for path in files(folder) if _unheld(path)]
 
 
 def _unheld(path: str) -> bool:

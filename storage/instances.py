@@ -33,6 +33,7 @@ from .records import (
     InstanceStatus,
     StepRecord,
     StepState,
+    StepWrites,
     pack_event,
     pack_instance,
     pack_step,
@@ -482,13 +483,7 @@ class InstanceStore:
     ) -> None:
         self.save_steps(iid, lease, [(step_id, step)], durable)
 
-    def save_steps(
-        self,
-        iid: str,
-        lease: int,
-        writes: list[tuple[tuple[str, int], StepRecord]],
-        durable: bool,
-    ) -> None:
+    def save_steps(self, iid: str, lease: int, writes: StepWrites, durable: bool) -> None:
         """Write step records in one transaction, in order (their history events too)."""
         staged = [
             (step_id, keys.step(self.workflow, iid, *step_id), step) for step_id, step in writes
@@ -499,8 +494,7 @@ class InstanceStore:
             self._check_lease(w, iid, lease)
             found: list[history.Event] = []
             for (step_id, key, step), raw in zip(staged, raws, strict=True):
-                old_raw = w.get(key)
-                old = None if old_raw is None else unpack_step(old_raw, f"step {step_id}")
+                old = _stored_step(w, key, step_id)
                 found += history.step_events(step_id, old, step, now)
                 w.put(key, raw)
             history.append(w, self.workflow, iid, found)
@@ -547,7 +541,7 @@ class InstanceStore:
         if not _on_disk(self.kv):
             return 0
         folder = inflight.folder_of(self.kv.path, self.workflow)
-        dead = [path for path, gone in inflight.files(folder) if gone]
+        dead = inflight.dead_files(folder)
         folded = self._fold_in_flight([e for path in dead for e in inflight.read(path)], None)
         for path in dead:
             with contextlib.suppress(FileNotFoundError):
@@ -559,8 +553,7 @@ class InstanceStore:
         if not _on_disk(self.kv):
             return []
         folder = inflight.folder_of(self.kv.path, self.workflow)
-        paths = [path for path, _ in inflight.files(folder)]
-        return [e for path in paths for e in inflight.read(path) if e.iid in iids]
+        return [e for path in inflight.files(folder) for e in inflight.read(path) if e.iid in iids]
 
     def _fold_in_flight(self, entries: list[inflight.Entry], leases: dict[str, int] | None) -> int:
         """Write the running records of attempts whose activation ended without writing them:
@@ -581,8 +574,7 @@ class InstanceStore:
                 if held != e.lease or rec is None or rec.finished:
                     continue
                 key = keys.step(self.workflow, e.iid, *e.step)
-                old_raw = w.get(key)
-                old = None if old_raw is None else unpack_step(old_raw, f"step {e.step}")
+                old = _stored_step(w, key, e.step)
                 new = unpack_step(e.record, f"step {e.step}")
                 if old is not None and (
                     old.state is StepState.DONE or old.attempts >= new.attempts
@@ -646,6 +638,11 @@ class InstanceStore:
             self._put_record(w, rec)
 
         self.kv.write(apply, durable)
+
+
+def _stored_step(r: Reader, key: bytes, step_id: tuple[str, int]) -> StepRecord | None:
+    raw = r.get(key)
+    return None if raw is None else unpack_step(raw, f"step {step_id}")
 
 
 def _on_disk(kv: KV) -> bool:

@@ -133,6 +133,10 @@ class StepRecord:
         self.kind, self.state = StepKind(self.kind), StepState(self.state)
 
 
+StepWrites = list[tuple[tuple[str, int], StepRecord]]
+"""Step records to write in one transaction, in order: ((name, count), record)."""
+
+
 def lost_attempt(attempt: int) -> dict[str, Any]:
     """The error of an attempt whose process stopped before it ended."""
     return {

@@ -77,7 +77,7 @@ def test_a_fast_attempt_commits_only_its_outcome_and_its_history_is_whole(
             "workflow_completed",
         ]
         # every slot is free again
-        (path,) = [p for p, _ in inflight.files(inflight.folder_of(h.kv.path, "wf"))]
+        (path,) = inflight.files(inflight.folder_of(h.kv.path, "wf"))
         assert inflight.read(path) == []
 
     asyncio.run(main())
@@ -116,9 +116,10 @@ def test_an_attempt_whose_activation_ended_unrecorded_counts_and_the_next_is_att
         running = StepRecord(StepKind.DO, seq=0, state=StepState.RUNNING, attempts=1)
         if owner == "dead":
             _dead_process_started(h.kv.path, lease)  # ...and its process died in attempt 1
-            assert [gone for _, gone in inflight.files(folder)] == [True]
+            (dead,) = inflight.files(folder)
+            assert inflight.dead_files(folder) == [dead]
             assert h.store.fold_dead_attempts() == 1
-            assert list(inflight.files(folder)) == []
+            assert inflight.files(folder) == []
             assert h.store.steps("a")[("s", 1)].state is StepState.RUNNING
         else:
             other = InstanceStore(h.kv, "wf")  # ...in a process that lives on (this one)
@@ -161,7 +162,7 @@ def test_a_fenced_activation_records_no_slot(tmp_path: Path) -> None:
 
     with pytest.raises(Fenced):
         store.begin_attempt("a", lease, ("s", 1), running)
-    (path,) = [p for p, _ in inflight.files(inflight.folder_of(kv.path, "wf"))]
+    (path,) = inflight.files(inflight.folder_of(kv.path, "wf"))
     assert inflight.read(path) == []
 
 
