@@ -47,6 +47,7 @@ from ..storage.records import (
     InstanceStatus,
     StepKind,
     StepRecord,
+    StepSave,
     StepState,
     StepWrites,
 )
@@ -142,42 +143,71 @@ class _Started:
     running: StepRecord  # the record as its start would have written it
     slot: int | None
     timer: asyncio.TimerHandle = field(init=False)
+    handed: bool = False  # its outcome went to a shared round (Activation._save_together)
+
+
+@dataclass
+class _Round:
+    """One shared commit of a process's activations: their step saves in one transaction, then
+    one sync for all (group commit)."""
+
+    done: asyncio.Future[None]
+    saves: list[StepSave] = field(default_factory=list)
+    errors: list[Exception | None] = field(default_factory=list)  # by save: None = written
 
 
 class _Live:
     """The activations running in this process: they share its event loop and its fsyncs."""
 
     count = 0
-    _rounds: dict[int, asyncio.Future[None]] = {}  # by store: the sync about to run
-    _syncers: set[asyncio.Future[None]] = set()  # their tasks (asyncio keeps weak references)
+    _rounds: dict[int, _Round] = {}  # by store: the round about to run
+    _runners: set[asyncio.Future[None]] = set()  # their tasks (asyncio keeps weak references)
 
     async def sync_together(self, store: Store) -> None:
         """Make `store`'s commits durable with one sync shared by every caller that arrives
         before it runs (it runs after _SYNC_TURNS loop turns)."""
+        await asyncio.shield(self._round(store).done)
+
+    def save_together(self, store: Store, save: StepSave) -> _Round:
+        """Have `save` committed by the next round, in one transaction with the other saves that
+        arrive before it runs, and made durable: await the round's `done`, then read
+        `errors` at the index of this save (see save_steps_together)."""
+        round_ = self._round(store)
+        round_.saves.append(save)
+        return round_
+
+    def _round(self, store: Store) -> _Round:
         round_ = self._rounds.get(id(store))
         if round_ is None:
-            round_ = asyncio.get_running_loop().create_future()
+            round_ = _Round(asyncio.get_running_loop().create_future())
             self._rounds[id(store)] = round_
-            syncer = asyncio.ensure_future(self._sync_soon(store, round_))
-            self._syncers.add(syncer)
-            syncer.add_done_callback(self._syncers.discard)
-        await asyncio.shield(round_)
+            runner = asyncio.ensure_future(self._run_soon(store, round_))
+            self._runners.add(runner)
+            runner.add_done_callback(self._runners.discard)
+        return round_
 
-    async def _sync_soon(self, store: Store, round_: asyncio.Future[None]) -> None:
+    async def _run_soon(self, store: Store, round_: _Round) -> None:
         for _ in range(_SYNC_TURNS):
             await asyncio.sleep(0)
-        del self._rounds[id(store)]  # commits from now on wait for the next round
+        del self._rounds[id(store)]  # saves from now on go to the next round
         try:
             if store.syncs_to_disk:
                 # In the sync thread: the loop goes on meanwhile (timers, other activations'
-                # commits, which gather for the next round) instead of stalling on the fsync.
-                await asyncio.get_running_loop().run_in_executor(_SYNCER, store.sync)
+                # steps, which gather for the next round) instead of stalling on the fsyncs.
+                loop = asyncio.get_running_loop()
+                round_.errors = await loop.run_in_executor(_SYNCER, _commit, store, round_.saves)
             else:
-                store.sync()  # nothing to wait for (memory, or sync_commits=False)
+                round_.errors = _commit(store, round_.saves)  # nothing to wait for
         except BaseException as exc:
-            round_.set_exception(exc)
+            round_.done.set_exception(exc)
         else:
-            round_.set_result(None)
+            round_.done.set_result(None)
+
+
+def _commit(store: Store, saves: list[StepSave]) -> list[Exception | None]:
+    errors = store.save_steps_together(saves) if saves else []
+    store.sync()
+    return errors
 
 
 _LIVE = _Live()
@@ -566,8 +596,11 @@ class Activation:
     def end_attempt(self, started: _Started | None) -> None:
         """After an attempt, whatever became of it. One whose outcome was not written (the
         activation stopped or failed meanwhile) gets its running record written, so it counts
-        as started: what its slot said, had the process died."""
-        if started is not None and started.slot is not None and self._write_start(started):
+        as started: what its slot said, had the process died. One handed to a shared round is
+        left to it (its slot is freed once its outcome is written)."""
+        if started is None or started.handed:
+            return
+        if started.slot is not None and self._write_start(started):
             self._free_slot(started)
 
     def _write_start(self, started: _Started) -> bool:
@@ -608,13 +641,41 @@ class Activation:
         other activations (or other attempts of this one) run in this process, the sync waits a
         few loop turns so their commits join it: one fsync for them all (group commit).
         `started`: the attempt whose outcome this is (its slot is freed once it is written)."""
+        if _LIVE.count > 1 or self._busy > 1:
+            await self._save_together(sid, rec, started)
+            return
         self.save(sid, rec, durable=False)
         if started is not None:
             self._free_slot(started)
-        if _LIVE.count > 1 or self._busy > 1:
-            await _LIVE.sync_together(self.store)
-        else:
-            self.store.sync()
+        self.store.sync()
+
+    async def _save_together(
+        self, sid: tuple[str, int], rec: StepRecord, started: _Started | None
+    ) -> None:
+        """save_durable in the next shared round (_Live). The attempt's slot is freed once the
+        round wrote its outcome, even when this activation is stopped while it waits."""
+        round_ = _LIVE.save_together(
+            self.store, StepSave(self.record.id, self.lease, [*self._behind, (sid, rec)])
+        )
+        index = len(round_.saves) - 1
+        if started is not None:
+            started.timer.cancel()
+            started.handed = True  # its outcome is the round's to write, not end_attempt's
+            slot, store = started.slot, self.store
+
+            def free(done: asyncio.Future[None]) -> None:
+                # Not written (storage failed, fenced): the slot stays; it counts the attempt.
+                if not done.exception() and round_.errors[index] is None and slot is not None:
+                    store.end_attempt(slot)
+
+            round_.done.add_done_callback(free)
+        await asyncio.shield(round_.done)
+        error = round_.errors[index]
+        if isinstance(error, Fenced):
+            raise _Fence()
+        if error is not None:
+            raise error
+        self._behind.clear()
 
     def emitter(self, sid: tuple[str, int], attempt: int, started: _Started | None) -> Emitter:
         """The sink of `ctx.emit` for one attempt of step `sid` (runtime/emits.py); its records

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from ..storage.history import Event
 from ..storage.instances import Loaded
 from ..storage.kv import Writer
-from ..storage.records import EventRecord, InstanceRecord, StepRecord, StepWrites
+from ..storage.records import EventRecord, InstanceRecord, StepRecord, StepSave, StepWrites
 
 
 class Store(Protocol):
@@ -68,6 +68,7 @@ class Store(Protocol):
         self, iid: str, lease: int, step_id: tuple[str, int], step: StepRecord, durable: bool
     ) -> None: ...
     def save_steps(self, iid: str, lease: int, writes: StepWrites, durable: bool) -> None: ...
+    def save_steps_together(self, saves: list[StepSave]) -> list[Exception | None]: ...
     def take_event(
         self, iid: str, lease: int, step_id: tuple[str, int], step: StepRecord
     ) -> EventRecord | None: ...

@@ -1,13 +1,16 @@
 """Group commit: one fsync serves every commit made before it started, across all processes that
 write to one storage (the namespace actor and every instance actor on the node).
 
-A durable write commits (no sync), then needs an fsync that *started* after its commit. The
-storage folder holds a shared counter (`sync.state`, 8 bytes, mapped into every process): the
-newest transaction id an fsync is known to cover. One process at a time syncs, holding an flock
-on `sync.lock` (plus a thread lock: flock does not exclude threads sharing a file). A committer
-whose transaction the counter already covers returns at once; one that waited for the lock
-usually finds that the sync it waited for covered it too. So N processes committing at once pay
-about two fsyncs, not N, and a lone committer pays one, as before.
+With sync_commits on, LMDB runs in NOMETASYNC mode (storage/kv.py): a commit fsyncs its own
+pages, then writes its meta page, the one that makes it current, without waiting. The commit is
+durable once an fsync that *started* after it has covered that meta page: the next commit's own
+fsync does, or a sync made here. The storage folder holds a shared counter (`sync.state`,
+8 bytes, mapped into every process): the newest transaction id known to be durable. Every
+commit raises it to the transaction before it. A durable write whose transaction it does not
+cover yet syncs, one process at a time, holding an flock on `sync.lock` (plus a thread lock:
+flock does not exclude threads sharing a file); one that waited for the lock usually finds that
+the sync it waited for covered it too. So N processes committing at once share the meta page's
+fsyncs, and a lone committer pays two (its pages, then its meta page).
 
 Crash safety: the counter is raised only after the fsync it records has completed, so it never
 exceeds what is durable, and LMDB's transaction ids do not go back below what is durable. A
@@ -62,6 +65,13 @@ class GroupSync:
             self._sync()
             if start > self.covered():
                 self._set_covered(start)
+
+    def covered_by_commit(self, txnid: int) -> None:
+        """A commit's own fsync (LMDB's NOMETASYNC mode) made transaction `txnid`, the one before
+        it, durable. Not under the lock: two processes racing here may lower the counter, which
+        costs an fsync later, never a wrong answer (each writes a value that is true)."""
+        if self.covered() < txnid:
+            self._set_covered(txnid)
 
     def _set_covered(self, txnid: int) -> None:
         _COUNTER.pack_into(self._map, 0, txnid)

@@ -32,6 +32,7 @@ from .records import (
     InstanceRecord,
     InstanceStatus,
     StepRecord,
+    StepSave,
     StepState,
     StepWrites,
     pack_event,
@@ -54,8 +55,9 @@ class Loaded:
 
 def set_sync_mode(kv: KV, each_commit: bool) -> None:
     """Choose this storage's durability: fsync every durable commit (default), or flush every
-    50 ms (a process crash loses nothing; an OS crash may lose the last 50 ms). Applies to
-    processes that open the storage afterwards."""
+    50 ms (a process crash loses nothing; an OS crash may lose the last 50 ms and may leave the
+    storage unreadable: storage/kv.py). Applies to processes that open the storage afterwards
+    (and to `kv` once its `sync_each_commit` is set)."""
     kv.write(lambda w: w.put(keys.SYNC_KEY, keys.encode_u64(1 if each_commit else 0)))
 
 
@@ -485,10 +487,23 @@ class InstanceStore:
 
     def save_steps(self, iid: str, lease: int, writes: StepWrites, durable: bool) -> None:
         """Write step records in one transaction, in order (their history events too)."""
+        self.kv.write(self._stage_steps(iid, lease, writes), durable)
+
+    def save_steps_together(self, saves: list[StepSave]) -> list[Exception | None]:
+        """The step writes of several activations (each as save_steps would make it) in one
+        transaction, committed and not synced (sync() makes them durable): they share its
+        fsyncs. Each applies whole or not at all: the error of one that failed (Fenced: its
+        lease is gone) is returned in its place; None where it was written."""
+        return self.kv.write_each(
+            [self._stage_steps(save.iid, save.lease, save.writes) for save in saves]
+        )
+
+    def _stage_steps(self, iid: str, lease: int, writes: StepWrites) -> Callable[[Writer], None]:
         staged = [
             (step_id, keys.step(self.workflow, iid, *step_id), step) for step_id, step in writes
         ]
         raws = [pack_step(blobs.spill(self.kv, self.workflow, iid, step)) for *_, step in staged]
+        now = self.now()
 
         def apply(w: Writer) -> None:
             self._check_lease(w, iid, lease)
@@ -499,8 +514,7 @@ class InstanceStore:
                 w.put(key, raw)
             history.append(w, self.workflow, iid, found)
 
-        now = self.now()
-        self.kv.write(apply, durable)
+        return apply
 
     # -- attempts in flight (inflight.py) ------------------------------------------------------
 

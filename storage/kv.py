@@ -12,7 +12,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol, TypeVar
 
 import lmdb
@@ -47,6 +47,7 @@ class KV(Protocol):
     def path(self) -> str: ...
     def read(self, fn: Callable[[Reader], T]) -> T: ...
     def write(self, fn: Callable[[Writer], T], durable: bool = True) -> T: ...
+    def write_each(self, fns: Sequence[Callable[[Writer], object]]) -> list[Exception | None]: ...
     def sync_committed(self) -> None: ...
 
 
@@ -94,11 +95,18 @@ class _LmdbTxn:
 class LmdbKV:
     """One LMDB environment per storage folder, shared by every raydo process on the node.
 
-    The environment is opened without per-commit sync; a durable write returns once an fsync begun
-    after its commit has completed, shared with every other process committing meanwhile (group
-    commit, groupsync.py). A non-durable commit still survives the crash of any process (it sits
-    in the page cache, and LMDB applies commits in order); only an OS crash or power loss can
-    drop it.
+    How a commit reaches the disk depends on the storage's durability (set_sync_mode):
+    - sync_commits on (default): LMDB's NOMETASYNC mode. A commit writes its pages, fsyncs
+      them, then writes its meta page (the root that makes it the newest) without waiting. So the
+      meta page on disk always points at pages already on disk: an OS crash or power loss at any
+      moment leaves the storage whole, at this commit or the one before. A durable write returns
+      once a second fsync has covered its meta page; that one is shared by every process
+      committing meanwhile (group commit, groupsync.py), and any later commit's own fsync covers
+      it too.
+    - sync_commits off: LMDB's NOSYNC mode, flushed every 50 ms. A process crash loses nothing
+      (commits sit in the page cache, applied in order); an OS crash or power loss may lose the
+      last commits and, as LMDB warns for file systems that reorder writes (ext4 does), may leave
+      the storage unreadable.
     """
 
     def __init__(self, path: str, max_map_size: int = _DEFAULT_MAX_MAP_SIZE) -> None:
@@ -109,22 +117,13 @@ class LmdbKV:
             permissions.secure_files(self._path)
         except OSError as exc:
             raise StorageError(f"cannot prepare storage at {self._path!r}: {exc}") from exc
-        try:
-            self._env = lmdb.open(
-                self._path,
-                map_size=min(_INITIAL_MAP_SIZE, max_map_size),
-                mode=permissions.FILE_MODE,
-                sync=False,
-                metasync=False,
-                max_readers=1024,
-            )
-            self._env.reader_check()  # free reader slots left by killed processes
-        except lmdb.Error as exc:
-            raise StorageError(f"cannot open storage at {self._path!r}: {exc}") from exc
+        self._each_commit = True  # until the stored mode is read: never less safe than asked
+        self._env = self._open_env()
         self._lock = threading.Lock()
         self._committed = 0  # the newest transaction this process committed
         self._deferring = threading.local()  # deferred_sync() is on in this thread
         self._dirty = threading.Event()
+        self._flusher: threading.Thread | None = None
         self._closed = False
         try:
             self._group = GroupSync(
@@ -138,8 +137,43 @@ class LmdbKV:
         self.sync_each_commit = (
             self.read(lambda r: keys.decode_u64(r.get(keys.SYNC_KEY) or keys.encode_u64(1))) != 0
         )
-        if not self.sync_each_commit:
-            threading.Thread(target=self._flush_loop, name="raydo-lmdb-flush", daemon=True).start()
+
+    def _open_env(self) -> lmdb.Environment:
+        try:
+            env = lmdb.open(
+                self._path,
+                map_size=min(_INITIAL_MAP_SIZE, self._max_map_size),
+                mode=permissions.FILE_MODE,
+                sync=self._each_commit,  # each commit fsyncs its pages before its meta page
+                metasync=False,  # the meta page's fsync is shared (GroupSync)
+                max_readers=1024,
+            )
+            env.reader_check()  # free reader slots left by killed processes
+        except lmdb.Error as exc:
+            raise StorageError(f"cannot open storage at {self._path!r}: {exc}") from exc
+        return env
+
+    @property
+    def sync_each_commit(self) -> bool:
+        """Durable writes are fsynced before they return (sync_commits on), rather than flushed
+        every 50 ms. Setting it reopens the environment in the matching LMDB mode: do it before
+        this process starts using the storage (raydo.init and set_sync_mode do)."""
+        return self._each_commit
+
+    @sync_each_commit.setter
+    def sync_each_commit(self, each_commit: bool) -> None:
+        with self._lock:
+            if each_commit == self._each_commit:
+                return
+            self._env.sync(True)
+            self._env.close()
+            self._each_commit = each_commit
+            self._env = self._open_env()
+            if not each_commit and self._flusher is None:
+                self._flusher = threading.Thread(
+                    target=self._flush_loop, name="raydo-lmdb-flush", daemon=True
+                )
+                self._flusher.start()
 
     @property
     def path(self) -> str:
@@ -149,6 +183,9 @@ class LmdbKV:
         """sync_commits=False: durable commits are flushed together every _FLUSH_EVERY seconds."""
         while not self._closed:
             self._dirty.wait()
+            if self._each_commit:
+                self._dirty.clear()
+                continue  # every commit is synced now
             time.sleep(_FLUSH_EVERY)
             self._dirty.clear()
             try:
@@ -170,9 +207,35 @@ class LmdbKV:
         with self._lock:
             result, txnid = self._commit(fn)
             self._committed = max(self._committed, txnid)
+            if self._each_commit:
+                # This commit's fsync, made after the last commit wrote its meta page, covers it.
+                self._group.covered_by_commit(txnid - 1)
         if durable and not getattr(self._deferring, "on", False):
             self._make_durable(txnid)
         return result
+
+    def write_each(self, fns: Sequence[Callable[[Writer], object]]) -> list[Exception | None]:
+        """Run every fn of `fns` in one write transaction, each in a nested transaction of its
+        own: one that raises is undone alone, and its exception is returned in its place (None:
+        applied). One commit, not synced (sync_committed() makes it durable): the writes of
+        several callers share its fsyncs (group commit)."""
+
+        def apply(w: Writer) -> list[Exception | None]:
+            assert isinstance(w, _LmdbTxn)
+            errors: list[Exception | None] = []
+            for fn in fns:
+                try:
+                    with self._env.begin(write=True, parent=w._txn) as child:
+                        fn(_LmdbTxn(child))
+                except lmdb.Error:
+                    raise  # the storage's own failure (map full, I/O): the whole commit
+                except Exception as exc:
+                    errors.append(exc)
+                else:
+                    errors.append(None)
+            return errors
+
+        return self.write(apply, durable=False)
 
     @contextlib.contextmanager
     def deferred_sync(self) -> Iterator[None]:
@@ -305,6 +368,18 @@ class MemoryKV:
             result = fn(txn)
             self._data = txn.data
             return result
+
+    def write_each(self, fns: Sequence[Callable[[Writer], object]]) -> list[Exception | None]:
+        """Each fn in a write of its own (memory has no fsync to share)."""
+        errors: list[Exception | None] = []
+        for fn in fns:
+            try:
+                self.write(fn, durable=False)
+            except Exception as exc:
+                errors.append(exc)
+            else:
+                errors.append(None)
+        return errors
 
     def sync_committed(self) -> None:
         """Nothing to make durable in memory."""

@@ -4,7 +4,9 @@ at once, never more than `concurrency` in all, and their durable step commits sh
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 from harness import Harness
@@ -14,7 +16,11 @@ from raydo.runtime.clock import FakeClock
 from raydo.runtime.model import WorkflowEntrypoint
 from raydo.runtime.options import WorkflowOptions
 from raydo.storage.codec import encode
-from raydo.storage.kv import MemoryKV
+from raydo.storage.instances import InstanceStore, check_schema
+from raydo.storage.kv import LmdbKV, MemoryKV
+from raydo.storage.records import Fenced, StepKind, StepRecord, StepSave, StepState
+
+T = TypeVar("T")
 
 pytestmark = pytest.mark.asyncio
 
@@ -113,6 +119,69 @@ async def test_parallel_instances_share_step_syncs() -> None:
     assert alone.syncs >= 8 * 3  # one per step at least
     assert together.syncs <= 3 + 2  # about one per round of steps
     print(f"syncs: one at a time {alone.syncs}, eight at once {together.syncs}")
+
+
+async def test_parallel_instances_share_step_transactions_on_lmdb(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On LMDB every commit pays an fsync of its own pages (storage/kv.py), so group commit
+    puts the step saves of the activations running at once in one transaction: eight 3-step
+    instances in one worker commit their 24 step results in a few transactions, whole."""
+    commits = [0]
+
+    def counted(write: Callable[..., T]) -> Callable[..., T]:
+        def call(store: InstanceStore, *args: Any) -> T:
+            env = store.kv._env  # type: ignore[attr-defined]
+            before = int(env.info()["last_txnid"])
+            result = write(store, *args)
+            commits[0] += int(env.info()["last_txnid"]) - before
+            return result
+
+        return call
+
+    monkeypatch.setattr(InstanceStore, "save_steps", counted(InstanceStore.save_steps))
+    monkeypatch.setattr(
+        InstanceStore, "save_steps_together", counted(InstanceStore.save_steps_together)
+    )
+    counts = {}
+    for name, concurrency in (("alone", 1), ("together", 8)):
+        kv = LmdbKV(str(tmp_path / name))
+        h = Harness(ThreeSteps, kv=kv, workers=1, concurrency=concurrency)
+        commits[0] = 0
+        for n in range(8):
+            h.create(f"i{n}")
+        await h.until(lambda h=h: all(h.status(f"i{n}") == "complete" for n in range(8)))
+        await h.settle()
+        counts[name] = commits[0]
+        assert {h.output(f"i{n}") for n in range(8)} == {3}
+        for n in range(8):
+            events = h.store.history(f"i{n}", None, 100)
+            assert [e["type"] for e in events].count("step_completed") == 3, events
+        kv.close()
+    assert counts["alone"] == 24  # one transaction per step
+    assert counts["together"] <= 6, counts  # about one per round of eight steps
+
+
+async def test_a_fenced_save_among_others_is_undone_alone(tmp_path: Path) -> None:
+    """save_steps_together: the save of an activation that lost its lease fails with Fenced and
+    writes nothing; the others of the same transaction are written."""
+    kv = LmdbKV(str(tmp_path / "db"))
+    check_schema(kv)
+    store = InstanceStore(kv, "wf")
+    store.create([("a", encode(None)), ("b", encode(None))], 0.0, False)
+    leases = store.acquire(["a", "b"], 0.0)
+    store.fence("b")  # b's activation lost its lease
+    done = StepRecord(StepKind.DO, 1, StepState.DONE, attempts=1, value=encode(1))
+    errors = store.save_steps_together(
+        [
+            StepSave("a", leases["a"], [(("s", 1), done)]),
+            StepSave("b", leases["b"], [(("s", 1), done)]),
+        ]
+    )
+    assert errors[0] is None and isinstance(errors[1], Fenced)
+    assert store.steps("a")[("s", 1)].state is StepState.DONE
+    assert ("s", 1) not in store.steps("b")
+    kv.close()
 
 
 @pytest.mark.filterwarnings("ignore")
