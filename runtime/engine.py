@@ -664,9 +664,12 @@ class Activation:
             slot, store = started.slot, self.store
 
             def free(done: asyncio.Future[None]) -> None:
-                # Not written (storage failed, fenced): the slot stays; it counts the attempt.
-                if not done.exception() and round_.errors[index] is None and slot is not None:
-                    store.end_attempt(slot)
+                # Not written because storage failed: the slot stays, it counts the attempt.
+                # Fenced: the instance is no longer this activation's (see _write_start).
+                if done.exception() is None and slot is not None:
+                    error = round_.errors[index]
+                    if error is None or isinstance(error, Fenced):
+                        store.end_attempt(slot)
 
             round_.done.add_done_callback(free)
         await asyncio.shield(round_.done)

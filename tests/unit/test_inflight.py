@@ -194,3 +194,57 @@ def test_a_long_attempt_shows_as_running(tmp_path: Path, monkeypatch: Any) -> No
         assert _types(h, "a").count("attempt_started") == 1
 
     asyncio.run(main())
+
+
+HARNESS: list[Harness] = []
+GATE: list[asyncio.Event] = []
+
+
+class TerminatedInRound(WorkflowEntrypoint):
+    """Instance a's step has a terminated as it returns, so the terminate lands while its
+    outcome waits for the worker's shared round (b keeps a second activation alive in the
+    worker, so there is a round)."""
+
+    async def run(self, event: Any, step: Any) -> Any:
+        async def one() -> int:
+            if event.instance_id == "a":
+                asyncio.get_running_loop().call_soon(HARNESS[0].ns.terminate, "a")
+            else:
+                await GATE[0].wait()
+            return 1
+
+        await step.do("s", one)
+        return await step.do("t", lambda: 2)
+
+
+def test_an_activation_terminated_while_its_outcome_waits_for_the_round(tmp_path: Path) -> None:
+    """The round's write is fenced (nothing is written for a after its terminate), the
+    attempt's slot is freed all the same, and the other activation of the round goes on."""
+
+    async def main() -> None:
+        h = Harness(TerminatedInRound, kv=_kv(tmp_path), workers=1, concurrency=2)
+        HARNESS[:], GATE[:] = [h], [asyncio.Event()]
+        h.create("b")
+        await h.until(lambda: h.status("b") == "running")
+        h.create("a")
+        (path,) = await _slot_file(h)
+        await h.until(lambda: h.status("a") == "terminated")
+        # a's slot is freed once its round is over (after the round's fsync)
+        await h.until(lambda: [e.iid for e in inflight.read(path)] == ["b"])
+        assert ("s", 1) not in h.store.steps("a") or h.store.steps("a")[("s", 1)].attempts == 1
+        assert "step_completed" not in _types(h, "a")
+        GATE[0].set()
+        await h.until(lambda: h.status("b") == "complete")
+        assert h.output("b") == 2 and h.status("a") == "terminated"
+        assert inflight.read(path) == []
+
+    asyncio.run(main())
+
+
+async def _slot_file(h: Harness) -> list[str]:
+    folder = inflight.folder_of(h.kv.path, "wf")
+    for _ in range(1000):
+        if os.path.isdir(folder) and inflight.files(folder):
+            return inflight.files(folder)
+        await asyncio.sleep(0.001)
+    raise AssertionError("no slot file")
