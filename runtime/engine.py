@@ -41,13 +41,13 @@ from ..errors import (
     WorkflowStepError,
 )
 from ..storage.codec import decode, encode
+from ..storage.kv import Staged
 from ..storage.records import (
     Fenced,
     InstanceRecord,
     InstanceStatus,
     StepKind,
     StepRecord,
-    StepSave,
     StepState,
     StepWrites,
 )
@@ -148,12 +148,12 @@ class _Started:
 
 @dataclass
 class _Round:
-    """One shared commit of a process's activations: their step saves in one transaction, then
-    one sync for all (group commit)."""
+    """One shared commit of a process's activations: their writes (step saves, settles) in one
+    transaction, then one sync for all (group commit)."""
 
     done: asyncio.Future[None]
-    saves: list[StepSave] = field(default_factory=list)
-    errors: list[Exception | None] = field(default_factory=list)  # by save: None = written
+    writes: list[Staged] = field(default_factory=list)
+    errors: list[Exception | None] = field(default_factory=list)  # by write: None = written
 
 
 class _Live:
@@ -168,13 +168,13 @@ class _Live:
         before it runs (it runs after _SYNC_TURNS loop turns)."""
         await asyncio.shield(self._round(store).done)
 
-    def save_together(self, store: Store, save: StepSave) -> _Round:
-        """Have `save` committed by the next round, in one transaction with the other saves that
-        arrive before it runs, and made durable: await the round's `done`, then read
-        `errors` at the index of this save (see save_steps_together)."""
+    def write_together(self, store: Store, staged: Staged) -> tuple[_Round, int]:
+        """Have `staged` committed by the next round, in one transaction with the other writes
+        that arrive before it runs, and made durable: await the round's `done`, then read its
+        `errors` at the index returned (see InstanceStore.write_staged)."""
         round_ = self._round(store)
-        round_.saves.append(save)
-        return round_
+        round_.writes.append(staged)
+        return round_, len(round_.writes) - 1
 
     def _round(self, store: Store) -> _Round:
         round_ = self._rounds.get(id(store))
@@ -189,23 +189,23 @@ class _Live:
     async def _run_soon(self, store: Store, round_: _Round) -> None:
         for _ in range(_SYNC_TURNS):
             await asyncio.sleep(0)
-        del self._rounds[id(store)]  # saves from now on go to the next round
+        del self._rounds[id(store)]  # writes from now on go to the next round
         try:
             if store.syncs_to_disk:
                 # In the sync thread: the loop goes on meanwhile (timers, other activations'
                 # steps, which gather for the next round) instead of stalling on the fsyncs.
                 loop = asyncio.get_running_loop()
-                round_.errors = await loop.run_in_executor(_SYNCER, _commit, store, round_.saves)
+                round_.errors = await loop.run_in_executor(_SYNCER, _commit, store, round_.writes)
             else:
-                round_.errors = _commit(store, round_.saves)  # nothing to wait for
+                round_.errors = _commit(store, round_.writes)  # nothing to wait for
         except BaseException as exc:
             round_.done.set_exception(exc)
         else:
             round_.done.set_result(None)
 
 
-def _commit(store: Store, saves: list[StepSave]) -> list[Exception | None]:
-    errors = store.save_steps_together(saves) if saves else []
+def _commit(store: Store, writes: list[Staged]) -> list[Exception | None]:
+    errors = store.write_staged(writes) if writes else []
     store.sync()
     return errors
 
@@ -281,6 +281,7 @@ class Activation:
         self._halting = False  # the rollback phase began: no user step starts any more
         self._rolled_back: dict[str, Any] | None = None
         self._behind: StepWrites = []  # see save_behind
+        self._settling: list[Staged] = []  # its end, when written with a round (_settle)
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -296,6 +297,22 @@ class Activation:
             self._modifiers = modifiers
 
     async def run(self) -> Outcome:
+        outcome = await self._run()
+        settling, self._settling = self._settling, []
+        if not settling:
+            return outcome
+        # Its end goes with the other activations' writes of this round (_settle).
+        rounds = [_LIVE.write_together(self.store, staged) for staged in settling]
+        for round_, index in rounds:
+            await asyncio.shield(round_.done)
+            error = round_.errors[index]
+            if isinstance(error, Fenced):
+                return Outcome(OutcomeKind.STOPPED)
+            if error is not None:
+                raise error
+        return outcome
+
+    async def _run(self) -> Outcome:
         if self._preloaded is not None:
             self.steps, self._params = self._preloaded
         else:
@@ -487,6 +504,12 @@ class Activation:
         if rec.status.finished:
             rec.ended_at = self.clock.now()
             rec.rollback = self._rolled_back
+        if _LIVE.count > 1:  # other activations run here: written with theirs (run())
+            if self._behind:
+                self._settling.append(self.store.stage_steps(rec.id, self.lease, self._behind))
+                self._behind = []
+            self._settling.append(self.store.stage_settle(rec.id, self.lease, rec, output))
+            return outcome
         try:
             self._write_behind()
             # Not synced: every finished outcome is re-derived by replay from the (synced) steps.
@@ -654,10 +677,10 @@ class Activation:
     ) -> None:
         """save_durable in the next shared round (_Live). The attempt's slot is freed once the
         round wrote its outcome, even when this activation is stopped while it waits."""
-        round_ = _LIVE.save_together(
-            self.store, StepSave(self.record.id, self.lease, [*self._behind, (sid, rec)])
+        round_, index = _LIVE.write_together(
+            self.store,
+            self.store.stage_steps(self.record.id, self.lease, [*self._behind, (sid, rec)]),
         )
-        index = len(round_.saves) - 1
         if started is not None:
             started.timer.cancel()
             started.handed = True  # its outcome is the round's to write, not end_attempt's

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..storage.instances import InstanceStore
-from ..storage.records import StepKind, StepRecord, StepSave, StepState, StepWrites
+from ..storage.kv import Staged
+from ..storage.records import StepKind, StepRecord, StepState, StepWrites
 from .clock import Clock
 
 DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0)
@@ -159,16 +160,10 @@ class MeteredStore(InstanceStore):
         self._outcomes = {o: (self.workflow, o) for o in ("ok", "retry", "failed")}
         self._started: dict[tuple[str, tuple[str, int]], float] = {}
 
-    def save_steps(self, iid: str, lease: int, writes: StepWrites, durable: bool) -> None:
-        super().save_steps(iid, lease, writes, durable)
-        self._observe(iid, writes)
-
-    def save_steps_together(self, saves: list[StepSave]) -> list[Exception | None]:
-        errors = super().save_steps_together(saves)
-        for save, error in zip(saves, errors, strict=True):
-            if error is None:
-                self._observe(save.iid, save.writes)
-        return errors
+    def stage_steps(self, iid: str, lease: int, writes: StepWrites) -> Staged:
+        staged = super().stage_steps(iid, lease, writes)
+        staged.after = lambda: self._observe(iid, writes)  # once written
+        return staged
 
     def _observe(self, iid: str, writes: StepWrites) -> None:
         for step_id, step in writes:

@@ -24,7 +24,7 @@ from ..errors import (
     SchemaVersionError,
 )
 from . import blobs, history, inflight, keys
-from .kv import KV, MemoryKV, Reader, Writer
+from .kv import KV, MemoryKV, Reader, Staged, Writer
 from .migrate import migrate_v1
 from .records import (
     EventRecord,
@@ -32,7 +32,6 @@ from .records import (
     InstanceRecord,
     InstanceStatus,
     StepRecord,
-    StepSave,
     StepState,
     StepWrites,
     pack_event,
@@ -487,18 +486,10 @@ class InstanceStore:
 
     def save_steps(self, iid: str, lease: int, writes: StepWrites, durable: bool) -> None:
         """Write step records in one transaction, in order (their history events too)."""
-        self.kv.write(self._stage_steps(iid, lease, writes), durable)
+        self._write(self.stage_steps(iid, lease, writes), durable)
 
-    def save_steps_together(self, saves: list[StepSave]) -> list[Exception | None]:
-        """The step writes of several activations (each as save_steps would make it) in one
-        transaction, committed and not synced (sync() makes them durable): they share its
-        fsyncs. Each applies whole or not at all: the error of one that failed (Fenced: its
-        lease is gone) is returned in its place; None where it was written."""
-        return self.kv.write_each(
-            [self._stage_steps(save.iid, save.lease, save.writes) for save in saves]
-        )
-
-    def _stage_steps(self, iid: str, lease: int, writes: StepWrites) -> Callable[[Writer], None]:
+    def stage_steps(self, iid: str, lease: int, writes: StepWrites) -> Staged:
+        """save_steps, made ready to be committed with other writes (write_staged)."""
         staged = [
             (step_id, keys.step(self.workflow, iid, *step_id), step) for step_id, step in writes
         ]
@@ -514,7 +505,23 @@ class InstanceStore:
                 w.put(key, raw)
             history.append(w, self.workflow, iid, found)
 
-        return apply
+        return Staged(apply)
+
+    def write_staged(self, staged: list[Staged]) -> list[Exception | None]:
+        """Writes of several activations in one transaction, committed and not synced (sync()
+        makes them durable): they share its fsyncs (group commit). Each applies whole or not
+        at all: the error of one that failed (Fenced: its lease is gone) is returned in its
+        place; None where it was written."""
+        errors = self.kv.write_each([each.apply for each in staged])
+        for each, error in zip(staged, errors, strict=True):
+            if error is None and each.after is not None:
+                each.after()
+        return errors
+
+    def _write(self, staged: Staged, durable: bool) -> None:
+        self.kv.write(staged.apply, durable)
+        if staged.after is not None:
+            staged.after()
 
     # -- attempts in flight (inflight.py) ------------------------------------------------------
 
@@ -644,6 +651,13 @@ class InstanceStore:
         self, iid: str, lease: int, rec: InstanceRecord, output: bytes | None, durable: bool
     ) -> None:
         """Write the record an activation ends with (finished, waiting or paused)."""
+        self._write(self.stage_settle(iid, lease, rec, output), durable)
+
+    def stage_settle(
+        self, iid: str, lease: int, rec: InstanceRecord, output: bytes | None
+    ) -> Staged:
+        """settle, made ready to be committed with other writes (write_staged)."""
+        rec = dataclasses.replace(rec)  # as it is now: the activation may change its own
 
         def apply(w: Writer) -> None:
             self._check_lease(w, iid, lease)
@@ -651,7 +665,7 @@ class InstanceStore:
                 w.put(keys.output(self.workflow, iid), output)
             self._put_record(w, rec)
 
-        self.kv.write(apply, durable)
+        return Staged(apply)
 
 
 def _stored_step(r: Reader, key: bytes, step_id: tuple[str, int]) -> StepRecord | None:

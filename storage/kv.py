@@ -13,6 +13,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 import lmdb
@@ -40,6 +41,15 @@ class Reader(Protocol):
 class Writer(Reader, Protocol):
     def put(self, key: bytes, value: bytes) -> None: ...
     def delete(self, key: bytes) -> None: ...
+
+
+@dataclass
+class Staged:
+    """A write made ready ahead of its transaction (InstanceStore.stage_steps, stage_settle), so
+    several can be committed in one (KV.write_each). `after` runs once it is written."""
+
+    apply: Callable[[Writer], None]
+    after: Callable[[], None] | None = None
 
 
 class KV(Protocol):

@@ -137,15 +137,6 @@ StepWrites = list[tuple[tuple[str, int], StepRecord]]
 """Step records to write in one transaction, in order: ((name, count), record)."""
 
 
-@dataclass
-class StepSave:
-    """One activation's step writes, among several committed together (save_steps_together)."""
-
-    iid: str
-    lease: int
-    writes: StepWrites
-
-
 def lost_attempt(attempt: int) -> dict[str, Any]:
     """The error of an attempt whose process stopped before it ended."""
     return {

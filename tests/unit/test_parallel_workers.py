@@ -18,7 +18,7 @@ from raydo.runtime.options import WorkflowOptions
 from raydo.storage.codec import encode
 from raydo.storage.instances import InstanceStore, check_schema
 from raydo.storage.kv import LmdbKV, MemoryKV
-from raydo.storage.records import Fenced, StepKind, StepRecord, StepSave, StepState
+from raydo.storage.records import Fenced, StepKind, StepRecord, StepState
 
 T = TypeVar("T")
 
@@ -126,23 +126,23 @@ async def test_parallel_instances_share_step_transactions_on_lmdb(
 ) -> None:
     """On LMDB every commit pays an fsync of its own pages (storage/kv.py), so group commit
     puts the step saves of the activations running at once in one transaction: eight 3-step
-    instances in one worker commit their 24 step results in a few transactions, whole."""
+    instances in one worker commit their 24 step results and their 8 ends in a few
+    transactions, whole."""
     commits = [0]
 
     def counted(write: Callable[..., T]) -> Callable[..., T]:
-        def call(store: InstanceStore, *args: Any) -> T:
+        def call(store: InstanceStore, *args: Any, **kwargs: Any) -> T:
             env = store.kv._env  # type: ignore[attr-defined]
             before = int(env.info()["last_txnid"])
-            result = write(store, *args)
+            result = write(store, *args, **kwargs)
             commits[0] += int(env.info()["last_txnid"]) - before
             return result
 
         return call
 
     monkeypatch.setattr(InstanceStore, "save_steps", counted(InstanceStore.save_steps))
-    monkeypatch.setattr(
-        InstanceStore, "save_steps_together", counted(InstanceStore.save_steps_together)
-    )
+    monkeypatch.setattr(InstanceStore, "settle", counted(InstanceStore.settle))
+    monkeypatch.setattr(InstanceStore, "write_staged", counted(InstanceStore.write_staged))
     counts = {}
     for name, concurrency in (("alone", 1), ("together", 8)):
         kv = LmdbKV(str(tmp_path / name))
@@ -158,13 +158,13 @@ async def test_parallel_instances_share_step_transactions_on_lmdb(
             events = h.store.history(f"i{n}", None, 100)
             assert [e["type"] for e in events].count("step_completed") == 3, events
         kv.close()
-    assert counts["alone"] == 24  # one transaction per step
-    assert counts["together"] <= 6, counts  # about one per round of eight steps
+    assert counts["alone"] == 24 + 8  # one transaction per step, and one per instance's end
+    assert counts["together"] <= 6, counts  # about one per round of eight steps (or ends)
 
 
 async def test_a_fenced_save_among_others_is_undone_alone(tmp_path: Path) -> None:
-    """save_steps_together: the save of an activation that lost its lease fails with Fenced and
-    writes nothing; the others of the same transaction are written."""
+    """write_staged: the save of an activation that lost its lease fails with Fenced and writes
+    nothing; the others of the same transaction are written."""
     kv = LmdbKV(str(tmp_path / "db"))
     check_schema(kv)
     store = InstanceStore(kv, "wf")
@@ -172,10 +172,10 @@ async def test_a_fenced_save_among_others_is_undone_alone(tmp_path: Path) -> Non
     leases = store.acquire(["a", "b"], 0.0)
     store.fence("b")  # b's activation lost its lease
     done = StepRecord(StepKind.DO, 1, StepState.DONE, attempts=1, value=encode(1))
-    errors = store.save_steps_together(
+    errors = store.write_staged(
         [
-            StepSave("a", leases["a"], [(("s", 1), done)]),
-            StepSave("b", leases["b"], [(("s", 1), done)]),
+            store.stage_steps("a", leases["a"], [(("s", 1), done)]),
+            store.stage_steps("b", leases["b"], [(("s", 1), done)]),
         ]
     )
     assert errors[0] is None and isinstance(errors[1], Fenced)
