@@ -131,6 +131,7 @@ class LmdbKV:
         self._env = self._open_env()
         self._lock = threading.Lock()
         self._committed = 0  # the newest transaction this process committed
+        self._committed_ns = 0  # when (time.monotonic_ns())
         self._deferring = threading.local()  # deferred_sync() is on in this thread
         self._dirty = threading.Event()
         self._flusher: threading.Thread | None = None
@@ -215,13 +216,15 @@ class LmdbKV:
 
     def write(self, fn: Callable[[Writer], T], durable: bool = True) -> T:
         with self._lock:
+            if self._each_commit:
+                self._group.begin_write()
             result, txnid = self._commit(fn)
-            self._committed = max(self._committed, txnid)
+            self._committed, self._committed_ns = max(self._committed, txnid), time.monotonic_ns()
             if self._each_commit:
                 # This commit's fsync, made after the last commit wrote its meta page, covers it.
                 self._group.covered_by_commit(txnid - 1)
         if durable and not getattr(self._deferring, "on", False):
-            self._make_durable(txnid)
+            self._make_durable(txnid, self._committed_ns)
         return result
 
     def write_each(self, fns: Sequence[Callable[[Writer], object]]) -> list[Exception | None]:
@@ -263,12 +266,13 @@ class LmdbKV:
         becomes what a durable one is. Callers that commit several writes before anyone sees
         them (the activations of one worker process) wait once for all of them, sharing one
         fsync (group commit)."""
-        self._make_durable(self._committed)
+        self._make_durable(self._committed, self._committed_ns)
 
-    def _make_durable(self, txnid: int) -> None:
+    def _make_durable(self, txnid: int, committed_ns: int) -> None:
         if self.sync_each_commit:
             try:
-                self._group.wait_durable(txnid)  # an fsync begun after the commit (shared)
+                # an fsync begun after the commit (shared; maybe another commit's own)
+                self._group.wait_durable(txnid, committed_ns)
             except lmdb.Error as exc:
                 raise self._write_failed(exc) from exc
         elif not self._dirty.is_set():

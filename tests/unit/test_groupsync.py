@@ -152,3 +152,31 @@ def test_deferred_durable_writes_share_one_sync_made_by_the_caller(tmp_path: Pat
     kv.write(lambda w: w.put(b"after", b"v"))  # outside the block: synced at once, as before
     assert syncs == [1, 1] and kv._group.covered() >= kv._committed
     kv.close()
+
+
+def test_a_write_begun_after_a_commit_covers_it_with_its_own_fsync(tmp_path: Path) -> None:
+    """LMDB's NOMETASYNC mode: every commit fsyncs, which makes the commit before it durable.
+    A durable write that sees another write transaction begin after it waits for that commit
+    instead of adding an fsync; with none begun, it syncs at once."""
+    import time
+
+    disk = FakeDisk()
+    mine, theirs = group(tmp_path, disk), group(tmp_path, disk)  # two processes' handles
+    txn = disk.commit()
+    committed_ns = time.monotonic_ns()
+    theirs.begin_write()  # another process begins a write transaction
+
+    def their_commit() -> None:
+        time.sleep(0.001)
+        disk.durable = disk.commit()  # its commit's own fsync covers ours
+        theirs.covered_by_commit(disk.committed - 1)
+
+    other = threading.Thread(target=their_commit)
+    other.start()
+    mine.wait_durable(txn, committed_ns)
+    other.join()
+    assert disk.syncs == 0 and mine.covered() >= txn
+
+    alone = disk.commit()  # nobody begins a write after this one: it syncs itself
+    mine.wait_durable(alone, time.monotonic_ns())
+    assert disk.syncs == 1 and disk.durable >= alone
