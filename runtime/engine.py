@@ -282,6 +282,7 @@ class Activation:
         self._rolled_back: dict[str, Any] | None = None
         self._behind: StepWrites = []  # see save_behind
         self._settling: list[Staged] = []  # its end, when written with a round (_settle)
+        self._unsynced = 0  # store.committed() of a step result not yet made durable
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -300,6 +301,7 @@ class Activation:
         outcome = await self._run()
         settling, self._settling = self._settling, []
         if not settling:
+            self.ensure_durable()  # its end's commit made it so, if it wrote one
             return outcome
         # Its end goes with the other activations' writes of this round (_settle).
         rounds = [_LIVE.write_together(self.store, staged) for staged in settling]
@@ -670,7 +672,18 @@ class Activation:
         self.save(sid, rec, durable=False)
         if started is not None:
             self._free_slot(started)
-        self.store.sync()
+        # Synced before anything can depend on it (ensure_durable): often the next commit,
+        # the activation's end or its sleep, has made it durable by then at no cost.
+        self._unsynced = self.store.committed()
+
+    def ensure_durable(self) -> None:
+        """Make this activation's step results durable before anything that may depend on them
+        runs: a step body (its side effects may use them) or the end of the activation. A
+        commit made since by any process made them durable already (storage/kv.py): then this
+        costs no fsync."""
+        if self._unsynced:
+            mark, self._unsynced = self._unsynced, 0
+            self.store.sync_to(mark)
 
     async def _save_together(
         self, sid: tuple[str, int], rec: StepRecord, started: _Started | None

@@ -243,6 +243,7 @@ class WorkflowStep:
         record says what follows (retrying, or done with the error) and the result is None.
         `rejoin`: the running attempt's own end is awaited (it is not a new attempt)."""
         act = self._act
+        act.ensure_durable()  # the results its body may use are on disk
         rec.attempts += 0 if rejoin else 1
         rec.state, rec.until = StepState.RUNNING, None
         # A placed attempt's running record is what a rejoin looks for (runtime/compute.py).

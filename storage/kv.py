@@ -261,6 +261,15 @@ class LmdbKV:
         finally:
             self._deferring.on = False
 
+    def committed(self) -> int:
+        """The newest transaction this process committed (for sync_to)."""
+        return self._committed
+
+    def sync_to(self, txnid: int) -> None:
+        """Make this process's commits up to transaction `txnid` durable (a later commit by
+        anyone already has: its own fsync covers the commits before it)."""
+        self._make_durable(txnid, self._committed_ns)
+
     def sync_committed(self) -> None:
         """Make every commit this process has made durable: a write made with durable=False
         becomes what a durable one is. Callers that commit several writes before anyone sees

@@ -248,3 +248,53 @@ async def _slot_file(h: Harness) -> list[str]:
             return inflight.files(folder)
         await asyncio.sleep(0.001)
     raise AssertionError("no slot file")
+
+
+KVS: list[LmdbKV] = []
+SEEN: list[bool] = []
+
+
+class Checked(WorkflowEntrypoint):
+    """Each step's body checks that the step before it is on disk (MARKS: the newest commit
+    once each step returned)."""
+
+    async def run(self, event: Any, step: Any) -> Any:
+        kv = KVS[0]
+
+        def body() -> int:
+            if MARKS:
+                SEEN.append(kv._group.covered() >= MARKS[-1])
+            return 1
+
+        total = 0
+        for k in range(3):
+            total += await step.do(f"s{k}", body)
+            MARKS.append(kv.committed())
+        return total
+
+
+MARKS: list[int] = []
+
+
+def test_a_step_result_is_on_disk_before_the_next_body_runs_and_no_sooner(
+    tmp_path: Path,
+) -> None:
+    """A lone activation makes a step's result durable when something may depend on it: the
+    next step's body. The last one's is made durable by the commit of the instance's end
+    (every commit's own fsync covers the commit before it), so 3 steps cost 2 syncs."""
+
+    async def main() -> None:
+        kv = _kv(tmp_path)
+        KVS[:], SEEN[:], MARKS[:] = [kv], [], []
+        h = Harness(Checked, kv=kv, workers=1)
+        h.create("a")  # (its own write is synced: not counted)
+        syncs: list[int] = []
+        real = kv._group._sync
+        kv._group._sync = lambda: (syncs.append(1), real())[1]  # type: ignore[method-assign]
+        await h.until(lambda: h.status("a") == "complete")
+        await h.settle()
+        assert h.output("a") == 3 and SEEN == [True, True]
+        assert len(syncs) == 2  # s0 before s1's body, s1 before s2's; s2 by the end's commit
+        assert kv._group.covered() >= MARKS[-1]
+
+    asyncio.run(main())
