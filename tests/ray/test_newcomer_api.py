@@ -153,14 +153,15 @@ def test_wait_timeouts_print_round_seconds(raydo_env: Path) -> None:
 class Shown(WorkflowEntrypoint):
     async def run(self, event: Any, step: Any) -> Any:
         files = await step.do("fetch <files>", lambda: ["a.pdf", "b.pdf"])
-        await step.sleep("pause", 0.3)
+        # well above hibernate_after (0.25 s), even on a busy machine: both waits hibernate
+        await step.sleep("pause", 1.0)
 
         def flaky(ctx: Any) -> dict[str, Any]:
             if ctx.attempt == 1:
                 raise ConnectionError("storage API unavailable")
             return {"count": len(files)}
 
-        return await step.do("process", flaky, retries={"limit": 2, "delay": 0.3})
+        return await step.do("process", flaky, retries={"limit": 2, "delay": 1.0})
 
 
 def test_wait_with_progress_prints_each_change_and_describe_shows_the_steps(

@@ -89,6 +89,8 @@ def test_create_and_watch_an_instance_complete(served: Served, page: Any) -> Non
     # one bar per attempt of the retried step: the failed one, then the one that succeeded
     retried = '.tl-row[data-step="call upstream"] [data-attempt]'
     assert tab.locator(retried).count() == 2 and tab.locator(".bar.fail").count() == 1
+    # the last emit comes through the event stream, which may trail the status the page shows
+    tab.wait_for_selector('.progress-row[data-step="load"]:has-text("100")')
     assert '"percent":100' in tab.inner_text('.progress-row[data-step="load"]').replace(" ", "")
     shot(tab, "dashboard-instance.png")
 
@@ -111,6 +113,8 @@ def test_sensitive_progress_is_redacted_and_counts_read_well(
     tab.wait_for_selector('.instance[data-status="complete"]')
     tab.wait_for_selector('.progress-row[data-step="load"]')
     assert "<redacted>" in tab.inner_text('.progress-row[data-step="extract"]')
+    # the last emit comes through the event stream, which may trail the status the page shows
+    tab.wait_for_selector('.progress-row[data-step="load"]:has-text("100")')
     assert '"percent":100' in tab.inner_text('.progress-row[data-step="load"]').replace(" ", "")
     tab.screenshot(path=str(tmp_path / "redacted.png"), full_page=True)
     tab.goto(f"{served.url}/#/w/pipeline")
