@@ -48,6 +48,7 @@ class GroupSync:
         self, folder: str, sync: Callable[[], None], last_txnid: Callable[[], int], mode: int
     ) -> None:
         self._sync, self._last_txnid = sync, last_txnid
+        self.ride_for_ns = _RIDE_FOR_NS
         self._thread_lock = threading.Lock()
         self._lock_fd = os.open(os.path.join(folder, LOCK_FILE), os.O_RDWR | os.O_CREAT, mode)
         state_fd = os.open(os.path.join(folder, STATE_FILE), os.O_RDWR | os.O_CREAT, mode)
@@ -73,7 +74,7 @@ class GroupSync:
         if self.covered() >= txnid:
             return
         if committed_ns and self._begun_at() > committed_ns:
-            deadline = committed_ns + _RIDE_FOR_NS
+            deadline = committed_ns + self.ride_for_ns
             while time.monotonic_ns() < deadline:
                 time.sleep(_RIDE_POLL)
                 if self.covered() >= txnid:

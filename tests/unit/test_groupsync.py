@@ -162,6 +162,7 @@ def test_a_write_begun_after_a_commit_covers_it_with_its_own_fsync(tmp_path: Pat
 
     disk = FakeDisk()
     mine, theirs = group(tmp_path, disk), group(tmp_path, disk)  # two processes' handles
+    mine.ride_for_ns = 60 * 10**9  # however slow the machine, it waits for their commit
     txn = disk.commit()
     committed_ns = time.monotonic_ns()
     theirs.begin_write()  # another process begins a write transaction
