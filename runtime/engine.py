@@ -662,9 +662,10 @@ class Activation:
     async def save_durable(
         self, sid: tuple[str, int], rec: StepRecord, started: _Started | None = None
     ) -> None:
-        """Save a step record and return once it is durable. A lone step syncs at once; when
-        other activations (or other attempts of this one) run in this process, the sync waits a
-        few loop turns so their commits join it: one fsync for them all (group commit).
+        """Save a step record durably. A lone step commits it and goes on: it is synced when
+        something may depend on it (ensure_durable). When other activations (or other attempts
+        of this one) run in this process, it joins the next shared round and returns once that
+        is durable: one transaction and one sync for them all (group commit).
         `started`: the attempt whose outcome this is (its slot is freed once it is written)."""
         if _LIVE.count > 1 or self._busy > 1:
             await self._save_together(sid, rec, started)
@@ -690,6 +691,7 @@ class Activation:
     ) -> None:
         """save_durable in the next shared round (_Live). The attempt's slot is freed once the
         round wrote its outcome, even when this activation is stopped while it waits."""
+        behind = len(self._behind)  # (a parallel branch may add more while this one waits)
         round_, index = _LIVE.write_together(
             self.store,
             self.store.stage_steps(self.record.id, self.lease, [*self._behind, (sid, rec)]),
@@ -714,7 +716,7 @@ class Activation:
             raise _Fence()
         if error is not None:
             raise error
-        self._behind.clear()
+        del self._behind[:behind]
 
     def emitter(self, sid: tuple[str, int], attempt: int, started: _Started | None) -> Emitter:
         """The sink of `ctx.emit` for one attempt of step `sid` (runtime/emits.py); its records
