@@ -168,13 +168,13 @@ class _Live:
         before it runs (it runs after _SYNC_TURNS loop turns)."""
         await asyncio.shield(self._round(store).done)
 
-    def write_together(self, store: Store, staged: Staged) -> tuple[_Round, int]:
+    def write_together(self, store: Store, staged: list[Staged]) -> tuple[_Round, int]:
         """Have `staged` committed by the next round, in one transaction with the other writes
-        that arrive before it runs, and made durable: await the round's `done`, then read its
-        `errors` at the index returned (see InstanceStore.write_staged)."""
+        that arrive before it runs, and made durable. Returns the round and the index of the
+        first of them in it (see _written)."""
         round_ = self._round(store)
-        round_.writes.append(staged)
-        return round_, len(round_.writes) - 1
+        round_.writes.extend(staged)
+        return round_, len(round_.writes) - len(staged)
 
     def _round(self, store: Store) -> _Round:
         round_ = self._rounds.get(id(store))
@@ -202,6 +202,18 @@ class _Live:
             round_.done.set_exception(exc)
         else:
             round_.done.set_result(None)
+
+
+async def _written(round_: _Round, first: int, count: int) -> bool:
+    """Wait for the round that took `count` writes from index `first`: True when they were
+    written, False when one was fenced; any other error is raised."""
+    await asyncio.shield(round_.done)
+    for error in round_.errors[first : first + count]:
+        if isinstance(error, Fenced):
+            return False
+        if error is not None:
+            raise error
+    return True
 
 
 def _commit(store: Store, writes: list[Staged]) -> list[Exception | None]:
@@ -304,14 +316,9 @@ class Activation:
             self.ensure_durable()  # its end's commit made it so, if it wrote one
             return outcome
         # Its end goes with the other activations' writes of this round (_settle).
-        rounds = [_LIVE.write_together(self.store, staged) for staged in settling]
-        for round_, index in rounds:
-            await asyncio.shield(round_.done)
-            error = round_.errors[index]
-            if isinstance(error, Fenced):
-                return Outcome(OutcomeKind.STOPPED)
-            if error is not None:
-                raise error
+        round_, first = _LIVE.write_together(self.store, settling)
+        if not await _written(round_, first, len(settling)):
+            return Outcome(OutcomeKind.STOPPED)
         return outcome
 
     async def _run(self) -> Outcome:
@@ -694,7 +701,7 @@ class Activation:
         behind = len(self._behind)  # (a parallel branch may add more while this one waits)
         round_, index = _LIVE.write_together(
             self.store,
-            self.store.stage_steps(self.record.id, self.lease, [*self._behind, (sid, rec)]),
+            [self.store.stage_steps(self.record.id, self.lease, [*self._behind, (sid, rec)])],
         )
         if started is not None:
             started.timer.cancel()
@@ -710,12 +717,8 @@ class Activation:
                         store.end_attempt(slot)
 
             round_.done.add_done_callback(free)
-        await asyncio.shield(round_.done)
-        error = round_.errors[index]
-        if isinstance(error, Fenced):
+        if not await _written(round_, index, 1):
             raise _Fence()
-        if error is not None:
-            raise error
         del self._behind[:behind]
 
     def emitter(self, sid: tuple[str, int], attempt: int, started: _Started | None) -> Emitter:

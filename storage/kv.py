@@ -275,7 +275,7 @@ class LmdbKV:
         becomes what a durable one is. Callers that commit several writes before anyone sees
         them (the activations of one worker process) wait once for all of them, sharing one
         fsync (group commit)."""
-        self._make_durable(self._committed, self._committed_ns)
+        self.sync_to(self._committed)
 
     def _make_durable(self, txnid: int, committed_ns: int) -> None:
         if self.sync_each_commit:
