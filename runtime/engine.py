@@ -161,6 +161,7 @@ class _Live:
 
     count = 0
     _rounds: dict[int, _Round] = {}  # by store: the round about to run
+    _committing: dict[int, asyncio.Future[None]] = {}  # by store: the newest round closed
     _runners: set[asyncio.Future[None]] = set()  # their tasks (asyncio keeps weak references)
 
     async def sync_together(self, store: Store) -> None:
@@ -189,7 +190,17 @@ class _Live:
     async def _run_soon(self, store: Store, round_: _Round) -> None:
         for _ in range(_SYNC_TURNS):
             await asyncio.sleep(0)
+        # While the round before is still committing, this one takes every write that arrives:
+        # the busier the disk, the more writes each commit carries (group commit).
+        before = self._committing.get(id(store))
+        if (
+            before is not None
+            and not before.done()
+            and before.get_loop() is asyncio.get_running_loop()
+        ):
+            await asyncio.wait([before])
         del self._rounds[id(store)]  # writes from now on go to the next round
+        self._committing[id(store)] = round_.done
         try:
             if store.syncs_to_disk:
                 # In the sync thread: the loop goes on meanwhile (timers, other activations'
@@ -236,6 +247,9 @@ _SYNCER = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="raydo-syn
 # An attempt running this long gets its running record written (status and the stream show it);
 # a shorter one's start is written only with its outcome.
 SHOW_RUNNING_AFTER = 0.1
+# A lone activation's step result is committed with its next write (the next step's, its end,
+# its sleep), and at the latest this long after step.do returned (Activation.save_durable).
+WRITE_BEHIND_FOR = 0.002
 _SYNC_TURNS = 3  # loop turns a shared sync waits for other activations to reach their commits
 
 _RUNNING: contextvars.ContextVar[Activation | None] = contextvars.ContextVar(
@@ -294,7 +308,10 @@ class Activation:
         self._rolled_back: dict[str, Any] | None = None
         self._behind: StepWrites = []  # see save_behind
         self._settling: list[Staged] = []  # its end, when written with a round (_settle)
-        self._unsynced = 0  # store.committed() of a step result not yet made durable
+        self._owed = False  # a step result is not durable yet: see save_durable
+        self._freeing: list[_Started] = []  # attempts whose slots go once _behind is written
+        self._failed = False  # a write of this activation failed (storage error)
+        self._soon: asyncio.TimerHandle | None = None  # see _write_soon
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -310,16 +327,32 @@ class Activation:
             self._modifiers = modifiers
 
     async def run(self) -> Outcome:
-        outcome = await self._run()
-        settling, self._settling = self._settling, []
-        if not settling:
-            self.ensure_durable()  # its end's commit made it so, if it wrote one
+        try:
+            outcome = await self._run()
+            settling, self._settling = self._settling, []
+            if not settling:
+                if outcome.kind is not OutcomeKind.STOPPED:  # (stopped: nothing more is ours)
+                    self.ensure_durable()  # the results its end wrote (or a commit since has)
+                return outcome
+            # Its end goes with the other activations' writes of this round (_settle).
+            round_, first = _LIVE.write_together(self.store, settling)
+            try:
+                if not await _written(round_, first, len(settling)):
+                    return Outcome(OutcomeKind.STOPPED)
+            except Exception:
+                self._failed = True
+                raise
             return outcome
-        # Its end goes with the other activations' writes of this round (_settle).
-        round_, first = _LIVE.write_together(self.store, settling)
-        if not await _written(round_, first, len(settling)):
-            return Outcome(OutcomeKind.STOPPED)
-        return outcome
+        finally:
+            if self._soon is not None:
+                self._soon.cancel()
+            # Attempts whose results were written, or never will be by this activation (it
+            # was stopped: the instance is no longer its own), count no more. After a storage
+            # failure they stay: they count should the process die.
+            if not self._failed:
+                for started in self._freeing:
+                    self._free_slot(started)
+            self._freeing.clear()
 
     async def _run(self) -> Outcome:
         if self._preloaded is not None:
@@ -519,12 +552,24 @@ class Activation:
                 self._behind = []
             self._settling.append(self.store.stage_settle(rec.id, self.lease, rec, output))
             return outcome
+        # One commit with what is behind (the last step's result, often), not synced: run()
+        # syncs it if a step result is in it; an end alone is re-derived by replay.
+        writes = [self.store.stage_settle(rec.id, self.lease, rec, output)]
+        if self._behind:
+            writes.insert(0, self.store.stage_steps(rec.id, self.lease, self._behind))
         try:
-            self._write_behind()
-            # Not synced: every finished outcome is re-derived by replay from the (synced) steps.
-            self.store.settle(rec.id, self.lease, rec, output, durable=False)
-        except (Fenced, _Fence):
+            errors = self.store.write_staged(writes)
+        except Exception:
+            self._failed = True
+            raise
+        failure = next((e for e in errors if e is not None), None)
+        if isinstance(failure, Fenced):
             return Outcome(OutcomeKind.STOPPED)
+        if failure is not None:
+            self._failed = True
+            raise failure
+        self._behind = []
+        self._written_behind()
         return outcome
 
     # -- control from outside (the actor) ------------------------------------------------------
@@ -598,7 +643,17 @@ class Activation:
             self.store.save_steps(self.record.id, self.lease, writes, durable)
         except Fenced:
             raise _Fence() from None
+        except Exception:
+            self._failed = True
+            raise
         self._behind.clear()
+        self._written_behind()
+
+    def _written_behind(self) -> None:
+        """The step results carried behind are written: their attempts' slots go."""
+        for started in self._freeing:
+            self._free_slot(started)
+        self._freeing.clear()
 
     def begin_attempt(self, sid: tuple[str, int], rec: StepRecord, eager: bool) -> _Started | None:
         """Record that an attempt of `rec` starts, before its body runs: in this process's slot
@@ -666,32 +721,51 @@ class Activation:
         if self._behind:
             self.save(*self._behind.pop(), durable=False)
 
+    def _write_soon(self) -> None:
+        """Step results carried behind are committed within WRITE_BEHIND_FOR even when
+        nothing depends on them yet (code between steps that awaits something else, a wait in
+        this process): a process killed meanwhile loses at most that moment's."""
+        self._soon = None
+        if self._stopped or not self._behind:
+            return
+        try:
+            self._write_behind()
+        except _Fence:
+            self.stop()
+        except Exception as exc:  # written at its next write, which raises if storage still fails
+            log.warning("instance %s: step results not written yet: %s", self.record.id, exc)
+
     async def save_durable(
         self, sid: tuple[str, int], rec: StepRecord, started: _Started | None = None
     ) -> None:
-        """Save a step record durably. A lone step commits it and goes on: it is synced when
-        something may depend on it (ensure_durable). When other activations (or other attempts
-        of this one) run in this process, it joins the next shared round and returns once that
-        is durable: one transaction and one sync for them all (group commit).
+        """Save a step record durably. A lone step carries it with its next write and goes
+        on: it is written and synced when something may depend on it (ensure_durable: the
+        next step's body; or the activation's end, which writes it in its own transaction).
+        When other activations (or other attempts of this one) run in this process, it joins
+        the next shared round and returns once that is durable: one transaction and one sync
+        for them all (group commit).
         `started`: the attempt whose outcome this is (its slot is freed once it is written)."""
         if _LIVE.count > 1 or self._busy > 1:
             await self._save_together(sid, rec, started)
             return
-        self.save(sid, rec, durable=False)
+        self._behind.append((sid, replace(rec)))
+        self._owed = True
+        if self._soon is None:
+            self._soon = asyncio.get_running_loop().call_later(WRITE_BEHIND_FOR, self._write_soon)
         if started is not None:
-            self._free_slot(started)
-        # Synced before anything can depend on it (ensure_durable): often the next commit,
-        # the activation's end or its sleep, has made it durable by then at no cost.
-        self._unsynced = self.store.committed()
+            started.timer.cancel()  # its running record must not be written after its outcome
+            started.handed = True  # its slot goes once the outcome is written (_written_behind)
+            self._freeing.append(started)
 
     def ensure_durable(self) -> None:
         """Make this activation's step results durable before anything that may depend on them
-        runs: a step body (its side effects may use them) or the end of the activation. A
-        commit made since by any process made them durable already (storage/kv.py): then this
-        costs no fsync."""
-        if self._unsynced:
-            mark, self._unsynced = self._unsynced, 0
-            self.store.sync_to(mark)
+        runs: a step body (its side effects may use them) or the end of the activation.
+        Writes what is carried behind, then syncs; a commit made since by any process made
+        them durable already (storage/kv.py): then this costs no fsync."""
+        if self._owed:
+            self._owed = False
+            self._write_behind()
+            self.store.sync_to(self.store.committed())
 
     async def _save_together(
         self, sid: tuple[str, int], rec: StepRecord, started: _Started | None
@@ -720,6 +794,8 @@ class Activation:
         if not await _written(round_, index, 1):
             raise _Fence()
         del self._behind[:behind]
+        if not self._behind:
+            self._written_behind()
 
     def emitter(self, sid: tuple[str, int], attempt: int, started: _Started | None) -> Emitter:
         """The sink of `ctx.emit` for one attempt of step `sid` (runtime/emits.py); its records
@@ -728,7 +804,9 @@ class Activation:
         return Emitter(self.store, self.record.id, self.lease, sid, attempt, self.clock, before)
 
     def take_event(self, sid: tuple[str, int], rec: StepRecord) -> bool:
-        self._write_behind()  # the history tells what happened in order
+        # The history tells what happened in order; the taking's commit (its own fsync) makes
+        # the results before it durable before it is.
+        self._write_behind()
         try:
             return self.store.take_event(self.record.id, self.lease, sid, rec) is not None
         except Fenced:

@@ -4,13 +4,14 @@ write to one storage (the namespace actor and every instance actor on the node).
 With sync_commits on, LMDB runs in NOMETASYNC mode (storage/kv.py): a commit fsyncs its own
 pages, then writes its meta page, the one that makes it current, without waiting. The commit is
 durable once an fsync that *started* after it has covered that meta page: the next commit's own
-fsync does, or a sync made here. The storage folder holds a shared counter (`sync.state`,
-8 bytes, mapped into every process): the newest transaction id known to be durable. Every
-commit raises it to the transaction before it. A durable write whose transaction it does not
-cover yet first looks at when the newest write transaction began (the state's second field,
-set by every writer before it begins): one begun after its commit will fsync after its meta
-page was written, so it waits for that commit (a few hundred microseconds while processes
-commit one after another) instead of adding an fsync to the disk's queue. Otherwise it syncs,
+fsync does, or a sync made here. The storage folder holds a shared state (`sync.state`, 24
+bytes, mapped into every process): the newest transaction id known to be durable, and when a
+writer last asked for LMDB's write lock and last got it. Every commit raises the first to the
+transaction before it. A durable write whose transaction it does not cover yet first looks for
+a writer that will commit after it: one that asked for the lock or got it since its commit, or
+one waiting for it (asked later than the last one got it). That commit will fsync after its
+meta page was written, so it waits for it (a few hundred microseconds while processes commit
+one after another) instead of adding an fsync to the disk's queue. Otherwise it syncs,
 one process at a time, holding an flock on `sync.lock` (plus a thread lock: flock does not
 exclude threads sharing a file); one that waited for the lock usually finds that the sync it
 waited for covered it too. So N processes committing at once pay about one fsync per commit,
@@ -35,8 +36,9 @@ from collections.abc import Callable
 STATE_FILE = "sync.state"
 LOCK_FILE = "sync.lock"
 _COUNTER = struct.Struct("<Q")
-_BEGUN_AT = 8  # offset of the second field: when the newest write transaction began
-_STATE_SIZE = 16
+_BEGUN_AT = 8  # second field: when a writer last asked for LMDB's write lock
+_HELD_AT = 16  # third field: when a writer last got it
+_STATE_SIZE = 24
 # A durable write whose meta page awaits an fsync waits this long at most for a write
 # transaction begun after it (by any process) to commit: that commit's own fsync covers it.
 _RIDE_FOR_NS = 3_000_000
@@ -73,7 +75,7 @@ class GroupSync:
         own (up to _RIDE_FOR_NS: it may fail and commit nothing)."""
         if self.covered() >= txnid:
             return
-        if committed_ns and self._begun_at() > committed_ns:
+        if committed_ns and self._writer_follows(committed_ns):
             deadline = committed_ns + self.ride_for_ns
             while time.monotonic_ns() < deadline:
                 time.sleep(_RIDE_POLL)
@@ -91,8 +93,19 @@ class GroupSync:
         """A write transaction is about to begin: its commit will fsync (see wait_durable)."""
         _COUNTER.pack_into(self._map, _BEGUN_AT, time.monotonic_ns())
 
-    def _begun_at(self) -> int:
-        return int(_COUNTER.unpack_from(self._map, _BEGUN_AT)[0])
+    def holding_write(self) -> None:
+        """This process got LMDB's write lock (its transaction began)."""
+        _COUNTER.pack_into(self._map, _HELD_AT, time.monotonic_ns())
+
+    def _writer_follows(self, committed_ns: int) -> bool:
+        """A write transaction will commit after the one committed at `committed_ns`: one asked
+        for the write lock since, or one got it since, or one is waiting for it (it asked later
+        than the last one got it; a writer that asked while that commit held the lock)."""
+        begun_at, held_at = (
+            _COUNTER.unpack_from(self._map, _BEGUN_AT)[0],
+            _COUNTER.unpack_from(self._map, _HELD_AT)[0],
+        )
+        return begun_at > committed_ns or held_at > committed_ns or begun_at > held_at
 
     def covered_by_commit(self, txnid: int) -> None:
         """A commit's own fsync (LMDB's NOMETASYNC mode) made transaction `txnid`, the one before

@@ -292,6 +292,8 @@ class LmdbKV:
         while True:
             try:
                 with self._env.begin(write=True) as txn:
+                    if self._each_commit:
+                        self._group.holding_write()  # a durable write committed before waits
                     result = fn(_LmdbTxn(txn))
                     txnid = int(txn.id())
                 return result, txnid

@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -154,30 +155,60 @@ def test_deferred_durable_writes_share_one_sync_made_by_the_caller(tmp_path: Pat
     kv.close()
 
 
+def committing_soon(theirs: GroupSync, disk: FakeDisk) -> threading.Thread:
+    """Another process, about to get the write lock and commit: its commit's own fsync covers
+    the commit before it."""
+
+    def commit() -> None:
+        time.sleep(0.001)
+        theirs.holding_write()  # it gets the write lock
+        disk.durable = disk.commit()
+        theirs.covered_by_commit(disk.committed - 1)
+
+    other = threading.Thread(target=commit)
+    other.start()
+    return other
+
+
 def test_a_write_begun_after_a_commit_covers_it_with_its_own_fsync(tmp_path: Path) -> None:
     """LMDB's NOMETASYNC mode: every commit fsyncs, which makes the commit before it durable.
     A durable write that sees another write transaction begin after it waits for that commit
     instead of adding an fsync; with none begun, it syncs at once."""
-    import time
-
     disk = FakeDisk()
     mine, theirs = group(tmp_path, disk), group(tmp_path, disk)  # two processes' handles
     mine.ride_for_ns = 60 * 10**9  # however slow the machine, it waits for their commit
     txn = disk.commit()
     committed_ns = time.monotonic_ns()
     theirs.begin_write()  # another process begins a write transaction
-
-    def their_commit() -> None:
-        time.sleep(0.001)
-        disk.durable = disk.commit()  # its commit's own fsync covers ours
-        theirs.covered_by_commit(disk.committed - 1)
-
-    other = threading.Thread(target=their_commit)
-    other.start()
+    other = committing_soon(theirs, disk)
     mine.wait_durable(txn, committed_ns)
     other.join()
     assert disk.syncs == 0 and mine.covered() >= txn
 
     alone = disk.commit()  # nobody begins a write after this one: it syncs itself
+    mine.wait_durable(alone, time.monotonic_ns())
+    assert disk.syncs == 1 and disk.durable >= alone
+
+
+def test_a_writer_waiting_for_the_lock_when_a_commit_ends_covers_it(tmp_path: Path) -> None:
+    """A writer that asked for LMDB's write lock while our commit held it gets the lock after
+    us, so its commit's fsync covers ours: we wait for it, though it asked before we committed.
+    Our own ask and hold alone (nobody waiting) do not make us wait."""
+    disk = FakeDisk()
+    mine, theirs = group(tmp_path, disk), group(tmp_path, disk)
+    mine.ride_for_ns = 60 * 10**9
+    mine.begin_write()
+    mine.holding_write()  # our transaction holds the lock
+    theirs.begin_write()  # theirs asks for it meanwhile, and waits
+    txn = disk.commit()
+    committed_ns = time.monotonic_ns()
+    other = committing_soon(theirs, disk)
+    mine.wait_durable(txn, committed_ns)
+    other.join()
+    assert disk.syncs == 0 and mine.covered() >= txn
+
+    mine.begin_write()
+    mine.holding_write()
+    alone = disk.commit()
     mine.wait_durable(alone, time.monotonic_ns())
     assert disk.syncs == 1 and disk.durable >= alone

@@ -5,7 +5,7 @@ process (LocalEnv: in-memory storage, fake clock)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from raydo import InstanceStatus, StorageFullError, WorkflowEntrypoint
@@ -37,6 +37,11 @@ class FillingKV:
         if Disk.full:
             raise StorageFullError("the disk is full (a test's storage refuses writes)")
         return self.inner.write(fn, durable)
+
+    def write_each(self, fns: Sequence[Callable[[Writer], object]]) -> list[Exception | None]:
+        if Disk.full:
+            raise StorageFullError("the disk is full (a test's storage refuses writes)")
+        return self.inner.write_each(fns)
 
     def sync_committed(self) -> None:
         if Disk.full:
