@@ -248,8 +248,10 @@ _SYNCER = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="raydo-syn
 # a shorter one's start is written only with its outcome.
 SHOW_RUNNING_AFTER = 0.1
 # A lone activation's step result is committed with its next write (the next step's, its end,
-# its sleep), and at the latest this long after step.do returned (Activation.save_durable).
-WRITE_BEHIND_FOR = 0.002
+# its sleep), and at the latest this many event loop turns after step.do returned
+# (Activation.save_durable): turns, not time, so a loaded machine does not lose the sharing (an
+# activation's end comes 2 turns after its last step returned).
+WRITE_BEHIND_TURNS = 4
 _SYNC_TURNS = 3  # loop turns a shared sync waits for other activations to reach their commits
 
 _RUNNING: contextvars.ContextVar[Activation | None] = contextvars.ContextVar(
@@ -311,7 +313,7 @@ class Activation:
         self._owed = False  # a step result is not durable yet: see save_durable
         self._freeing: list[_Started] = []  # attempts whose slots go once _behind is written
         self._failed = False  # a write of this activation failed (storage error)
-        self._soon: asyncio.TimerHandle | None = None  # see _write_soon
+        self._soon: asyncio.Handle | None = None  # see _write_soon
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -721,10 +723,13 @@ class Activation:
         if self._behind:
             self.save(*self._behind.pop(), durable=False)
 
-    def _write_soon(self) -> None:
-        """Step results carried behind are committed within WRITE_BEHIND_FOR even when
-        nothing depends on them yet (code between steps that awaits something else, a wait in
-        this process): a process killed meanwhile loses at most that moment's."""
+    def _write_soon(self, turns: int) -> None:
+        """Step results carried behind are committed within WRITE_BEHIND_TURNS loop turns even
+        when nothing depends on them yet (code between steps that awaits something else, a
+        wait in this process): a process killed meanwhile loses at most that moment's."""
+        if turns > 1:
+            self._soon = asyncio.get_running_loop().call_soon(self._write_soon, turns - 1)
+            return
         self._soon = None
         if self._stopped or not self._behind:
             return
@@ -751,7 +756,7 @@ class Activation:
         self._behind.append((sid, replace(rec)))
         self._owed = True
         if self._soon is None:
-            self._soon = asyncio.get_running_loop().call_later(WRITE_BEHIND_FOR, self._write_soon)
+            self._soon = asyncio.get_running_loop().call_soon(self._write_soon, WRITE_BEHIND_TURNS)
         if started is not None:
             started.timer.cancel()  # its running record must not be written after its outcome
             started.handed = True  # its slot goes once the outcome is written (_written_behind)

@@ -258,10 +258,10 @@ class InstanceStore:
                 w.delete(keys.timer(old_due, self.workflow, rec.id))
             if new_due is not None:
                 w.put(keys.timer(new_due, self.workflow, rec.id), b"")
-        if old is None or (old.status, old.created_at) != (rec.status, rec.created_at):
-            if old is not None:
-                unlist(w, self.workflow, old)
+        if old is None:
             add_listed(w, self.workflow, rec)
+        else:
+            relist(w, self.workflow, old, rec)
         w.put(key, pack_instance(rec))
 
     def _record_history(self, w: Writer, old: InstanceRecord | None, rec: InstanceRecord) -> None:
@@ -696,6 +696,20 @@ def add_listed(w: Writer, wf: str, rec: InstanceRecord) -> None:
     w.put(keys.by_created(wf, rec.created_at, rec.id), b"")
     w.put(keys.by_status(wf, str(rec.status), rec.created_at, rec.id), b"")
     _add_count(w, wf, str(rec.status), 1)
+
+
+def relist(w: Writer, wf: str, old: InstanceRecord, rec: InstanceRecord) -> None:
+    """Move `rec` in the listing indexes from where `old` (as stored) has it: only the keys
+    that change are written (a status change leaves the by-creation index alone)."""
+    if old.created_at != rec.created_at:
+        w.delete(keys.by_created(wf, old.created_at, old.id))
+        w.put(keys.by_created(wf, rec.created_at, rec.id), b"")
+    if (old.status, old.created_at) != (rec.status, rec.created_at):
+        w.delete(keys.by_status(wf, str(old.status), old.created_at, old.id))
+        w.put(keys.by_status(wf, str(rec.status), rec.created_at, rec.id), b"")
+    if old.status != rec.status:
+        _add_count(w, wf, str(old.status), -1)
+        _add_count(w, wf, str(rec.status), 1)
 
 
 def unlist(w: Writer, wf: str, rec: InstanceRecord) -> None:

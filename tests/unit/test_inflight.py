@@ -51,10 +51,8 @@ def _kv(tmp_path: Path) -> LmdbKV:
 
 
 def test_a_fast_attempt_commits_only_its_outcome_and_its_history_is_whole(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
-    # (the last result waits for the end's commit however slow the machine: see the next test)
-    monkeypatch.setattr(engine, "WRITE_BEHIND_FOR", 600.0)
 
     async def main() -> None:
         h = Harness(Attempts, kv=_kv(tmp_path), workers=1)
@@ -103,7 +101,7 @@ def test_a_step_result_is_committed_soon_though_nothing_depends_on_it_yet(
     tmp_path: Path,
 ) -> None:
     """A lone activation carries a step's result to its next write; while run() lingers in
-    code of its own between steps, the result is committed anyway (WRITE_BEHIND_FOR): a
+    code of its own between steps, the result is committed anyway (WRITE_BEHIND_TURNS): a
     process killed there would not run the step again. Its attempt's slot is free then."""
 
     async def main() -> None:
@@ -319,12 +317,11 @@ class Checked(WorkflowEntrypoint):
 
 
 def test_a_step_result_is_on_disk_before_the_next_body_runs_and_no_sooner(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     """A lone activation makes a step's result durable when something may depend on it: the
     next step's body. The last one's is written with the instance's end, in one commit, and
     that is synced: 3 steps cost 3 commits and 3 syncs (no more: an fsync per step)."""
-    monkeypatch.setattr(engine, "WRITE_BEHIND_FOR", 600.0)  # however slow the machine
 
     async def main() -> None:
         kv = _kv(tmp_path)

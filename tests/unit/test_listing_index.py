@@ -300,3 +300,31 @@ def test_a_created_at_given_back_as_a_datetime_bound_includes_its_instance() -> 
         until = listing.check_query(None, 10, None, False, None, shown).until
         assert since is not None and until is not None
         assert since <= created <= until, (k, created, shown)
+
+
+def test_a_status_change_writes_only_the_index_keys_that_change() -> None:
+    """Every key written costs its B-tree leaf a page write on commit: a status change moves
+    the by-status key and the two counters, and leaves the by-creation key alone."""
+    kv = MemoryKV()
+    store = InstanceStore(kv, "a")
+    store.create([("x", b"p")], 7.0, skip_existing=False)
+    touched: list[bytes] = []
+
+    def tracking(fn):  # type: ignore[no-untyped-def]
+        def apply(w):  # type: ignore[no-untyped-def]
+            put, delete = w.put, w.delete
+            w.put = lambda k, v: (touched.append(k), put(k, v))[1]
+            w.delete = lambda k: (touched.append(k), delete(k))[1]
+            return fn(w)
+
+        return apply
+
+    write = kv.write
+    kv.write = lambda fn, durable=True: write(tracking(fn), durable)  # type: ignore[method-assign]
+    rec = store.require("x")
+    rec.status = InstanceStatus.RUNNING
+    store.save(rec, durable=False)
+    regions = Counter(k[:1] for k in touched)
+    assert regions[b"C"] == 0, touched
+    assert regions[b"S"] == 2 and regions[b"K"] == 2 and regions[b"I"] == 1, touched
+    index_matches_records(kv)

@@ -13,7 +13,6 @@ import pytest
 from harness import Harness
 
 from raydo.errors import InvalidInputError
-from raydo.runtime import engine
 from raydo.runtime.clock import FakeClock
 from raydo.runtime.engine import _LIVE, _written
 from raydo.runtime.model import WorkflowEntrypoint
@@ -143,7 +142,6 @@ async def test_parallel_instances_share_step_transactions_on_lmdb(
 
         return call
 
-    monkeypatch.setattr(engine, "WRITE_BEHIND_FOR", 600.0)  # however slow the machine
     monkeypatch.setattr(InstanceStore, "save_steps", counted(InstanceStore.save_steps))
     monkeypatch.setattr(InstanceStore, "settle", counted(InstanceStore.settle))
     monkeypatch.setattr(InstanceStore, "write_staged", counted(InstanceStore.write_staged))
