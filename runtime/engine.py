@@ -216,10 +216,15 @@ class _Live:
 
 
 async def _written(round_: _Round, first: int, count: int) -> bool:
-    """Wait for the round that took `count` writes from index `first`: True when they were
-    written, False when one was fenced; any other error is raised."""
+    """Wait for the round that took `count` writes from index `first`: _applied of theirs."""
     await asyncio.shield(round_.done)
-    for error in round_.errors[first : first + count]:
+    return _applied(round_.errors[first : first + count])
+
+
+def _applied(errors: list[Exception | None]) -> bool:
+    """The errors of staged writes (InstanceStore.write_staged): True when all were written,
+    False when one was fenced; any other error is raised."""
+    for error in errors:
         if isinstance(error, Fenced):
             return False
         if error is not None:
@@ -351,10 +356,9 @@ class Activation:
             # Attempts whose results were written, or never will be by this activation (it
             # was stopped: the instance is no longer its own), count no more. After a storage
             # failure they stay: they count should the process die.
-            if not self._failed:
-                for started in self._freeing:
-                    self._free_slot(started)
-            self._freeing.clear()
+            if self._failed:
+                self._freeing.clear()
+            self._written_behind()
 
     async def _run(self) -> Outcome:
         if self._preloaded is not None:
@@ -560,16 +564,11 @@ class Activation:
         if self._behind:
             writes.insert(0, self.store.stage_steps(rec.id, self.lease, self._behind))
         try:
-            errors = self.store.write_staged(writes)
+            if not _applied(self.store.write_staged(writes)):
+                return Outcome(OutcomeKind.STOPPED)
         except Exception:
             self._failed = True
             raise
-        failure = next((e for e in errors if e is not None), None)
-        if isinstance(failure, Fenced):
-            return Outcome(OutcomeKind.STOPPED)
-        if failure is not None:
-            self._failed = True
-            raise failure
         self._behind = []
         self._written_behind()
         return outcome
@@ -770,7 +769,7 @@ class Activation:
         if self._owed:
             self._owed = False
             self._write_behind()
-            self.store.sync_to(self.store.committed())
+            self.store.sync()  # free when a commit since (by anyone) covered it
 
     async def _save_together(
         self, sid: tuple[str, int], rec: StepRecord, started: _Started | None

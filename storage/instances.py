@@ -612,19 +612,6 @@ class InstanceStore:
         """Make this process's commits so far durable (see LmdbKV.sync_committed)."""
         self.kv.sync_committed()
 
-    def committed(self) -> int:
-        """A mark (never 0) for this process's commits so far, for sync_to."""
-        committed = getattr(self.kv, "committed", None)
-        return max(1, committed()) if committed is not None else 1
-
-    def sync_to(self, mark: int) -> None:
-        """Make this process's commits up to `mark` (committed()) durable."""
-        sync_to = getattr(self.kv, "sync_to", None)
-        if sync_to is not None:
-            sync_to(mark)
-        else:
-            self.kv.sync_committed()
-
     def deferring_sync(self) -> contextlib.AbstractContextManager[None]:
         """Durable writes inside commit unsynced; call sync() before telling anyone (see
         LmdbKV.deferred_sync). A store without the means syncs each write as usual."""
