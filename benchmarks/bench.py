@@ -375,7 +375,7 @@ async def bench_throughput(concurrency: int, batches: int, batch_size: int) -> d
         warm=_actors(concurrency) or concurrency,
     )
     # warm-up: start every pooled actor and run a few instances through each
-    warm = await wf.create_batch([{} for _ in range(max(20, 5 * concurrency))])
+    warm = await wf.create_batch([{} for _ in range(min(100, max(20, 5 * concurrency)))])
     await gather_all([i.wait(timeout=300) for i in warm])
 
     total = batches * batch_size

@@ -27,9 +27,9 @@ import enum
 import inspect
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import Coroutine
 from concurrent.futures import Executor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -154,6 +154,27 @@ class _Round:
     done: asyncio.Future[None]
     writes: list[Staged] = field(default_factory=list)
     errors: list[Exception | None] = field(default_factory=list)  # by write: None = written
+
+
+class _Busy:
+    """Activation.busy: one running attempt, counted while inside."""
+
+    __slots__ = ("_act", "_timeout")
+
+    def __init__(self, act: Activation, timeout: float | None) -> None:
+        self._act, self._timeout = act, timeout
+
+    async def __aenter__(self) -> None:
+        act = self._act
+        act._busy += 1
+        if self._timeout is not None:
+            act._deadlines[self] = act.clock.monotonic() + self._timeout
+
+    async def __aexit__(self, *exc: object) -> None:
+        act = self._act
+        act._busy -= 1
+        act._deadlines.pop(self, None)
+        act._poke()
 
 
 class _Live:
@@ -297,7 +318,7 @@ class Activation:
         self._counts: defaultdict[str, int] = defaultdict(int)
         self._seq = 0
         self._busy = 0
-        self._deadlines: dict[int, float] = {}
+        self._deadlines: dict[_Busy, float] = {}  # by running attempt
         self.strays: list[concurrent.futures.Future[Any]] = []
         self._parks: list[_Park] = []
         self._pausing = False
@@ -671,7 +692,7 @@ class Activation:
         if slot is None:
             self.save(sid, rec, durable=False)
             return None
-        started = _Started(sid, replace(rec), slot)
+        started = _Started(sid, rec.copy(), slot)
         started.timer = asyncio.get_running_loop().call_later(
             SHOW_RUNNING_AFTER, self._show_running, started
         )
@@ -752,7 +773,7 @@ class Activation:
         if _LIVE.count > 1 or self._busy > 1:
             await self._save_together(sid, rec, started)
             return
-        self._behind.append((sid, replace(rec)))
+        self._behind.append((sid, rec.copy()))
         self._owed = True
         if self._soon is None:
             self._soon = asyncio.get_running_loop().call_soon(self._write_soon, WRITE_BEHIND_TURNS)
@@ -816,19 +837,10 @@ class Activation:
         except Fenced:
             raise _Fence() from None
 
-    @contextlib.asynccontextmanager
-    async def busy(self, timeout: float | None = None) -> AsyncIterator[None]:
-        """Count a running attempt; with `timeout`, also its deadline for the actor's watchdog."""
-        self._busy += 1
-        token = id(asyncio.current_task())
-        if timeout is not None:
-            self._deadlines[token] = self.clock.monotonic() + timeout
-        try:
-            yield
-        finally:
-            self._busy -= 1
-            self._deadlines.pop(token, None)
-            self._poke()
+    def busy(self, timeout: float | None = None) -> _Busy:
+        """`async with`: count a running attempt; with `timeout`, also its deadline for the
+        actor's watchdog. (A class, not a generator: it is entered on every attempt.)"""
+        return _Busy(self, timeout)
 
     async def idle_while(self, running: asyncio.Future[Any], until: float) -> None:
         """Wait for an attempt that runs elsewhere (runtime/compute.py) as a park until

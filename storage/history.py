@@ -111,12 +111,20 @@ def append(w: Writer, wf: str, iid: str, events: list[Event]) -> None:
     """Append events (in order) inside the caller's write transaction."""
     if not events:
         return
-    next_key = keys.history_next(wf, iid)
-    seq = keys.decode_u64(w.get(next_key))
+    seq = _next_seq(w, wf, iid)
     for event in events:
         w.put(keys.history_event(wf, iid, seq), pack(event))
         seq += 1
-    w.put(next_key, keys.encode_u64(seq))
+
+
+def _next_seq(r: Reader, wf: str, iid: str) -> int:
+    """The next event's sequence number: one past the newest event's (history is appended to,
+    and deleted only with its instance). Read off the last key rather than kept in a counter of
+    its own: a counter key sits apart from the events' page and cost a step's commit a page
+    write more."""
+    for key, _ in r.scan_back(keys.history_of(wf, iid)):
+        return keys.history_seq_of(key) + 1
+    return 0
 
 
 def instance_events(

@@ -16,8 +16,7 @@ keys sort in logical order and a timer queue or an event FIFO is a prefix scan.
     N  wf  id  E  type  seq(u64)             -> buffered event            |  own actor (or the
     N  wf  id  Q                             -> next event sequence       |  namespace actor while
     N  wf  id  M                             -> test modifiers            |   it holds no actor)
-    N  wf  id  H  seq(u64)                   -> history event             |
-    N  wf  id  h                             -> next history sequence    /
+    N  wf  id  H  seq(u64)                   -> history event            /
     M  wf                                    -> test modifiers for instances created next
     T  due_ms(u64)  wf  id                   -> timer (empty value): a wake-up, or the expiry of
                                                 a finished instance past its retention
@@ -35,6 +34,9 @@ exactly the listing's (created_at, id) order; the id runs to the end of the key.
 added them; a version-1 storage is migrated in place when first opened (storage/migrate.py).
 
 The `M` keys and meta/clock exist only where raydo.testing wrote them: production storage has none.
+A history event's sequence number is one past the newest `H` key's (storage/history.py); storages
+written before 2026-11-24 also hold `N wf id h` (the next one, kept apart), which is no longer read
+or written and goes with its instance.
 """
 
 from __future__ import annotations
@@ -113,10 +115,6 @@ def history_event(wf: str, iid: str, seq: int) -> bytes:
 
 def history_seq_of(key: bytes) -> int:
     return int(_U64.unpack(key[-8:])[0])
-
-
-def history_next(wf: str, iid: str) -> bytes:
-    return namespace(wf, iid) + b"h"
 
 
 def steps_of(wf: str, iid: str) -> bytes:

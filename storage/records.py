@@ -132,6 +132,13 @@ class StepRecord:
     def __post_init__(self) -> None:
         self.kind, self.state = StepKind(self.kind), StepState(self.state)
 
+    def copy(self) -> StepRecord:
+        """A shallow copy (dataclasses.replace, without its per-field __init__: the step path
+        takes one on every attempt)."""
+        new = object.__new__(StepRecord)
+        new.__dict__.update(self.__dict__)
+        return new
+
 
 StepWrites = list[tuple[tuple[str, int], StepRecord]]
 """Step records to write in one transaction, in order: ((name, count), record)."""

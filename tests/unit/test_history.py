@@ -199,6 +199,44 @@ def test_a_lost_attempt_is_recorded_as_errored_then_retried() -> None:
     assert list(kv.read(lambda r: list(r.scan(b"N\x00wf\x00a\x00")))) == []
 
 
+def test_a_step_save_writes_its_record_and_events_and_no_counter_key() -> None:
+    """Sequence numbers are read off the newest event: a counter key of its own sat apart from
+    the events and cost a long instance's every step a page write more."""
+    kv = MemoryKV()
+    check_schema(kv)
+    store = InstanceStore(kv, "wf")
+    store.create([("a", b"\xc0")], 0.0, False)
+    store.acquire(["a"], 1.0)
+    before = dict(kv.read(lambda r: list(r.scan(b"N\x00wf\x00a\x00"))))
+    rec = StepRecord(kind=StepKind.DO, seq=0, state=StepState.DONE, attempts=1, value=b"\xc0")
+    store.save_step("a", 1, ("s", 1), rec, durable=True)
+    after = dict(kv.read(lambda r: list(r.scan(b"N\x00wf\x00a\x00"))))
+    written = sorted(k for k in after if after[k] != before.get(k))
+    history_keys = [k for k in written if k.startswith(b"N\x00wf\x00a\x00H\x00")]
+    assert written == sorted(
+        [b"N\x00wf\x00a\x00S\x00s\x00" + (1).to_bytes(4, "big"), *history_keys]
+    )
+    assert len(history_keys) == 4  # step_started, attempt_started/completed, step_completed
+    cursors = [e["cursor"] for e in store.history("a", None, 100)]
+    assert cursors == list(range(len(cursors)))
+
+
+def test_a_storage_with_the_old_history_counter_key_goes_on_numbering_after_its_events() -> None:
+    kv = MemoryKV()
+    check_schema(kv)
+    store = InstanceStore(kv, "wf")
+    store.create([("a", b"\xc0")], 0.0, False)
+    store.acquire(["a"], 1.0)
+    n = len(store.history("a", None, 100))
+    kv.write(lambda w: w.put(b"N\x00wf\x00a\x00h", n.to_bytes(8, "big")))  # as older code left it
+    rec = StepRecord(kind=StepKind.DO, seq=0, state=StepState.DONE, attempts=1, value=b"\xc0")
+    store.save_step("a", 1, ("s", 1), rec, durable=True)
+    cursors = [e["cursor"] for e in store.history("a", None, 100)]
+    assert cursors == list(range(n + 4))
+    store.delete("a")
+    assert list(kv.read(lambda r: list(r.scan(b"N\x00wf\x00a\x00")))) == []
+
+
 class OneShot(WorkflowEntrypoint):
     async def run(self, event: Any, step: Any) -> Any:
         return await step.do("once", lambda: 1, retries={"limit": 0})

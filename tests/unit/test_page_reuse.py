@@ -14,7 +14,7 @@ BATCH = 400
 
 def live_and_finish(store: InstanceStore, round_: int) -> list[str]:
     """BATCH instances created, run through three steps and finished with an output."""
-    ids = [f"r{round_}-{n}" for n in range(BATCH)]
+    ids = [f"r{round_:03d}-{n:04d}" for n in range(BATCH)]  # one key length every round
     store.create([(iid, b"p" * 200) for iid in ids], float(round_), skip_existing=False)
     leases = store.acquire(ids, float(round_))
     for iid, lease in leases.items():
