@@ -42,6 +42,7 @@ class InstanceRunner:
         self.current: dict[str, Activation] = {}  # the activations running now, by instance
         self._joinable: dict[str, asyncio.Future[Outcome]] = {}
         self._pause_at_start: set[str] = set()  # paused while waiting their turn in a batch
+        self._batched: dict[str, list[bool]] = {}  # run by run_batch, which syncs their ends
 
     async def run_batch(self, items: list[tuple[str, int]]) -> BatchResult:
         """Run activations one after another. Past `budget` seconds no further one starts; one
@@ -50,28 +51,46 @@ class InstanceRunner:
         `slots` activations, WorkflowOptions.actors): their durable commits share fsyncs."""
         result, budget = BatchResult(), self.batch_budget
         start = self.clock.monotonic()
-        for k, (iid, lease) in enumerate(items):
-            left = budget - (self.clock.monotonic() - start)
-            if k and left <= 0:
-                result.unstarted = [i for i, _ in items[k:]]
-                break
-            task = asyncio.ensure_future(self.run(iid, lease))
-            # a timeout, or the activation's own error (read from the task below)
-            with contextlib.suppress(Exception):
-                await self.clock.wait_for(
-                    asyncio.shield(task), max(left, 0) if len(items) > 1 else None
-                )
-            if not task.done():
-                self._joinable[iid] = task
-                result.running = [iid]
-                result.unstarted = [i for i, _ in items[k + 1 :]]
-                break
-            try:
-                result.outcomes[iid] = task.result()
-            except Exception as exc:  # reported per instance; the rest of the batch goes on
-                result.failed[iid] = exc
+        owed = [False]  # an end whose sync was left to this batch
+        try:
+            for k, (iid, lease) in enumerate(items):
+                left = budget - (self.clock.monotonic() - start)
+                if k and left <= 0:
+                    result.unstarted = [i for i, _ in items[k:]]
+                    break
+                # Its end is synced below, with the others' (each one's first commit covers
+                # the one before): one fsync per batch, not one per activation.
+                self._batched[iid] = owed
+                task = asyncio.ensure_future(self.run(iid, lease))
+                # a timeout, or the activation's own error (read from the task below)
+                with contextlib.suppress(Exception):
+                    await self.clock.wait_for(
+                        asyncio.shield(task), max(left, 0) if len(items) > 1 else None
+                    )
+                if not task.done():
+                    del self._batched[iid]  # left running: it syncs its own end
+                    self._joinable[iid] = task
+                    result.running = [iid]
+                    result.unstarted = [i for i, _ in items[k + 1 :]]
+                    break
+                try:
+                    result.outcomes[iid] = task.result()
+                except Exception as exc:  # reported per instance; the rest of the batch goes on
+                    result.failed[iid] = exc
+        finally:
+            for iid, _ in items:
+                self._batched.pop(iid, None)
+        if owed[0]:
+            self.store.sync()  # every end above is durable before the namespace learns of it
         self._pause_at_start.difference_update(result.unstarted)
         return result
+
+    def _sync_left_to_batch(self, iid: str) -> bool:
+        owed = self._batched.get(iid)
+        if owed is None:
+            return False
+        owed[0] = True
+        return True
 
     async def join(self, iid: str) -> Outcome:
         """The outcome of an activation a batch left running."""
@@ -103,6 +122,7 @@ class InstanceRunner:
             self.compute,
         )
         act.preload(steps, params, modifiers)
+        act.end_sync_deferred = lambda: self._sync_left_to_batch(iid)
         if iid in self._pause_at_start:
             self._pause_at_start.discard(iid)
             act.request_pause()

@@ -14,7 +14,8 @@ from harness import Harness
 
 from raydo.errors import InvalidInputError
 from raydo.runtime.clock import FakeClock
-from raydo.runtime.engine import _LIVE, _written
+from raydo.runtime.engine import _LIVE, OutcomeKind, _written
+from raydo.runtime.local import InstanceRunner
 from raydo.runtime.model import WorkflowEntrypoint
 from raydo.runtime.options import WorkflowOptions
 from raydo.storage.codec import encode
@@ -108,6 +109,34 @@ class ThreeSteps(WorkflowEntrypoint):
         return total
 
 
+async def test_a_batch_run_one_after_another_syncs_its_ends_once_before_it_returns() -> None:
+    """A worker handed a batch runs its activations in turn: each one's first commit covers
+    the end of the one before (LMDB: a commit fsyncs its pages after the last meta page was
+    written), so the batch syncs once at its end, before the namespace learns any outcome,
+    instead of once per activation."""
+    kv = Counting()
+    check_schema(kv)
+    store = InstanceStore(kv, "wf")
+    ids = [f"i{n}" for n in range(5)]
+    store.create([(iid, encode({})) for iid in ids], 0.0, False)
+    leases = store.acquire(ids, 0.0)
+    runner = InstanceRunner(store, ThreeSteps, FakeClock(0.0))
+    kv.syncs = 0
+    result = await runner.run_batch(list(leases.items()))
+    assert kv.synced_at == kv.commits  # every end is durable when the outcomes are reported
+    assert {iid: o.kind for iid, o in result.outcomes.items()} == dict.fromkeys(
+        ids, OutcomeKind.COMPLETE
+    )
+    assert kv.syncs == 5 * 2 + 1  # two step results a body depends on each, one batch end
+    store.create([("alone", encode({}))], 1.0, False)
+    leases = store.acquire(["alone"], 1.0)
+    kv.syncs = 0
+    one = await runner.run_batch(list(leases.items()))
+    assert one.outcomes["alone"].kind is OutcomeKind.COMPLETE
+    assert kv.synced_at == kv.commits and kv.syncs == 3  # a batch of one: as before
+    runner.executor.shutdown(wait=False)
+
+
 async def test_parallel_instances_share_step_syncs() -> None:
     """Eight instances run at once in one worker: their step results are made durable together,
     far fewer syncs than one per step."""
@@ -118,7 +147,8 @@ async def test_parallel_instances_share_step_syncs() -> None:
             h.create(f"i{n}")
         kv.syncs = 0  # the creates' own (they run nothing before the next await)
         await h.until(lambda h=h: all(h.status(f"i{n}") == "complete" for n in range(8)))
-    assert alone.syncs >= 8 * 3  # one per step at least
+    # one per step result a later step's body depends on; the ends of a batch share one
+    assert alone.syncs >= 8 * 2
     assert together.syncs <= 3 + 2  # about one per round of steps
     print(f"syncs: one at a time {alone.syncs}, eight at once {together.syncs}")
 
