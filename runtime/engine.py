@@ -27,7 +27,7 @@ import enum
 import inspect
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -154,10 +154,6 @@ class _Round:
     done: asyncio.Future[None]
     writes: list[Staged] = field(default_factory=list)
     errors: list[Exception | None] = field(default_factory=list)  # by write: None = written
-
-
-def _never() -> bool:
-    return False
 
 
 class _Busy:
@@ -341,11 +337,12 @@ class Activation:
         self._behind: StepWrites = []  # see save_behind
         self._settling: list[Staged] = []  # its end, when written with a round (_settle)
         self._owed = False  # a step result is not durable yet: see save_durable
-        # Asked at the end, when a step result still needs a sync: True when whoever reports
-        # the outcome syncs first (a batch of activations run one after another: each one's
-        # first commit covers the end of the one before, and one sync at the batch's end
-        # covers the last; InstanceRunner.run_batch).
-        self.end_sync_deferred: Callable[[], bool] = _never
+        # Whoever reports the outcome syncs first, so the end may be left unsynced (a batch of
+        # activations run one after another: each one's first commit covers the end of the one
+        # before, and one sync at the batch's end covers the last; InstanceRunner.run_batch).
+        # `end_unsynced` says it was.
+        self.end_sync_left = False
+        self.end_unsynced = False
         self._freeing: list[_Started] = []  # attempts whose slots go once _behind is written
         self._failed = False  # a write of this activation failed (storage error)
         self._soon: asyncio.Handle | None = None  # see _write_soon
@@ -371,7 +368,7 @@ class Activation:
                 if outcome.kind is not OutcomeKind.STOPPED:  # (stopped: nothing more is ours)
                     # the results its end wrote (or a commit since has): synced here, or by
                     # whoever reports the outcome (InstanceRunner.run_batch)
-                    self.ensure_durable(defer=self.end_sync_deferred)
+                    self.end_unsynced = not self.ensure_durable(sync=not self.end_sync_left)
                 return outcome
             # Its end goes with the other activations' writes of this round (_settle).
             round_, first = _LIVE.write_together(self.store, settling)
@@ -793,17 +790,19 @@ class Activation:
             started.handed = True  # its slot goes once the outcome is written (_written_behind)
             self._freeing.append(started)
 
-    def ensure_durable(self, defer: Callable[[], bool] = _never) -> None:
+    def ensure_durable(self, sync: bool = True) -> bool:
         """Make this activation's step results durable before anything that may depend on them
         runs: a step body (its side effects may use them) or the end of the activation.
         Writes what is carried behind, then syncs; a commit made since by any process made
-        them durable already (storage/kv.py): then this costs no fsync. `defer()` True: the
-        sync is left to whoever reports the outcome (end_sync_deferred)."""
-        if self._owed:
-            self._owed = False
-            self._write_behind()
-            if not defer():
-                self.store.sync()  # free when a commit since (by anyone) covered it
+        them durable already (storage/kv.py): then this costs no fsync. `sync=False` (the
+        end, end_sync_left): written, the sync left to the caller. False when a sync is owed."""
+        if not self._owed:
+            return True
+        self._owed = False
+        self._write_behind()
+        if sync:
+            self.store.sync()  # free when a commit since (by anyone) covered it
+        return sync
 
     async def _save_together(
         self, sid: tuple[str, int], rec: StepRecord, started: _Started | None

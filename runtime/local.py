@@ -42,7 +42,8 @@ class InstanceRunner:
         self.current: dict[str, Activation] = {}  # the activations running now, by instance
         self._joinable: dict[str, asyncio.Future[Outcome]] = {}
         self._pause_at_start: set[str] = set()  # paused while waiting their turn in a batch
-        self._batched: dict[str, list[bool]] = {}  # run by run_batch, which syncs their ends
+        self._batched: set[str] = set()  # run by run_batch, which syncs their ends
+        self._end_unsynced = False  # an activation's end left for run_batch to sync
 
     async def run_batch(self, items: list[tuple[str, int]]) -> BatchResult:
         """Run activations one after another. Past `budget` seconds no further one starts; one
@@ -51,7 +52,6 @@ class InstanceRunner:
         `slots` activations, WorkflowOptions.actors): their durable commits share fsyncs."""
         result, budget = BatchResult(), self.batch_budget
         start = self.clock.monotonic()
-        owed = [False]  # an end whose sync was left to this batch
         try:
             for k, (iid, lease) in enumerate(items):
                 left = budget - (self.clock.monotonic() - start)
@@ -60,7 +60,7 @@ class InstanceRunner:
                     break
                 # Its end is synced below, with the others' (each one's first commit covers
                 # the one before): one fsync per batch, not one per activation.
-                self._batched[iid] = owed
+                self._batched.add(iid)
                 task = asyncio.ensure_future(self.run(iid, lease))
                 # a timeout, or the activation's own error (read from the task below)
                 with contextlib.suppress(Exception):
@@ -68,7 +68,7 @@ class InstanceRunner:
                         asyncio.shield(task), max(left, 0) if len(items) > 1 else None
                     )
                 if not task.done():
-                    del self._batched[iid]  # left running: it syncs its own end
+                    self._leave_batch(iid)  # left running: it syncs its own end
                     self._joinable[iid] = task
                     result.running = [iid]
                     result.unstarted = [i for i, _ in items[k + 1 :]]
@@ -78,19 +78,18 @@ class InstanceRunner:
                 except Exception as exc:  # reported per instance; the rest of the batch goes on
                     result.failed[iid] = exc
         finally:
-            for iid, _ in items:
-                self._batched.pop(iid, None)
-        if owed[0]:
+            self._batched.difference_update(iid for iid, _ in items)
+        if self._end_unsynced:  # (a sync covers every commit of this process so far)
+            self._end_unsynced = False
             self.store.sync()  # every end above is durable before the namespace learns of it
         self._pause_at_start.difference_update(result.unstarted)
         return result
 
-    def _sync_left_to_batch(self, iid: str) -> bool:
-        owed = self._batched.get(iid)
-        if owed is None:
-            return False
-        owed[0] = True
-        return True
+    def _leave_batch(self, iid: str) -> None:
+        self._batched.discard(iid)
+        act = self.current.get(iid)
+        if act is not None:
+            act.end_sync_left = False
 
     async def join(self, iid: str) -> Outcome:
         """The outcome of an activation a batch left running."""
@@ -122,7 +121,7 @@ class InstanceRunner:
             self.compute,
         )
         act.preload(steps, params, modifiers)
-        act.end_sync_deferred = lambda: self._sync_left_to_batch(iid)
+        act.end_sync_left = iid in self._batched
         if iid in self._pause_at_start:
             self._pause_at_start.discard(iid)
             act.request_pause()
@@ -132,6 +131,7 @@ class InstanceRunner:
         finally:
             if self.current.get(iid) is act:  # not a newer activation of the same instance
                 del self.current[iid]
+        self._end_unsynced = self._end_unsynced or act.end_unsynced
         outcome.recycle = any(not stray.done() for stray in act.strays)
         return outcome
 

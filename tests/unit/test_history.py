@@ -171,12 +171,18 @@ def test_bad_cursor_filter_and_oversized_emit_are_refused() -> None:
         assert "step_emitted" not in _kinds(inst.history().result())
 
 
-def test_a_lost_attempt_is_recorded_as_errored_then_retried() -> None:
+def _running_instance_a() -> tuple[MemoryKV, InstanceStore]:
+    """In-memory storage holding instance "a" of workflow "wf", acquired (lease 1)."""
     kv = MemoryKV()
     check_schema(kv)
     store = InstanceStore(kv, "wf")
     store.create([("a", b"\xc0")], 0.0, False)
     store.acquire(["a"], 1.0)
+    return kv, store
+
+
+def test_a_lost_attempt_is_recorded_as_errored_then_retried() -> None:
+    kv, store = _running_instance_a()
     rec = StepRecord(kind=StepKind.DO, seq=0, attempts=1, started_at=1.0)
     store.save_step("a", 1, ("s", 1), rec, durable=False)
     store.acquire(["a"], 2.0)  # the worker died; a new activation replays
@@ -202,11 +208,7 @@ def test_a_lost_attempt_is_recorded_as_errored_then_retried() -> None:
 def test_a_step_save_writes_its_record_and_events_and_no_counter_key() -> None:
     """Sequence numbers are read off the newest event: a counter key of its own sat apart from
     the events and cost a long instance's every step a page write more."""
-    kv = MemoryKV()
-    check_schema(kv)
-    store = InstanceStore(kv, "wf")
-    store.create([("a", b"\xc0")], 0.0, False)
-    store.acquire(["a"], 1.0)
+    kv, store = _running_instance_a()
     before = dict(kv.read(lambda r: list(r.scan(b"N\x00wf\x00a\x00"))))
     rec = StepRecord(kind=StepKind.DO, seq=0, state=StepState.DONE, attempts=1, value=b"\xc0")
     store.save_step("a", 1, ("s", 1), rec, durable=True)
@@ -222,11 +224,7 @@ def test_a_step_save_writes_its_record_and_events_and_no_counter_key() -> None:
 
 
 def test_a_storage_with_the_old_history_counter_key_goes_on_numbering_after_its_events() -> None:
-    kv = MemoryKV()
-    check_schema(kv)
-    store = InstanceStore(kv, "wf")
-    store.create([("a", b"\xc0")], 0.0, False)
-    store.acquire(["a"], 1.0)
+    kv, store = _running_instance_a()
     n = len(store.history("a", None, 100))
     kv.write(lambda w: w.put(b"N\x00wf\x00a\x00h", n.to_bytes(8, "big")))  # as older code left it
     rec = StepRecord(kind=StepKind.DO, seq=0, state=StepState.DONE, attempts=1, value=b"\xc0")
