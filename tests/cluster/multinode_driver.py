@@ -96,7 +96,11 @@ def main() -> None:
         wf = raydo.workflow(Where, name="where", **small)
         insts = [wf.create(id=f"o{n}", params=n).result() for n in range(int(args[0]))]
         done = wf.wait_all(insts, timeout=180).result()
-        answer = {"routed": hasattr(wf.actor, "homes"), "done": {s.id: s.status for s in done}}
+        answer = {
+            "routed": hasattr(wf.actor, "homes"),
+            "done": {s.id: s.status for s in done},
+            "ray_nodes": sorted({s.output["first"]["ray_node"] for s in done}),
+        }
     elif mode == "labels":  # a workflow limited to nodes with a label
         zoned = raydo.workflow(Where, name="zoned", node_labels={"raydo-node": "n2"}, **small)
         insts = [zoned.create(params=n).result() for n in range(4)]
