@@ -99,7 +99,7 @@ def disk_counts() -> tuple[int, int] | None:
 
 def per_step(kind: str) -> dict[str, Any]:
     n = ARGS.steps
-    loop = (lambda k: sync_loop(k)) if kind == "sync" else (lambda k: asyncio.run(async_loop(k)))
+    loop = sync_loop if kind == "sync" else (lambda k: asyncio.run(async_loop(k)))
     loop(min(n, 50))  # warm-up
     before = disk_counts()
     inside = [loop(n) for _ in range(ARGS.repeats)]
