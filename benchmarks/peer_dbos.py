@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -36,7 +37,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=1000, help="steps per per-step workflow")
     p.add_argument("--repeats", type=int, default=3, help="per-step workflows of each kind")
     p.add_argument("--instances", type=int, default=1000, help="3-step workflows")
-    p.add_argument("--threads", type=int, default=32, help="DBOS max_executor_threads")
+    p.add_argument(
+        "--threads", type=int, default=4, help="DBOS max_executor_threads (4: its best here)"
+    )
     p.add_argument(
         "--storage-root", default=tempfile.gettempdir(), help="where the SQLite file goes"
     )
@@ -142,10 +145,11 @@ def main() -> None:
         }
     finally:
         DBOS.destroy()
+        shutil.rmtree(FOLDER, ignore_errors=True)
     if ARGS.json:
         print(json.dumps(out, indent=2))
         return
-    print(f"DBOS {out['dbos']} on SQLite in {FOLDER}", file=sys.stderr)
+    print(f"DBOS {out['dbos']} on SQLite under {ARGS.storage_root}", file=sys.stderr)
     for kind in ("sync", "async"):
         r = out[f"{kind}_steps"]
         disk = ""
